@@ -1,0 +1,65 @@
+"""initlab: weight initialization that makes deep networks train.
+
+Initializers for every scheme PyTorch, Keras and JAX/Flax ship, with correct fans and gains,
+applied to a whole ``nn.Module`` in one call.
+"""
+
+from __future__ import annotations
+
+from .apply import InitReport, InitRow, default_init_std, init_model
+from .course import initialize_parameters
+from .fans import fan_in_fan_out, parameter_fans, receptive_field
+from .gains import gain
+from .nets import MLP, load_parameters, mlp
+from .registry import get
+from .schemes import (
+    Constant,
+    DeltaOrthogonal,
+    Dirac,
+    He,
+    Identity,
+    Initializer,
+    Lecun,
+    Normal,
+    Orthogonal,
+    Random,
+    Sparse,
+    TruncatedNormal,
+    Uniform,
+    VarianceScaling,
+    Xavier,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Constant",
+    "DeltaOrthogonal",
+    "Dirac",
+    "He",
+    "Identity",
+    "InitReport",
+    "InitRow",
+    "Initializer",
+    "Lecun",
+    "MLP",
+    "Normal",
+    "Orthogonal",
+    "Random",
+    "Sparse",
+    "TruncatedNormal",
+    "Uniform",
+    "VarianceScaling",
+    "Xavier",
+    "__version__",
+    "default_init_std",
+    "fan_in_fan_out",
+    "gain",
+    "get",
+    "init_model",
+    "initialize_parameters",
+    "load_parameters",
+    "mlp",
+    "parameter_fans",
+    "receptive_field",
+]

@@ -1,0 +1,300 @@
+"""``init_model``: initialize every parameter of an ``nn.Module`` in one call.
+
+Per parameter, in this order of precedence:
+
+1. ``rules``: the first rule that matches, by parameter-name glob (``"*.bias"``,
+   ``"head.weight"``) or by module type (``nn.Embedding``); its value is a scheme spec or
+   ``"keep"`` (leave the parameter as it is).
+2. Normalization layers (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm): weight 1,
+   bias 0, so they start as the identity.
+3. Biases and other parameters named ``*bias*`` (``in_proj_bias``, ``bias_ih_l0``): the ``bias``
+   policy (zeros by default).
+4. Parameters with >= 2 dims: ``scheme``, with layer-aware fans (``fans.parameter_fans``,
+   one block per LSTM/GRU gate or q/k/v projection) and, for activation-aware schemes, the gain
+   of the activation that follows the layer (:mod:`initlab.activations`) or that acts inside it
+   (LSTM gates).
+5. Other 1-D parameters (PReLU slopes, ...) are kept.
+
+Each parameter draws from its own generator, seeded from ``seed`` and the parameter's
+qualified name, so its values do not depend on the other parameters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._random import as_seed, derive_seed, make_generator
+from ._table import format_table
+from .activations import following_activations
+from .fans import FanChunk, fan_in_fan_out, parameter_fans
+from .registry import Spec, get
+from .schemes import Initializer, Uniform
+
+RuleKey = str | type
+Rules = Mapping[RuleKey, Spec] | None
+
+_NORM_TYPES = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)  # fmt: skip
+
+# Realized std is measured exactly up to this many elements and on an evenly strided sample
+# of this many beyond, so the report costs nothing noticeable on billion-parameter models.
+_STD_SAMPLE = 1 << 20
+
+
+@dataclass
+class InitRow:
+    """What ``init_model`` did to one parameter (or one gate/projection block of it)."""
+
+    parameter: str
+    shape: tuple[int, ...]
+    scheme: str
+    action: str
+    fan_in: int | None = None
+    fan_out: int | None = None
+    activation: str | None = None
+    activation_source: str | None = None
+    gain: float | None = None
+    target_std: float | None = None
+    realized_std: float | None = None
+
+
+@dataclass
+class InitReport:
+    """The per-parameter plan and outcome of :func:`init_model`; ``str()`` is a table."""
+
+    rows: list[InitRow] = field(default_factory=list)
+    seed: int | None = None
+
+    _HEADERS = ("parameter", "shape", "scheme", "fan_in", "fan_out", "activation", "gain",
+                "target std", "realized std")  # fmt: skip
+
+    def __str__(self) -> str:
+        table = [
+            (r.parameter, r.shape, r.scheme, r.fan_in, r.fan_out, r.activation, r.gain,
+             r.target_std, r.realized_std)
+            for r in self.rows
+        ]  # fmt: skip
+        return format_table(self._HEADERS, table)
+
+    def __getitem__(self, parameter: str) -> InitRow:
+        for row in self.rows:
+            if row.parameter == parameter:
+                return row
+        raise KeyError(
+            f"no row for {parameter!r}; parameters: {', '.join(r.parameter for r in self.rows)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "rows": [asdict(r) | {"shape": list(r.shape)} for r in self.rows],
+        }
+
+
+def _rule_for(rules: Rules, qualified: str, module: nn.Module) -> tuple[bool, Spec | None]:
+    if not rules:
+        return False, None
+    for key, value in rules.items():
+        if isinstance(key, str) and fnmatch.fnmatchcase(qualified, key):
+            return True, value
+        if isinstance(key, type) and isinstance(module, key):
+            return True, value
+    return False, None
+
+
+def _check_rules(rules: Rules) -> dict[RuleKey, Initializer | str]:
+    if rules is None:
+        return {}
+    if not isinstance(rules, Mapping):
+        raise TypeError(f"rules must be a mapping {{glob or module type: scheme}}; got {rules!r}")
+    checked: dict[RuleKey, Initializer | str] = {}
+    for key, value in rules.items():
+        if not isinstance(key, str) and not (isinstance(key, type) and issubclass(key, nn.Module)):
+            raise TypeError(
+                f"rule keys are parameter-name globs or nn.Module subclasses; got {key!r}"
+            )
+        checked[key] = "keep" if value == "keep" else get(value)
+    return checked
+
+
+def _bias_scheme(bias: Spec, weight: torch.Tensor | None) -> Initializer | None:
+    if bias == "keep":
+        return None
+    if bias == "default":
+        if weight is None or weight.dim() < 2:
+            return get("zeros")
+        bound = 1 / math.sqrt(fan_in_fan_out(weight.shape)[0])
+        return Uniform(-bound, bound)
+    return get(bias)
+
+
+def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
+    if tensor.device.type == "meta" or tensor.numel() < 2:
+        return None
+    flat = tensor.detach().reshape(-1)
+    if flat.numel() > _STD_SAMPLE:
+        flat = flat[:: flat.numel() // _STD_SAMPLE]
+    return flat.float().std()
+
+
+def init_model(
+    model: nn.Module,
+    scheme: Spec = "he_normal",
+    *,
+    bias: Spec = "zeros",
+    rules: Rules = None,
+    seed: int | None = None,
+) -> InitReport:
+    """Initialize every parameter of ``model`` in place and report what was done.
+
+    ``scheme``: any spec :func:`initlab.get` accepts, for weights (>= 2 dims). Activation-aware
+    schemes (``he_*`` by default, ``xavier_*:gain=auto``, ``orthogonal:gain=auto``) take the
+    gain of the activation that follows each layer, e.g. ``std = sqrt(2 / fan_in)`` before a
+    ReLU and ``1 / sqrt(fan_in)`` before nothing.
+    ``bias``: ``"zeros"`` (default), ``"keep"``, ``"default"`` (PyTorch's
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``) or a scheme spec.
+    ``rules``: ``{glob or module type: spec or "keep"}``, first match wins.
+    ``seed``: same seed, same values; ``None`` draws a fresh seed (recorded in the report).
+
+    >>> import torch.nn as nn
+    >>> report = init_model(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), seed=0)
+    >>> round(report["0.weight"].target_std, 4)  # sqrt(2 / 4)
+    0.7071
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"init_model needs a torch.nn.Module; got {type(model).__name__}")
+    weight_scheme = get(scheme)
+    checked_rules = _check_rules(rules)
+    if bias not in ("keep", "default"):
+        get(bias)  # validate once, up front
+    seed = as_seed(seed)
+    activations = following_activations(model)
+    report = InitReport(seed=seed)
+    pending_std: list[tuple[InitRow, torch.Tensor]] = []
+    seen: set[int] = set()
+
+    for module_name, module in model.named_modules():
+        own_weight = getattr(module, "weight", None)
+        for name, param in module.named_parameters(recurse=False):
+            qualified = f"{module_name}.{name}" if module_name else name
+            shape = tuple(param.shape)
+            if id(param) in seen:
+                report.rows.append(InitRow(qualified, shape, "-", "tied"))
+                continue
+            seen.add(id(param))
+            matched, rule = _rule_for(checked_rules, qualified, module)
+            if matched:
+                chosen, action = rule, "rule"
+            elif isinstance(module, _NORM_TYPES):
+                chosen, action = get("ones" if name == "weight" else "zeros"), "norm"
+            elif "bias" in name:
+                chosen, action = _bias_scheme(bias, own_weight), "bias"
+            elif param.dim() >= 2:
+                chosen, action = weight_scheme, "weight"
+            else:
+                chosen, action = None, "keep"
+            if chosen is None or chosen == "keep":
+                report.rows.append(InitRow(qualified, shape, "kept", "keep"))
+                continue
+            assert isinstance(chosen, Initializer)
+            chunks: list[FanChunk] | None = None
+            if chosen.uses_fans or param.dim() >= 2:
+                chunks = parameter_fans(module, name, param)
+            if chosen.uses_fans and chunks is None:
+                raise ValueError(
+                    f"{qualified} has shape {shape}: {chosen.name} needs fans (>= 2 dims); "
+                    f"give it a rule with a scheme that needs none (zeros, normal, uniform)"
+                )
+            found = activations.get(module_name)
+            generator = make_generator(derive_seed(seed, qualified), param.device)
+            for chunk in chunks or [None]:
+                target = param if chunk is None else param[chunk.start : chunk.stop]
+                act = None
+                source = None
+                if chunk is not None and chunk.activation is not None:
+                    act, source = (chunk.activation, None), "layer"
+                elif found is not None and action in ("weight", "rule"):
+                    act, source = found.activation, found.source
+                fans = None if chunk is None else (chunk.fan_in, chunk.fan_out)
+                label = qualified if chunk is None or len(chunks) == 1 else (
+                    f"{qualified}[{chunk.role}]"
+                )  # fmt: skip
+                try:
+                    chosen(target.data, generator, fans=fans, activation=act)
+                except ValueError as error:
+                    raise ValueError(f"cannot initialize {label}: {error}") from None
+                row = InitRow(
+                    parameter=label,
+                    shape=tuple(target.shape),
+                    scheme=str(chosen),
+                    action=action,
+                    fan_in=None if fans is None else fans[0],
+                    fan_out=None if fans is None else fans[1],
+                    activation=None if act is None else act[0],
+                    activation_source=source,
+                    gain=chosen.gain_for(act),
+                    target_std=chosen.target_std(tuple(target.shape), fans, act),
+                )
+                report.rows.append(row)
+                std = _realized_std(target)
+                if std is not None:
+                    pending_std.append((row, std))
+    # One host sync for all realized stds (matters on GPUs).
+    if pending_std:
+        values = torch.stack([s.to("cpu", non_blocking=True) for _, s in pending_std]).tolist()
+        for (row, _), value in zip(pending_std, values, strict=True):
+            row.realized_std = value
+    return report
+
+
+def default_init_std(module: nn.Module) -> dict[str, float]:
+    """The std of each parameter under PyTorch's own default initialization.
+
+    ``Linear``/``Conv``: ``kaiming_uniform_(a=sqrt(5))``, i.e. ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)`` -- a third of He's variance ``2 / fan_in``
+    for the weight, and the same for the bias. ``Embedding``: ``N(0, 1)``. ``RNN``/``LSTM``/
+    ``GRU``: ``U(-1/sqrt(hidden), 1/sqrt(hidden))``. ``MultiheadAttention``: Xavier-uniform
+    ``in_proj_weight``, zero biases. Norm layers: weight 1, bias 0 (std 0). Parameters of
+    other modules are left out.
+    """
+    result: dict[str, float] = {}
+    for module_name, sub in module.named_modules():
+        prefix = f"{module_name}." if module_name else ""
+        params = dict(sub.named_parameters(recurse=False))
+        if isinstance(sub, nn.Linear | nn.modules.conv._ConvNd):
+            fan_in = fan_in_fan_out(sub.weight.shape)[0]
+            for name in params:
+                result[prefix + name] = 1 / math.sqrt(3 * fan_in)
+        elif isinstance(sub, nn.Bilinear):
+            for name in params:
+                result[prefix + name] = 1 / math.sqrt(3 * sub.weight.shape[1])
+        elif isinstance(sub, nn.Embedding | nn.EmbeddingBag):
+            result[prefix + "weight"] = 1.0
+        elif isinstance(sub, nn.RNNBase):
+            for name in params:
+                result[prefix + name] = 1 / math.sqrt(3 * sub.hidden_size)
+        elif isinstance(sub, nn.MultiheadAttention):
+            for name, p in params.items():
+                if "bias" in name and name != "bias_k" and name != "bias_v":
+                    result[prefix + name] = 0.0
+                elif name.endswith("proj_weight"):
+                    fan_in, fan_out = fan_in_fan_out(p.shape)
+                    result[prefix + name] = math.sqrt(2.0 / (fan_in + fan_out))
+        elif isinstance(sub, _NORM_TYPES):
+            for name in params:
+                result[prefix + name] = 0.0
+    # MultiheadAttention zeroes its out_proj bias after the Linear default.
+    for module_name, sub in module.named_modules():
+        if isinstance(sub, nn.MultiheadAttention) and sub.out_proj.bias is not None:
+            prefix = f"{module_name}." if module_name else ""
+            result[prefix + "out_proj.bias"] = 0.0
+    return result
