@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -65,7 +66,7 @@ class MLP(nn.Sequential):
                 layers[f"act{layer}"] = HIDDEN_ACTIVATIONS[activations[layer - 1]]()
                 if dropout > 0:
                     layers[f"dropout{layer}"] = nn.Dropout(dropout)
-        super().__init__(layers)  # type: ignore[arg-type]
+        super().__init__(OrderedDict(layers))
         self.layer_dims = tuple(dims)
         self.activations = tuple(activations)
         self.output = output
