@@ -8,15 +8,52 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import torch
 
+T = TypeVar("T")
+
 SeedLike = int | np.random.Generator | torch.Generator | None
 
-# Elements per block of the rejection sampler: small enough that a block and its mask stay
-# in cache, large enough that per-block Python overhead is negligible.
-_BLOCK = 1 << 20
+# The CPU truncated-normal sampler works on chunks of _CHUNK elements, each drawn from its own
+# generator seeded from the caller's (so values depend on this constant, never on the number of
+# threads), in blocks of _BLOCK elements that stay in cache across the uniform -> erfinv ->
+# scale -> clamp passes.
+_CHUNK = 1 << 22
+_BLOCK = 1 << 16
+
+# Set in worker threads of parallel_map, so nested calls run serially instead of oversubscribing.
+_worker = threading.local()
+
+
+def parallel_map(fn: Callable[[T], None], items: Sequence[T], workers: int | None = None) -> None:
+    """Call ``fn(item)`` for every item, on up to ``workers`` threads (default: torch's
+    intra-op thread count), serially when there is one item, one worker, or when already
+    inside a worker. ``fn`` must be independent per item (its own generator): results then do
+    not depend on the number of threads. Exceptions propagate, the first one in item order.
+    """
+    workers = torch.get_num_threads() if workers is None else workers
+    workers = min(workers, len(items))
+    if workers <= 1 or getattr(_worker, "active", False):
+        for item in items:
+            fn(item)
+        return
+
+    def run(item: T) -> None:
+        _worker.active = True
+        try:
+            fn(item)
+        finally:
+            _worker.active = False
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="initlab") as pool:
+        for future in [pool.submit(run, item) for item in items]:
+            future.result()
 
 
 def fresh_seed() -> int:
@@ -65,50 +102,63 @@ def truncated_standard_normal_(
 ) -> torch.Tensor:
     """Fill ``tensor`` in place with ``N(0, 1)`` truncated to ``[low, high]``.
 
-    On the CPU, when at least a quarter of the mass lies inside the bounds, draws normals and
-    redraws the out-of-range ones until none remain (exact, and far faster than the inverse
-    CDF, whose ``erfinv`` is slow on CPUs). Otherwise, and on accelerators (no host syncs),
-    uses the inverse CDF: ``x = sqrt(2) erfinv(u)``, ``u ~ U(2 Phi(low) - 1, 2 Phi(high) - 1)``.
-    Both give exactly the truncated normal distribution.
+    Inverse CDF: ``x = sqrt(2) erfinv(u)``, ``u ~ U(2 Phi(low) - 1, 2 Phi(high) - 1)``, which
+    is exactly the truncated normal (``P(x <= t) = (Phi(t) - Phi(low)) / (Phi(high) -
+    Phi(low))``); a final clamp only absorbs float rounding at the bounds. Computed in float32
+    (float64 for float64 tensors, or when both bounds lie more than 5 std out in one tail).
+
+    On the CPU, tensors of more than ``_CHUNK`` elements are cut into chunks of ``_CHUNK``,
+    chunk ``i`` drawing from a generator seeded by the ``i``-th of ``n_chunks`` int64 draws
+    from ``generator``; chunks run on torch's intra-op threads and each is processed in
+    cache-sized blocks. Same generator state, same values, whatever the thread count.
+    On accelerators the whole tensor is one pass of four element-wise kernels, no host sync.
     """
     if not low < high:
         raise ValueError(f"truncation bounds must satisfy low < high; got [{low}, {high}]")
     if tensor.numel() == 0:
         return tensor
-    mass = _phi_cdf(high) - _phi_cdf(low)
-    if tensor.device.type != "cpu" or mass < 0.25:
-        return _inverse_cdf_(tensor, low, high, generator)
-    target = (
-        tensor
-        if tensor.is_contiguous()
-        else torch.empty_like(tensor, memory_format=torch.contiguous_format)
-    )
+    work_dtype = torch.float64 if min(abs(low), abs(high)) > 5 else torch.float32
+    if tensor.dtype == torch.float64:
+        work_dtype = torch.float64
+    u_low, u_high = 2 * _phi_cdf(low) - 1, 2 * _phi_cdf(high) - 1
+    if tensor.device.type != "cpu":
+        work = tensor if tensor.dtype == work_dtype else torch.empty_like(tensor, dtype=work_dtype)
+        _inverse_cdf_(work, u_low, u_high, low, high, generator)
+        if work is not tensor:
+            tensor.copy_(work)
+        return tensor
+    direct = tensor.is_contiguous() and tensor.dtype == work_dtype
+    target = tensor if direct else torch.empty(tensor.shape, dtype=work_dtype)
     flat = target.view(-1)
-    for start in range(0, flat.numel(), _BLOCK):
-        block = flat[start : start + _BLOCK]
-        block.normal_(0.0, 1.0, generator=generator)
-        bad = ((block < low) | (block > high)).nonzero().squeeze(1)
-        while bad.numel():
-            draws = torch.empty(bad.numel(), dtype=block.dtype).normal_(generator=generator)
-            inside = (draws >= low) & (draws <= high)
-            block[bad[inside]] = draws[inside]
-            bad = bad[~inside]
-    if target is not tensor:
+    n = flat.numel()
+    if n <= _CHUNK:
+        _blocks_(flat, u_low, u_high, low, high, generator)
+    else:
+        count = -(-n // _CHUNK)
+        seeds = torch.randint(0, 2**62, (count,), generator=generator).tolist()
+
+        def fill(index: int) -> None:
+            chunk_generator = torch.Generator().manual_seed(seeds[index])
+            chunk = flat[index * _CHUNK : (index + 1) * _CHUNK]
+            _blocks_(chunk, u_low, u_high, low, high, chunk_generator)
+
+        parallel_map(fill, range(count))
+    if not direct:
         tensor.copy_(target)
     return tensor
 
 
+def _blocks_(
+    flat: torch.Tensor, u_low: float, u_high: float, low: float, high: float,
+    generator: torch.Generator,
+) -> None:  # fmt: skip
+    for start in range(0, flat.numel(), _BLOCK):
+        _inverse_cdf_(flat[start : start + _BLOCK], u_low, u_high, low, high, generator)
+
+
 def _inverse_cdf_(
-    tensor: torch.Tensor, low: float, high: float, generator: torch.Generator
-) -> torch.Tensor:
-    # Work in at least float32 (and float64 when the region is far in a tail) for accuracy.
-    work_dtype = torch.float64 if min(abs(low), abs(high)) > 5 else torch.float32
-    if tensor.dtype == torch.float64:
-        work_dtype = torch.float64
-    work = tensor if tensor.dtype == work_dtype else torch.empty_like(tensor, dtype=work_dtype)
-    lo, hi = 2 * _phi_cdf(low) - 1, 2 * _phi_cdf(high) - 1
-    work.uniform_(lo, hi, generator=generator)
+    work: torch.Tensor, u_low: float, u_high: float, low: float, high: float,
+    generator: torch.Generator,
+) -> None:  # fmt: skip
+    work.uniform_(u_low, u_high, generator=generator)
     work.erfinv_().mul_(math.sqrt(2.0)).clamp_(low, high)
-    if work is not tensor:
-        tensor.copy_(work)
-    return tensor

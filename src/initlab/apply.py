@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._random import as_seed, derive_seed, make_generator
+from ._random import as_seed, derive_seed, make_generator, parallel_map
 from ._table import format_table
 from .activations import following_activations
 from .fans import FanChunk, fan_in_fan_out, parameter_fans
@@ -45,9 +45,15 @@ _NORM_TYPES = (
     *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
 )  # fmt: skip
 
-# Realized std is measured exactly up to this many elements and on an evenly strided sample
-# of this many beyond, so the report costs nothing noticeable on billion-parameter models.
-_STD_SAMPLE = 1 << 20
+# Realized std is measured exactly up to _STD_SAMPLE elements and beyond that on _STD_RUNS
+# evenly spaced contiguous runs totalling _STD_SAMPLE elements (a strided sample would read a
+# cache line per element), so the report costs nothing noticeable on billion-parameter models.
+_STD_SAMPLE = 1 << 18
+_STD_RUNS = 64
+
+# CPU models with at least this many parameter elements are filled on several threads, one
+# parameter per task; each parameter has its own generator, so values do not change.
+_PARALLEL_NUMEL = 1 << 22
 
 
 @dataclass
@@ -141,9 +147,31 @@ def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
     if tensor.device.type == "meta" or tensor.numel() < 2:
         return None
     flat = tensor.detach().reshape(-1)
-    if flat.numel() > _STD_SAMPLE:
-        flat = flat[:: flat.numel() // _STD_SAMPLE]
+    n = flat.numel()
+    if n > _STD_SAMPLE:
+        run = _STD_SAMPLE // _STD_RUNS
+        flat = flat.as_strided((_STD_RUNS, run), ((n - run) // (_STD_RUNS - 1), 1))
     return flat.float().std()
+
+
+@dataclass
+class _Fill:
+    """One parameter's work: its generator seed and its (block, scheme, fans, activation) list."""
+
+    seed: int
+    device: torch.device
+    blocks: list[tuple[str, torch.Tensor, Initializer, tuple[int, int] | None, Any]]
+    stds: list[torch.Tensor | None] = field(default_factory=list)
+
+    def run(self) -> None:
+        generator = make_generator(self.seed, self.device)
+        for label, target, chosen, fans, act in self.blocks:
+            try:
+                chosen(target.data, generator, fans=fans, activation=act)
+            except ValueError as error:
+                raise ValueError(f"cannot initialize {label}: {error}") from None
+            with torch.no_grad():
+                self.stds.append(_realized_std(target))
 
 
 def init_model(
@@ -179,7 +207,8 @@ def init_model(
     seed = as_seed(seed)
     activations = following_activations(model)
     report = InitReport(seed=seed)
-    pending_std: list[tuple[InitRow, torch.Tensor]] = []
+    fills: list[_Fill] = []
+    measured: list[InitRow] = []
     seen: set[int] = set()
 
     for module_name, module in model.named_modules():
@@ -215,7 +244,7 @@ def init_model(
                     f"give it a rule with a scheme that needs none (zeros, normal, uniform)"
                 )
             found = activations.get(module_name)
-            generator = make_generator(derive_seed(seed, qualified), param.device)
+            fill = _Fill(derive_seed(seed, qualified), param.device, [])
             for chunk in chunks or [None]:
                 target = param if chunk is None else param[chunk.start : chunk.stop]
                 act = None
@@ -229,7 +258,8 @@ def init_model(
                     f"{qualified}[{chunk.role}]"
                 )  # fmt: skip
                 try:
-                    chosen(target.data, generator, fans=fans, activation=act)
+                    chosen._check_shape(tuple(target.shape))
+                    target_std = chosen.target_std(tuple(target.shape), fans, act)
                 except ValueError as error:
                     raise ValueError(f"cannot initialize {label}: {error}") from None
                 row = InitRow(
@@ -242,16 +272,23 @@ def init_model(
                     activation=None if act is None else act[0],
                     activation_source=source,
                     gain=chosen.gain_for(act),
-                    target_std=chosen.target_std(tuple(target.shape), fans, act),
+                    target_std=target_std,
                 )
                 report.rows.append(row)
-                std = _realized_std(target)
-                if std is not None:
-                    pending_std.append((row, std))
+                fill.blocks.append((label, target, chosen, fans, act))
+                measured.append(row)
+            fills.append(fill)
+    # Fill: per parameter, independent generators, so threads do not change the values.
+    on_cpu = all(f.device.type == "cpu" for f in fills)
+    numel = sum(t.numel() for f in fills for _, t, *_ in f.blocks)
+    parallel_map(_Fill.run, fills, workers=None if on_cpu and numel >= _PARALLEL_NUMEL else 1)
     # One host sync for all realized stds (matters on GPUs).
-    if pending_std:
-        values = torch.stack([s.to("cpu", non_blocking=True) for _, s in pending_std]).tolist()
-        for (row, _), value in zip(pending_std, values, strict=True):
+    stds = [s for f in fills for s in f.stds]
+    pending = [(row, s) for row, s in zip(measured, stds, strict=True) if s is not None]
+    if pending:
+        device = pending[0][1].device
+        values = torch.stack([s.to(device) for _, s in pending]).tolist()
+        for (row, _), value in zip(pending, values, strict=True):
             row.realized_std = value
     return report
 
