@@ -7,6 +7,7 @@ applied to a whole ``nn.Module`` in one call.
 from __future__ import annotations
 
 from .apply import InitReport, InitRow, default_init_std, init_model
+from .build import build
 from .course import initialize_parameters
 from .fans import fan_in_fan_out, parameter_fans, receptive_field
 from .gains import gain
@@ -52,6 +53,7 @@ __all__ = [
     "VarianceScaling",
     "Xavier",
     "__version__",
+    "build",
     "default_init_std",
     "fan_in_fan_out",
     "gain",

@@ -143,6 +143,43 @@ def _bias_scheme(bias: Spec, weight: torch.Tensor | None) -> Initializer | None:
     return get(bias)
 
 
+def _decide(
+    rules: dict[RuleKey, Initializer | str], qualified: str, module: nn.Module, name: str,
+    param: torch.Tensor, weight_scheme: Initializer, bias: Spec, own_weight: Any,
+) -> tuple[Initializer | str | None, str]:  # fmt: skip
+    """The scheme (``None`` or ``"keep"``: leave as is) and action for one parameter."""
+    matched, rule = _rule_for(rules, qualified, module)
+    if matched:
+        return rule, "rule"
+    if isinstance(module, _NORM_TYPES):
+        return get("ones" if name == "weight" else "zeros"), "norm"
+    if "bias" in name:
+        return _bias_scheme(bias, own_weight), "bias"
+    if param.dim() >= 2:
+        return weight_scheme, "weight"
+    return None, "keep"
+
+
+def _kept_parameters(model: nn.Module, scheme: Spec, bias: Spec, rules: Rules) -> list[str]:
+    """Qualified names of the parameters :func:`init_model` would leave as they are."""
+    weight_scheme, checked_rules = get(scheme), _check_rules(rules)
+    kept: list[str] = []
+    seen: set[int] = set()
+    for module_name, module in model.named_modules():
+        own_weight = getattr(module, "weight", None)
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            qualified = f"{module_name}.{name}" if module_name else name
+            chosen, _ = _decide(
+                checked_rules, qualified, module, name, param, weight_scheme, bias, own_weight
+            )
+            if chosen is None or chosen == "keep":
+                kept.append(qualified)
+    return kept
+
+
 def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
     if tensor.device.type == "meta" or tensor.numel() < 2:
         return None
@@ -220,17 +257,9 @@ def init_model(
                 report.rows.append(InitRow(qualified, shape, "-", "tied"))
                 continue
             seen.add(id(param))
-            matched, rule = _rule_for(checked_rules, qualified, module)
-            if matched:
-                chosen, action = rule, "rule"
-            elif isinstance(module, _NORM_TYPES):
-                chosen, action = get("ones" if name == "weight" else "zeros"), "norm"
-            elif "bias" in name:
-                chosen, action = _bias_scheme(bias, own_weight), "bias"
-            elif param.dim() >= 2:
-                chosen, action = weight_scheme, "weight"
-            else:
-                chosen, action = None, "keep"
+            chosen, action = _decide(
+                checked_rules, qualified, module, name, param, weight_scheme, bias, own_weight
+            )
             if chosen is None or chosen == "keep":
                 report.rows.append(InitRow(qualified, shape, "kept", "keep"))
                 continue

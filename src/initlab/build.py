@@ -1,0 +1,235 @@
+"""``build``: construct a model without its default init, then initialize it exactly once.
+
+Constructing ``nn.Linear(8192, 8192)`` runs PyTorch's default init (``kaiming_uniform_``) on
+64M numbers that :func:`initlab.init_model` then overwrites. :func:`build` instead
+
+1. calls ``factory()`` under ``torch.device("meta")``: parameters and buffers get shapes and
+   dtypes but no storage, and no default init work is done (nor any global RNG draw);
+2. casts floating parameters and buffers to ``dtype`` (free on the meta device);
+3. allocates real, uninitialized storage on ``device`` with ``Module.to_empty`` and re-ties
+   parameters that the factory shared between modules (``to_empty`` unties them);
+4. gives buffers their real values: normalization layers' running statistics by
+   ``reset_running_stats()`` (mean 0, var 1, batches 0); any other buffer by running
+   ``factory()`` once more on the CPU with every parameter sent to the meta device as it is
+   registered (so only the buffers take memory), under a forked global RNG, and copying the
+   buffers from that template;
+5. parameters that ``init_model`` keeps (``"keep"`` rules, ``bias="keep"``, PReLU slopes) have
+   no values yet: their module's ``reset_parameters()`` gives them PyTorch's default, drawn with
+   the global RNG temporarily seeded from ``seed`` and the module name (then restored). This
+   runs before step 6, which overwrites the module's other parameters. A module with a kept
+   parameter and no ``reset_parameters()`` is an error that names the parameter;
+6. runs :func:`initlab.init_model` (same scheme, rules, bias policy and seed): every other
+   parameter is written once, so peak memory is the parameters' bytes plus small change.
+
+The result equals ``init_model(factory().to(dtype).to(device), scheme, seed=seed)`` for every
+parameter that ``init_model`` initializes and for every buffer; kept parameters have PyTorch's
+default distribution but, being drawn from a seeded RNG, not the eager model's exact values.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._random import as_seed, derive_seed
+from ._validation import check_choice
+from .apply import InitReport, Rules, _kept_parameters, init_model
+from .registry import Spec
+
+_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def _check_device(device: Any) -> torch.device:
+    if not isinstance(device, str | torch.device):
+        raise TypeError(
+            f"device must be a str or torch.device such as 'cpu' or 'cuda:0'; got {device!r}"
+        )
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(
+            f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r} ({error})"
+        ) from None
+    if resolved.type == "meta":
+        raise ValueError("device='meta' has no storage to initialize; use 'cpu' or 'cuda'")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    return resolved
+
+
+def _check_dtype(dtype: Any) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype ({', '.join(_DTYPES)}); got {dtype}")
+        return dtype
+    if isinstance(dtype, str):
+        return _DTYPES[check_choice("dtype", dtype.removeprefix("torch."), tuple(_DTYPES))]
+    raise TypeError(
+        f"dtype must be None, a torch.dtype or one of {', '.join(_DTYPES)}; got {dtype!r}"
+    )
+
+
+# Thread-local switch read by the patched register_parameter (other threads are unaffected).
+_template = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = 0
+_original_register_parameter = nn.Module.register_parameter
+
+
+def _register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
+    if param is not None and getattr(_template, "active", False):
+        param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+    _original_register_parameter(self, name, param)
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Within this thread, every parameter registered on a module is moved to meta."""
+    global _patch_users
+    with _patch_lock:
+        if _patch_users == 0:
+            nn.Module.register_parameter = _register_parameter  # type: ignore[method-assign]
+        _patch_users += 1
+    _template.active = True
+    try:
+        yield
+    finally:
+        _template.active = False
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0:
+                nn.Module.register_parameter = _original_register_parameter  # type: ignore[method-assign]
+
+
+def _make(factory: Callable[[], nn.Module]) -> nn.Module:
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"factory() must return a torch.nn.Module; got {type(model).__name__}")
+    return model
+
+
+def _restore_buffers(
+    model: nn.Module, factory: Callable[[], nn.Module], dtype: torch.dtype | None
+) -> None:
+    others: list[str] = []
+    reset: set[str] = set()
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            module.reset_running_stats()
+            reset.update(
+                f"{module_name}.{n}" if module_name else n
+                for n, _ in module.named_buffers(recurse=False)
+            )
+    others = [name for name, _ in model.named_buffers() if name not in reset]
+    if not others:
+        return
+    with torch.random.fork_rng(devices=[]), _parameters_on_meta():
+        template = _make(factory)
+    if dtype is not None:
+        template = template.to(dtype=dtype)
+    values = dict(template.named_buffers())
+    with torch.no_grad():
+        for name, buffer in model.named_buffers():
+            if name in others:
+                buffer.copy_(values[name])
+
+
+def _retie(model: nn.Module, ties: list[tuple[str, str]]) -> None:
+    for alias, source in ties:
+        owner_name, _, attribute = alias.rpartition(".")
+        owner = model.get_submodule(owner_name)
+        setattr(owner, attribute, model.get_parameter(source))
+
+
+def _defaults_for_kept(model: nn.Module, kept: list[str], seed: int) -> None:
+    owners: dict[str, list[str]] = {}
+    for name in kept:
+        owners.setdefault(name.rpartition(".")[0], []).append(name)
+    for owner_name, names in owners.items():
+        module = model.get_submodule(owner_name)
+        reset = getattr(module, "reset_parameters", None)
+        if not callable(reset):
+            them = "them" if len(names) > 1 else "it"
+            raise ValueError(
+                f"build cannot give {', '.join(names)} a value: init_model keeps {them} and "
+                f"{type(module).__name__} has no reset_parameters(); give {them} a scheme, e.g. "
+                f"rules={{{names[0]!r}: 'zeros'}}, or construct the model eagerly and call "
+                "init_model"
+            )
+        cuda = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
+        with torch.random.fork_rng(devices=cuda), torch.no_grad():
+            torch.manual_seed(derive_seed(seed, "reset_parameters", owner_name))
+            reset()
+
+
+def build(
+    factory: Callable[[], nn.Module],
+    scheme: Spec = "he_normal",
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    seed: int | None = None,
+    bias: Spec = "zeros",
+    rules: Rules = None,
+) -> tuple[nn.Module, InitReport]:
+    """Construct ``factory()`` on ``device`` with every parameter initialized once by ``scheme``.
+
+    ``factory``: a zero-argument callable returning an ``nn.Module`` (a class, a lambda, a
+    ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``: as in
+    :func:`initlab.init_model`, whose report is returned. ``dtype``: floating dtype for the
+    floating parameters and buffers (``torch.bfloat16`` or ``"bfloat16"``), as
+    ``model.to(dtype)`` would give; ``None`` keeps the factory's dtypes.
+
+    No default init runs and parameters are written once, so building is faster than
+    ``init_model(factory())`` and peak memory is about the parameters' bytes. Values equal those
+    of ``init_model(factory().to(dtype).to(device), scheme, seed=seed)``.
+
+    >>> import torch.nn as nn
+    >>> model, report = build(lambda: nn.Sequential(nn.Linear(4, 8), nn.ReLU()), seed=0)
+    >>> round(report["0.weight"].target_std, 4)  # He: sqrt(2 / 4)
+    0.7071
+    """
+    if not callable(factory):
+        raise TypeError(
+            f"factory must be a callable that returns an nn.Module (e.g. a class or lambda); "
+            f"got {type(factory).__name__}"
+        )
+    target = _check_device(device)
+    cast = _check_dtype(dtype)
+    seed = as_seed(seed)
+    with torch.device("meta"):
+        model = _make(factory)
+    if cast is not None:
+        model = model.to(dtype=cast)
+    first: dict[int, str] = {}
+    ties: list[tuple[str, str]] = []
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            ties.append((name, first[id(param)]))
+        else:
+            first[id(param)] = name
+    model.to_empty(device=target)
+    _retie(model, ties)
+    _restore_buffers(model, factory, cast)
+    # Kept parameters first: init_model reads some of them (a PReLU slope sets the gain of the
+    # layer before it) and overwrites whatever else reset_parameters() touched.
+    _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed)
+    report = init_model(model, scheme, bias=bias, rules=rules, seed=seed)
+    return model, report
