@@ -273,6 +273,25 @@ class Uniform(Initializer):
         return (self.high - self.low) / math.sqrt(12.0)
 
 
+def _far_tail_standard_normal_(
+    tensor: torch.Tensor, low: float, high: float, generator: torch.Generator
+) -> None:
+    """``N(0, 1)`` truncated to ``[low, high]`` lying wholly in one tail beyond 3 std.
+
+    There ``2 Phi(x) - 1`` rounds to -/+1 (from 8.3 std on, even in float64) and an
+    erfinv-based inverse CDF returns the bound for every draw. The mirror image in the lower
+    tail keeps full relative precision: ``x = sign * ndtri(u)``, ``u ~ U(Phi(a), Phi(b))``
+    with ``[a, b] = sign * [low, high]`` below zero.
+    """
+    sign = -1.0 if low > 0 else 1.0
+    a, b = min(sign * low, sign * high), max(sign * low, sign * high)
+    phi_a, phi_b = (float(stats.norm.cdf(v)) for v in (a, b))
+    work = torch.empty(tensor.shape, dtype=torch.float64, device=tensor.device)
+    work.uniform_(phi_a, phi_b, generator=generator)
+    torch.special.ndtri(work, out=work).clamp_(a, b).mul_(sign)
+    tensor.copy_(work)
+
+
 @dataclass(frozen=True)
 class TruncatedNormal(Initializer):
     """``N(mean, std^2)`` conditioned on ``low <= w <= high``.
@@ -319,7 +338,10 @@ class TruncatedNormal(Initializer):
             tensor.fill_(min(max(self.mean, low), high))
             return
         a, b = (low - self.mean) / self.std, (high - self.mean) / self.std
-        truncated_standard_normal_(tensor, a, b, generator)
+        if a * b > 0 and min(abs(a), abs(b)) > 3:
+            _far_tail_standard_normal_(tensor, a, b, generator)
+        else:
+            truncated_standard_normal_(tensor, a, b, generator)
         tensor.mul_(self.std).add_(self.mean)
 
     def target_std(self, shape, fans=None, activation=None):
