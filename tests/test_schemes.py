@@ -484,6 +484,11 @@ def test_empty_weights(shape):
 
 def test_str_and_formula():
     assert str(get("random:scale=10")) == "random:scale=10"
-    assert str(get("ones")) == "constant:value=1.0"
+    assert str(get("ones")) == "ones" and str(get("zeros_")) == "zeros"
+    assert str(get("constant:value=2")) == "constant:value=2"
+    # only parameters that differ from the defaults: short report columns
+    assert str(get("he_normal")) == "he_normal"
+    assert str(get("HeNormal")) == "he_truncated:nonlinearity=relu"
+    assert str(get("trunc_normal_")) == "truncated_normal:low=-2.0,high=2.0"
     for cls in initlab.schemes.SCHEME_CLASSES:
         assert cls.formula and cls.__doc__

@@ -4,10 +4,11 @@ Three ways, tried in order, each documented in :func:`following_activations`:
 
 1. ``torch.fx`` tracing: follow the data flow from each layer's output through
    shape-only and normalizing operations (dropout, reshape, batch/layer norm, residual adds)
-   to the first activation (module, function or method).
-2. Module registration order, when tracing fails (data-dependent control flow): the first
-   activation module registered after the layer and before the next parameterized layer.
-   For ``nn.Sequential`` this is the execution order.
+   to the first activation (module, function or method). Layers inside a module that fx
+   treats as one call (``nn.MultiheadAttention``'s ``out_proj``) take that module's answer.
+2. Module registration order, when tracing fails (data-dependent control flow) or for layers
+   the traced graph never calls: the first activation module registered after the layer and
+   before the next parameterized layer. For ``nn.Sequential`` this is the execution order.
 3. Otherwise ``linear`` (no activation found).
 """
 
@@ -164,15 +165,48 @@ def _by_order(model: nn.Module) -> dict[str, Activation]:
     return found
 
 
+def _transformer_layers(model: nn.Module) -> dict[str, FoundActivation]:
+    """``linear1`` of PyTorch's Transformer layers is followed by their ``activation``
+    attribute (a function such as ``F.relu`` or a module), which neither fx (the layers are
+    single calls to it) nor the registration order can see.
+    """
+    found: dict[str, FoundActivation] = {}
+    layer_types = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+    for name, module in model.named_modules():
+        if isinstance(module, layer_types) and isinstance(module.linear1, nn.Linear):
+            act = module.activation
+            if isinstance(act, nn.Module):
+                activation = module_activation(act)
+            else:
+                activation = (_FUNCTIONS[act], None) if act in _FUNCTIONS else None
+            if activation is not None:
+                found[f"{name}.linear1" if name else "linear1"] = FoundActivation(
+                    activation, "layer"
+                )
+    return found
+
+
 def following_activations(model: nn.Module) -> dict[str, FoundActivation]:
     """Map each module that owns a >= 2-D parameter (by qualified name) to the activation
     that follows it. ``nn.Sequential`` and other traceable models use ``torch.fx``; others
     fall back to registration order (see the module docstring).
     """
-    traced = _trace(model)
-    if traced is not None:
-        return {k: FoundActivation(v, "fx" if v != _LINEAR else "none") for k, v in traced.items()}
-    return {
+    order = {
         k: FoundActivation(v, "order" if v != _LINEAR else "none")
         for k, v in _by_order(model).items()
     }
+    order.update(_transformer_layers(model))
+    traced = _trace(model)
+    if traced is None:
+        return order
+    found = {k: FoundActivation(v, "fx" if v != _LINEAR else "none") for k, v in traced.items()}
+    for name, by_order in order.items():
+        if name in found:
+            continue
+        # Not called in the traced graph: inside a module fx does not look into (torch.nn
+        # modules such as MultiheadAttention, whose out_proj is followed by what follows the
+        # attention), or not called at all. Take the nearest traced ancestor's, else the order.
+        parts = name.split(".")
+        ancestors = (".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1))
+        found[name] = next((found[a] for a in ancestors if a in traced), by_order)
+    return found

@@ -132,9 +132,14 @@ def _check_rules(rules: Rules) -> dict[RuleKey, Initializer | str]:
     return checked
 
 
-def _bias_scheme(bias: Spec, weight: torch.Tensor | None) -> Initializer | None:
+def _bias_scheme(
+    bias: Spec, weight: torch.Tensor | None, module: nn.Module | None = None
+) -> Initializer | None:
     if bias == "keep":
         return None
+    if bias == "default" and isinstance(module, nn.RNNBase):
+        bound = 1 / math.sqrt(module.hidden_size)  # PyTorch's U(-1/sqrt(h), 1/sqrt(h))
+        return Uniform(-bound, bound)
     if bias == "default":
         if weight is None or weight.dim() < 2:
             return get("zeros")
@@ -154,7 +159,7 @@ def _decide(
     if isinstance(module, _NORM_TYPES):
         return get("ones" if name == "weight" else "zeros"), "norm"
     if "bias" in name:
-        return _bias_scheme(bias, own_weight), "bias"
+        return _bias_scheme(bias, own_weight, module), "bias"
     if param.dim() >= 2:
         return weight_scheme, "weight"
     return None, "keep"
@@ -326,7 +331,7 @@ def default_init_std(module: nn.Module) -> dict[str, float]:
     """The std of each parameter under PyTorch's own default initialization.
 
     ``Linear``/``Conv``: ``kaiming_uniform_(a=sqrt(5))``, i.e. ``U(-1/sqrt(fan_in),
-    1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)`` -- a third of He's variance ``2 / fan_in``
+    1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)`` -- a sixth of He's variance ``2 / fan_in``
     for the weight, and the same for the bias. ``Embedding``: ``N(0, 1)``. ``RNN``/``LSTM``/
     ``GRU``: ``U(-1/sqrt(hidden), 1/sqrt(hidden))``. ``MultiheadAttention``: Xavier-uniform
     ``in_proj_weight``, zero biases. Norm layers: weight 1, bias 0 (std 0). Parameters of

@@ -129,7 +129,9 @@ def parameter_fans(module: nn.Module, name: str, param: torch.Tensor) -> list[Fa
     - ``RNN``/``LSTM``/``GRU``: ``weight_ih_l*`` ``(G*h, in)`` and ``weight_hh_l*`` ``(G*h, h)``
       are G stacked gate blocks with fans ``(in or h, h)`` each.
     - ``MultiheadAttention``: ``in_proj_weight`` ``(3E, E)`` is the q, k, v blocks with fans
-      ``(E, E)`` each.
+      ``(E, E)`` each (``q/k/v_proj_weight`` when ``kdim``/``vdim`` differ). Their outputs feed
+      the attention's dot products and weighted sums, not the activation after the layer, so
+      their activation is ``linear`` (gain 1, as PyTorch's Xavier default for them).
     """
     if param.dim() < 2:
         return None
@@ -159,8 +161,11 @@ def parameter_fans(module: nn.Module, name: str, param: torch.Tensor) -> list[Fa
     if isinstance(module, nn.MultiheadAttention) and name == "in_proj_weight":
         e = shape[0] // 3
         return [
-            FanChunk(i * e, (i + 1) * e, shape[1], e, role)
+            FanChunk(i * e, (i + 1) * e, shape[1], e, role, "linear")
             for i, role in enumerate(("query", "key", "value"))
         ]
+    if isinstance(module, nn.MultiheadAttention) and name.endswith("_proj_weight"):
+        fan_in, fan_out = fan_in_fan_out(shape)
+        return [FanChunk(0, shape[0], fan_in, fan_out, name[0] + " projection", "linear")]
     fan_in, fan_out = fan_in_fan_out(shape)
     return _whole(param, fan_in, fan_out)

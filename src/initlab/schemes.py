@@ -161,7 +161,15 @@ class Initializer:
         return None
 
     def __str__(self) -> str:
-        params = ",".join(f"{k}={v}" for k, v in self.get_config().items() if k != "name")
+        """The short spec: the name and the parameters that differ from their defaults
+        (``"he_normal:mode=fan_out"``); ``initlab.get`` turns it back into this initializer.
+        """
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        params = ",".join(
+            f"{k}={v}"
+            for k, v in self.get_config().items()
+            if k != "name" and not (k in defaults and v == defaults[k])
+        )
         return f"{self.name}:{params}" if params else self.name
 
     # ------------------------------------------------------------------ internals
@@ -201,6 +209,9 @@ class Constant(Initializer):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "value", check_number("value", self.value))
+
+    def __str__(self) -> str:
+        return {0.0: "zeros", 1.0: "ones"}.get(self.value, f"constant:value={self.value}")
 
     def _fill(self, tensor, generator, fans, activation):
         tensor.fill_(self.value)
