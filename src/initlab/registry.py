@@ -258,19 +258,41 @@ def get(spec: Spec, **overrides: Any) -> s.Initializer:
     return entry.cls(**{**entry.fixed, **params})
 
 
+_DRAWS = {
+    s.Constant: "constant", s.Normal: "normal", s.Random: "normal", s.Uniform: "uniform",
+    s.TruncatedNormal: "truncated normal", s.VarianceScaling: "per distribution parameter",
+    s.Orthogonal: "orthogonal", s.Identity: "deterministic", s.Dirac: "deterministic",
+    s.DeltaOrthogonal: "orthogonal", s.Sparse: "sparse normal",
+}  # fmt: skip
+_DISTRIBUTION_DRAWS = {
+    "normal": "normal (untruncated)",
+    "uniform": "uniform",
+    "truncated_normal": "truncated at 2 std, rescaled",
+}
+
+
 def describe() -> list[dict[str, str]]:
-    """One row per canonical scheme: name, aliases, formula and the docstring's first line."""
+    """One row per canonical scheme: name, what it draws, free parameters with their
+    defaults, formula and aliases."""
     rows = []
     for name in names():
         entry = _CANONICAL[name]
         init = entry.cls(**entry.fixed)
-        params = {k: v for k, v in init.get_config().items() if k != "name"}
+        params = {
+            k: v for k, v in init.get_config().items() if k != "name" and k not in entry.fixed
+        }
+        draws = (
+            _DISTRIBUTION_DRAWS[entry.fixed["distribution"]]
+            if "distribution" in entry.fixed
+            else _DRAWS[entry.cls]
+        )
         rows.append(
             {
                 "name": name,
-                "aliases": ", ".join(aliases(name)),
+                "draws": draws,
                 "parameters": ", ".join(f"{k}={v}" for k, v in params.items()),
                 "formula": entry.cls.formula,
+                "aliases": ", ".join(aliases(name)),
             }
         )
     return rows

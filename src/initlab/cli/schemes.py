@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(
         format_table(
-            ["scheme", "parameters", "formula"],
-            [(r["name"], r["parameters"], r["formula"]) for r in rows],
+            ["scheme", "draws", "parameters", "formula"],
+            [(r["name"], r["draws"], r["parameters"], r["formula"]) for r in rows],
         )
     )
     print()
