@@ -142,3 +142,236 @@ def load_parameters(model: MLP, params: Mapping[str, np.ndarray]) -> MLP:
             layer.weight.copy_(w)
             layer.bias.copy_(b)
     return model
+
+
+# ---------------------------------------------------------------------------- stacked MLPs
+# Activations whose backward the stacked fast path computes from the activation's output.
+# Each writes dLoss/dZ into ``result`` given dLoss/dA (``grad``) and ``out`` = act(Z).
+_aten = torch.ops.aten
+_FAST_BACKWARD = {
+    "relu": lambda grad, out, result: _aten.threshold_backward.grad_input(
+        grad, out, 0, grad_input=result
+    ),
+    "leaky_relu": lambda grad, out, result: _aten.leaky_relu_backward.grad_input(
+        grad, out, 0.01, True, grad_input=result
+    ),
+    "tanh": lambda grad, out, result: _aten.tanh_backward.grad_input(grad, out, grad_input=result),
+    "sigmoid": lambda grad, out, result: _aten.sigmoid_backward.grad_input(
+        grad, out, grad_input=result
+    ),
+    "linear": lambda grad, out, result: result.copy_(grad),
+}
+_FUNCTIONAL = {
+    "relu": torch.relu, "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01),
+    "tanh": torch.tanh, "sigmoid": torch.sigmoid, "selu": torch.selu,
+    "gelu": torch.nn.functional.gelu, "silu": torch.nn.functional.silu,
+    "elu": torch.nn.functional.elu, "linear": lambda z: z,
+}  # fmt: skip
+
+
+class StackedMLP(nn.Module):
+    """``B`` independent MLPs with the same sizes, stacked along a leading member dimension.
+
+    Layer ``l`` is stored *augmented*: ``weights[l-1]`` has shape ``(B, n[l], n[l-1] + 1)``,
+    the weight ``W_l`` of member ``b`` in ``weights[l-1][b, :, :-1]`` and its bias in the last
+    column, so one batched matrix product computes ``Z_l = W_l A_{l-1} + b_l`` for every member
+    (activations are kept in the course layout ``(B, n[l], N)`` with a trailing row of ones).
+    Members never mix: every product is per member.
+
+    ``forward(x)`` with ``x`` of shape ``(N, n0)`` (shared) or ``(B, N, n0)`` returns logits of
+    shape ``(B, N, nL)`` and is differentiable (autograd). The trainer uses the hand-written
+    :meth:`forward_backward` instead, which is the same math in few fused ops.
+    """
+
+    def __init__(
+        self,
+        layer_dims: Sequence[int],
+        members: int,
+        activation: str | Sequence[str] = "relu",
+        output: str = "sigmoid",
+        dropout: float = 0.0,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        template = MLP(layer_dims, activation, output, dropout)  # validates everything
+        self.members = int(check_number("members", members, minimum=1, integer=True))
+        self.layer_dims = template.layer_dims
+        self.activations = template.activations
+        self.output = output
+        self.dropout = float(dropout)
+        dims = self.layer_dims
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.zeros(self.members, dims[i], dims[i - 1] + 1, dtype=dtype))
+            for i in range(1, len(dims))
+        )
+
+    @classmethod
+    def from_models(cls, models: Sequence[MLP]) -> StackedMLP:
+        """Stack MLPs that share sizes, activations, output and dropout (weights copied)."""
+        if not models:
+            raise ValueError("from_models needs at least one MLP")
+        first = models[0]
+        for i, m in enumerate(models):
+            if not isinstance(m, MLP):
+                raise TypeError(f"models[{i}] must be an initlab MLP; got {type(m).__name__}")
+            same = (m.layer_dims, m.activations, m.output, m.dropout)
+            if same != (first.layer_dims, first.activations, first.output, first.dropout):
+                raise ValueError(f"models[{i}] differs from models[0] in sizes or activations")
+        dtype = first.linears[0].weight.dtype
+        stacked = cls(first.layer_dims, len(models), list(first.activations), first.output,
+                      first.dropout, dtype)  # fmt: skip
+        with torch.no_grad():
+            for b, m in enumerate(models):
+                for w, layer in zip(stacked.weights, m.linears, strict=True):
+                    w[b, :, :-1].copy_(layer.weight)
+                    w[b, :, -1].copy_(layer.bias)
+        return stacked
+
+    def member(self, index: int) -> MLP:
+        """Member ``index`` as a standalone :class:`MLP` (a copy of its weights)."""
+        index = int(check_number("index", index, minimum=0, maximum=self.members - 1,
+                                 integer=True))  # fmt: skip
+        model = MLP(self.layer_dims, list(self.activations), self.output, self.dropout)
+        model.to(self.weights[0].dtype)
+        with torch.no_grad():
+            for w, layer in zip(self.weights, model.linears, strict=True):
+                layer.weight.copy_(w[index, :, :-1])
+                layer.bias.copy_(w[index, :, -1])
+        return model
+
+    @property
+    def fast(self) -> bool:
+        """Whether :meth:`forward_backward` supports these activations (else use autograd)."""
+        return all(a in _FAST_BACKWARD for a in self.activations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, N, nL)`` of every member (no dropout: use it for evaluation)."""
+        a = x.transpose(-1, -2)
+        if a.dim() == 2:
+            a = a.unsqueeze(0).expand(self.members, *a.shape)
+        last = len(self.weights) - 1
+        for i, w in enumerate(self.weights):
+            z = torch.baddbmm(w[:, :, -1:], w[:, :, :-1], a)
+            a = z if i == last else _FUNCTIONAL[self.activations[i]](z)
+        return a.transpose(1, 2)
+
+    def extra_repr(self) -> str:
+        return f"members={self.members}, layer_dims={list(self.layer_dims)}, output={self.output!r}"
+
+
+class StackedWorkspace:
+    """Preallocated buffers for :meth:`StackedMLP` steps on batches of ``n`` examples.
+
+    ``inputs[l]``: ``(B, n[l] + 1, n)`` activations with a trailing row of ones (``inputs[0]``
+    holds the data, written by :meth:`set_inputs`); ``dz[l]``: ``(B, n[l+1], n)``.
+    """
+
+    def __init__(self, model: StackedMLP, n: int) -> None:
+        dims, b = model.layer_dims, model.members
+        dtype = model.weights[0].dtype
+        self.model, self.n = model, n
+        self.inputs = [torch.ones(b, dims[i] + 1, n, dtype=dtype) for i in range(len(dims) - 1)]
+        self.acts = [t[:, :-1, :] for t in self.inputs]
+        self.inputs_t = [t.transpose(1, 2) for t in self.inputs]
+        self.pre_dropout = [torch.empty(b, dims[i], n, dtype=dtype) if model.dropout else None
+                            for i in range(len(dims) - 1)]  # fmt: skip
+        self.masks = [torch.empty(b, dims[i], n, dtype=dtype) if model.dropout else None
+                      for i in range(len(dims) - 1)]  # fmt: skip
+        self.dz = [torch.empty(b, dims[i + 1], n, dtype=dtype) for i in range(len(dims) - 1)]
+        self.da = [torch.empty(b, dims[i], n, dtype=dtype) for i in range(len(dims) - 1)]
+        # Detached views share storage with the parameters, so in-place updates show here.
+        self.weights = [w.detach() for w in model.weights]
+        self.weights_t = [w[:, :, :-1].transpose(1, 2) for w in self.weights]
+        self.backwards = [_FAST_BACKWARD.get(a) for a in model.activations]
+
+    def set_inputs(self, x: torch.Tensor) -> None:
+        """Write the batch ``x``: ``(n, n0)`` shared by all members or ``(B, n, n0)``."""
+        self.acts[0].copy_(x.transpose(-1, -2).expand_as(self.acts[0]))
+
+    def forward(self, dropout_generators: Sequence[torch.Generator] | None = None) -> torch.Tensor:
+        """Logits ``Z_L`` of shape ``(B, nL, n)`` (a buffer: ``dz[-1]``)."""
+        model = self.model
+        weights = self.weights
+        keep = 1.0 - model.dropout
+        last = len(weights) - 1
+        for i, w in enumerate(weights):
+            if i == last:
+                return torch.bmm(w, self.inputs[i], out=self.dz[i])
+            out = self.acts[i + 1] if dropout_generators is None else self.pre_dropout[i + 1]
+            torch.bmm(w, self.inputs[i], out=out)
+            _activate_(model.activations[i], out)
+            if dropout_generators is not None:
+                mask = self.masks[i + 1]
+                for b, g in enumerate(dropout_generators):
+                    mask[b].bernoulli_(keep, generator=g)
+                mask.div_(keep)
+                torch.mul(out, mask, out=self.acts[i + 1])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def backward(
+        self, target: torch.Tensor, grads: Sequence[torch.Tensor] | None, lr: float = 0.0,
+        with_loss: bool = False,
+    ) -> torch.Tensor | None:  # fmt: skip
+        """Gradients of the mean loss after :meth:`forward` (which left ``Z_L`` in ``dz[-1]``).
+
+        ``target``: ``(B or 1, nL, n)`` (one-hot for softmax). With ``grads`` (tensors shaped
+        like the weights), writes ``dLoss/dW`` there; without, applies ``W -= lr dLoss/dW``
+        fused into the products. Returns the per-member loss ``(B,)`` when ``with_loss``.
+        """
+        model = self.model
+        output = model.output
+        z = self.dz[-1]
+        n_out = z.shape[1]
+        loss = None
+        if with_loss:
+            loss = _stacked_loss(output, z, target)
+        if output == "sigmoid":
+            z.sigmoid_().sub_(target)
+            scale = 1.0 / (self.n * n_out)
+        elif output == "softmax":
+            torch.softmax(z, dim=1, out=z).sub_(target)
+            scale = 1.0 / self.n
+        else:
+            z.sub_(target)
+            scale = 2.0 / (self.n * n_out)
+        weights = self.weights
+        dropout = model.dropout
+        for i in range(len(weights) - 1, -1, -1):
+            dz = self.dz[i]
+            if i > 0:
+                torch.bmm(self.weights_t[i], dz, out=self.da[i])
+            if grads is None:
+                weights[i].baddbmm_(dz, self.inputs_t[i], alpha=-lr * scale)
+            else:
+                torch.baddbmm(grads[i], dz, self.inputs_t[i], beta=0.0, alpha=scale, out=grads[i])
+            if i > 0:
+                da = self.da[i]
+                if dropout:
+                    da.mul_(self.masks[i])
+                    out = self.pre_dropout[i]
+                else:
+                    out = self.acts[i]
+                self.backwards[i - 1](da, out, self.dz[i - 1])
+        return loss
+
+
+def _activate_(name: str, tensor: torch.Tensor) -> None:
+    if name == "relu":
+        tensor.relu_()
+    elif name == "leaky_relu":
+        torch.nn.functional.leaky_relu_(tensor, 0.01)
+    elif name == "tanh":
+        tensor.tanh_()
+    elif name == "sigmoid":
+        tensor.sigmoid_()
+    elif name != "linear":
+        tensor.copy_(_FUNCTIONAL[name](tensor))
+
+
+def _stacked_loss(output: str, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-member mean loss of logits ``z`` (B, nL, n) against ``target`` (B or 1, nL, n)."""
+    if output == "sigmoid":
+        return (torch.nn.functional.softplus(z) - target * z).mean((1, 2))
+    if output == "softmax":
+        return (torch.logsumexp(z, dim=1) - (target * z).sum(1)).mean(1)
+    return (z - target).pow(2).mean((1, 2))
