@@ -174,3 +174,41 @@ def test_describe_rows():
     assert "GlorotNormal" in by_name["xavier_truncated"]["aliases"]
     assert by_name["random"]["parameters"] == "scale=1.0"
     assert all(r["formula"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("kaiming_normal_:a=0.2", s.He(nonlinearity="leaky_relu", negative_slope=0.2)),
+        ("kaiming_uniform_:a=2.23606797749979", s.He(nonlinearity="leaky_relu",
+         negative_slope=2.23606797749979, distribution="uniform")),
+        ("uniform_:a=-1,b=1", s.Uniform(-1, 1)),
+        ("trunc_normal_:std=0.02,a=-0.04,b=0.04", s.TruncatedNormal(0, 0.02, -0.04, 0.04)),
+        ("constant_:val=3", s.Constant(3)),
+        ("RandomNormal:stddev=0.1", s.Normal(0, 0.1)),
+        ("RandomUniform:minval=-1,maxval=1", s.Uniform(-1, 1)),
+        ("TruncatedNormal:mean=1,stddev=0.1", s.TruncatedNormal(1, 0.1)),
+        ("flax.normal:stddev=0.5", s.Normal(0, 0.5)),
+        ("jax.uniform:scale=0.5", s.Uniform(0, 0.5)),
+        ("flax.orthogonal:scale=2", s.Orthogonal(2)),
+        ("flax.delta_orthogonal:scale=2", s.DeltaOrthogonal(2)),
+    ],
+)  # fmt: skip
+def test_framework_parameter_spellings(spec, expected):
+    assert get(spec) == expected
+    assert get(get(spec).get_config()) == expected
+
+
+def test_framework_parameter_spellings_are_per_alias():
+    with pytest.raises(ValueError, match="uniform_: give a or low, not both"):
+        get("uniform_:a=1,low=2")
+    with pytest.raises(ValueError, match="uniform has no parameter 'a'"):
+        get("uniform:a=1")  # initlab's own name keeps initlab's parameter names
+
+
+def test_kaiming_a_matches_pytorch():
+    ours = get("kaiming_uniform_:a=0.5")(torch.empty(30, 20), torch.Generator().manual_seed(1))
+    theirs = torch.nn.init.kaiming_uniform_(
+        torch.empty(30, 20), a=0.5, generator=torch.Generator().manual_seed(1)
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)

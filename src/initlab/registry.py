@@ -6,6 +6,9 @@ A spec is one of:
   Flax's ``"flax.lecun_normal"``;
 - a name with parameters: ``"random:scale=10"``, ``"variance_scaling:scale=2,mode=fan_out"``;
 - a config dict: ``{"name": "he_normal", "mode": "fan_out"}`` (what ``get_config`` returns);
+- framework spellings take their framework's parameter names too: ``"kaiming_normal_:a=0.2"``
+  (``negative_slope``), ``"trunc_normal_:a=-1,b=1"``, ``"RandomUniform:minval=-1,maxval=1"``,
+  ``"TruncatedNormal:stddev=0.02"``, ``"flax.orthogonal:scale=2"`` (``gain``);
 - an :class:`~initlab.schemes.Initializer`, returned as is (or rebuilt with overrides).
 
 Plain snake_case names follow PyTorch where frameworks disagree: ``xavier_normal`` draws an
@@ -148,6 +151,27 @@ for _name, _target in (("glorot", "xavier"), ("kaiming", "he")):
         _ALIASES[f"{_name}_{_suffix}"] = (f"{_target}_{_suffix}", {}, "initlab")
 
 
+# Parameter spellings of the frameworks, per alias: PyTorch's ``a``/``b``, Keras's ``stddev``,
+# ``minval``/``maxval``, JAX's ``stddev``/``scale``; renamed to initlab's before validation.
+_TORCH_BOUNDS = {"a": "low", "b": "high"}
+_KERAS_RANDOM = {"stddev": "std", "minval": "low", "maxval": "high"}
+_PARAMETER_NAMES: dict[str, dict[str, str]] = {
+    "uniform_": _TORCH_BOUNDS,
+    "trunc_normal_": _TORCH_BOUNDS,
+    "kaiming_normal_": {"a": "negative_slope"},
+    "kaiming_uniform_": {"a": "negative_slope"},
+    "constant_": {"val": "value"},
+    **{a: _KERAS_RANDOM for a in ("RandomNormal", "RandomUniform", "TruncatedNormal",
+                                  "keras.random_normal", "keras.random_uniform",
+                                  "keras.truncated_normal")},
+    **{f"{p}.{n}": {"stddev": "std"} for p in ("flax", "jax") for n in ("normal",
+                                                                        "truncated_normal")},
+    **{f"{p}.uniform": {"scale": "high"} for p in ("flax", "jax")},
+    **{f"{p}.{n}": {"scale": "gain"} for p in ("flax", "jax")
+       for n in ("orthogonal", "delta_orthogonal")},
+}  # fmt: skip
+
+
 def names() -> list[str]:
     """Canonical scheme names."""
     return sorted(_CANONICAL)
@@ -194,12 +218,13 @@ def parse(spec: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), params
 
 
-def _lookup(name: str) -> tuple[str, dict[str, Any]]:
+def _lookup(name: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """``(canonical name, the alias's defaults, the alias's parameter spellings)``."""
     if name in _CANONICAL:
-        return name, {}
+        return name, {}, {}
     if name in _ALIASES:
         target, defaults, _ = _ALIASES[name]
-        return target, dict(defaults)
+        return target, dict(defaults), _PARAMETER_NAMES.get(name, {})
     lowered = {k.lower(): k for k in [*_CANONICAL, *_ALIASES]}
     if name.lower() in lowered:
         return _lookup(lowered[name.lower()])
@@ -234,9 +259,15 @@ def get(spec: Spec, **overrides: Any) -> s.Initializer:
             f"a scheme spec is a name, 'name:k=v' string, config dict or Initializer; "
             f"got {type(spec).__name__}"
         )
-    canonical, defaults = _lookup(name)
+    canonical, defaults, spellings = _lookup(name)
     entry = _CANONICAL[canonical]
-    params = {**defaults, **params, **overrides}
+    given = {**params, **overrides}
+    for theirs, ours in spellings.items():  # e.g. kaiming_normal_'s a= is negative_slope=
+        if theirs in given:
+            if ours in given:
+                raise ValueError(f"{name}: give {theirs} or {ours}, not both")
+            given[ours] = given.pop(theirs)
+    params = {**defaults, **given}
     valid = [f.name for f in dataclasses.fields(entry.cls) if f.name not in entry.fixed]  # type: ignore[arg-type]
     for key in params:
         if key in entry.fixed:
