@@ -272,6 +272,7 @@ def _realized(model) -> dict[str, float]:
         lambda: nn.LSTM(64, 128),
         lambda: nn.GRU(32, 64),
         lambda: nn.MultiheadAttention(128, 4),
+        lambda: nn.MultiheadAttention(256, 4, kdim=64, vdim=32, add_bias_kv=True),
         lambda: nn.Bilinear(32, 16, 64),
     ],
 )
@@ -279,7 +280,7 @@ def test_default_init_std_matches_pytorch(factory):
     model = _build(factory)
     expected = default_init_std(model)
     realized = _realized(model)
-    assert set(expected) <= set(realized)
+    assert set(expected) == set(realized)  # every parameter is covered
     for name, std in expected.items():
         n = dict(model.named_parameters())[name].numel()
         if std == 0:

@@ -357,7 +357,8 @@ def default_init_std(module: nn.Module) -> dict[str, float]:
             for name, p in params.items():
                 if "bias" in name and name != "bias_k" and name != "bias_v":
                     result[prefix + name] = 0.0
-                elif name.endswith("proj_weight"):
+                elif name.endswith("proj_weight") or name in ("bias_k", "bias_v"):
+                    # xavier_normal_ on bias_k/bias_v (1, 1, E): fans (E, E), std 1/sqrt(E)
                     fan_in, fan_out = fan_in_fan_out(p.shape)
                     result[prefix + name] = math.sqrt(2.0 / (fan_in + fan_out))
         elif isinstance(sub, _NORM_TYPES):
