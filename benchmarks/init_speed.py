@@ -1,0 +1,279 @@
+"""Initialization speed on a stack of Linear layers: initlab against torch.nn.init.
+
+    python3 benchmarks/init_speed.py                      # 5e7 parameters (CI-sized)
+    python3 benchmarks/init_speed.py --size 1e9           # about 1B float32 parameters (4 GB)
+    python3 benchmarks/init_speed.py --device cuda --size 1e9
+
+The model is ``depth`` pairs ``Linear(width, 4 width)``, ``Linear(4 width, width)`` (a
+transformer MLP stack), with ``depth`` chosen so the model has about ``--size`` parameters.
+
+Reported, all measured in this one run on the same tensors:
+
+* ``build``: ``initlab.build(factory, "he_normal")`` against constructing the model normally
+  (PyTorch's default init) and then ``init_model`` on it; and build's peak memory growth
+  (CPU: ``ru_maxrss``; CUDA: ``max_memory_allocated``) against the parameters' bytes;
+* per scheme: GB/s of the equivalent ``torch.nn.init`` call on every weight, of the initlab
+  scheme called on every weight (one thread of Python, like the torch loop), and of
+  ``init_model`` on the whole model (biases, report and realized stds included); the machine's
+  baseline is ``tensor.uniform_()`` over the same weights.
+
+Rows marked ``*`` run on the first layers only (``--slow-bytes``): torch's ``trunc_normal_``
+and orthogonal's QR are slow enough to make a 1B run take many minutes otherwise; GB/s is a
+per-byte rate, so the subset gives the same number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from torch import nn
+
+import initlab
+
+TRUNC = 0.87962566103423978  # std of N(0, 1) truncated to [-2, 2]
+
+
+def stack(width: int, depth: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        layers += [nn.Linear(width, 4 * width), nn.Linear(4 * width, width)]
+    return nn.Sequential(*layers)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    best = math.inf
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def fans(w: torch.Tensor) -> tuple[int, int]:
+    return w.shape[1], w.shape[0]
+
+
+def torch_trunc(w: torch.Tensor, g: torch.Generator, std: Callable[[torch.Tensor], float]):
+    s = std(w)
+    torch.nn.init.trunc_normal_(w, 0.0, s, -2 * s, 2 * s, generator=g)
+
+
+# name: (initlab spec, torch.nn.init call on one weight, slow)
+SCHEMES: list[tuple[str, str, Callable[[torch.Tensor, torch.Generator], object], bool]] = [
+    ("normal", "normal:std=0.02", lambda w, g: torch.nn.init.normal_(w, 0, 0.02, g), False),
+    ("uniform", "uniform:low=-0.05,high=0.05",
+     lambda w, g: torch.nn.init.uniform_(w, -0.05, 0.05, g), False),
+    ("truncated_normal", "truncated_normal:std=0.02",
+     lambda w, g: torch.nn.init.trunc_normal_(w, 0, 0.02, -0.04, 0.04, g), True),
+    ("he_normal", "he_normal:nonlinearity=relu",
+     lambda w, g: torch.nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g), False),
+    ("he_uniform", "he_uniform:nonlinearity=relu",
+     lambda w, g: torch.nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g), False),
+    ("he_truncated", "he_truncated:nonlinearity=relu",
+     partial(torch_trunc, std=lambda w: math.sqrt(2 / fans(w)[0]) / TRUNC), True),
+    ("xavier_normal", "xavier_normal",
+     lambda w, g: torch.nn.init.xavier_normal_(w, generator=g), False),
+    ("xavier_uniform", "xavier_uniform",
+     lambda w, g: torch.nn.init.xavier_uniform_(w, generator=g), False),
+    ("xavier_truncated", "xavier_truncated",
+     partial(torch_trunc, std=lambda w: math.sqrt(2 / sum(fans(w))) / TRUNC), True),
+    ("orthogonal", "orthogonal",
+     lambda w, g: torch.nn.init.orthogonal_(w, generator=g), True),
+]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=float, default=5e7, help="parameters (default 5e7)")
+    parser.add_argument("--width", type=int, default=2048, help="model width (default 2048)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--repeats", type=int, default=0, help="best of N (default: by size)")
+    parser.add_argument(
+        "--slow-bytes", type=float, default=5e8,
+        help="bytes of layers for the slow rows (*): torch trunc_normal_, orthogonal",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ortho-bytes", type=float, default=7e7, help="bytes of layers for orthogonal"
+    )
+    parser.add_argument("--skip-build", action="store_true", help="skip the build comparison")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("CUDA is not available", file=sys.stderr)
+        return 2
+    width = args.width
+    per_pair = 2 * (4 * width * width) + 5 * width
+    depth = max(1, round(args.size / per_pair))
+    if args.size < 1e8:  # keep CI-sized runs short
+        args.slow_bytes = min(args.slow_bytes, 7e7)
+    repeats = args.repeats or (3 if args.size <= 2e8 else 1)
+
+    def factory() -> nn.Sequential:
+        return stack(width, depth)
+
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{torch.get_num_threads()} threads"
+    )
+    print(
+        f"# {2 * depth} x Linear({width}<->{4 * width}), {depth * per_pair / 1e9:.3f}B params "
+        f"float32 on {device} ({where}), torch {torch.__version__}, best of {repeats} "
+        "(slow rows: 1)"
+    )
+
+    # ---------------------------------------------------------------- build vs eager
+    # Warm up (imports, fx, thread pool, allocator) so that neither side pays first-call costs.
+    small = partial(stack, 64, 1)
+    initlab.build(small, "he_normal", device=device, seed=0)
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        initlab.init_model(small(), "he_normal", seed=0)
+    results: list[str] = []
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base_mem = torch.cuda.memory_allocated(device)
+    else:
+        base_mem = peak_rss()
+    sync(device)
+    start = time.perf_counter()
+    model, _ = initlab.build(factory, "he_normal", device=device, seed=0)
+    sync(device)
+    t_build = time.perf_counter() - start
+    param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    if device.type == "cuda":
+        growth = torch.cuda.max_memory_allocated(device) - base_mem
+    else:
+        growth = peak_rss() - base_mem
+
+    def eager_then_init() -> nn.Module:
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            with torch.device(device):
+                eager = factory()
+            initlab.init_model(eager, "he_normal", seed=0)
+        return eager
+
+    if not args.skip_build:
+        # Alternate the two so that drifting machine load hits both alike; best of each.
+        t_eager = math.inf
+        for i in range(repeats):
+            if i:
+                del model
+                sync(device)
+                start = time.perf_counter()
+                model, _ = initlab.build(factory, "he_normal", device=device, seed=0)
+                sync(device)
+                t_build = min(t_build, time.perf_counter() - start)
+            sync(device)
+            start = time.perf_counter()
+            eager = eager_then_init()
+            sync(device)
+            t_eager = min(t_eager, time.perf_counter() - start)
+            same = all(
+                torch.equal(a, b)
+                for a, b in zip(model.parameters(), eager.parameters(), strict=True)
+            )
+            del eager
+        results.append(
+            f"build:  {t_build:.2f} s  vs  construct + init_model: {t_eager:.2f} s  ->  "
+            f"{t_eager / t_build:.2f}x faster (target >= 1.8x), same values: {same}"
+        )
+    results.append(
+        f"build peak memory growth: {growth / 1e9:.3f} GB for {param_bytes / 1e9:.3f} GB of "
+        f"parameters -> {growth / param_bytes:.3f}x (target <= 1.1x)"
+    )
+
+    # ---------------------------------------------------------------- per scheme
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    weights = [m.weight.data for m in linears]
+
+    def first(limit: float) -> int:
+        total, k = 0, 0
+        for w in weights:
+            if k and total + w.numel() * w.element_size() > limit:
+                break
+            total, k = total + w.numel() * w.element_size(), k + 1
+        return k
+
+    def gbps(ws: list[torch.Tensor], seconds: float) -> float:
+        return sum(w.numel() * w.element_size() for w in ws) / seconds / 1e9
+
+    def generator() -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(0)
+
+    def loop(ws: list[torch.Tensor], fill: Callable) -> Callable[[], None]:
+        def run() -> None:
+            g = generator()
+            with torch.no_grad():
+                for w in ws:
+                    fill(w, g)
+
+        return run
+
+    base = gbps(
+        weights, timed(loop(weights, lambda w, g: w.uniform_(generator=g)), device, repeats)
+    )
+    header = ("scheme", "GB", "torch GB/s", "initlab GB/s", "init_model", "uniform_ base",
+              "initlab/torch", "init_model/torch", "init_model/base")  # fmt: skip
+    rows = []
+    for name, spec, torch_fill, slow in SCHEMES:
+        k = first(args.ortho_bytes if name == "orthogonal" else args.slow_bytes)
+        k = k if slow else len(weights)
+        ws = weights[:k]
+        scheme = initlab.get(spec)
+        subset = model if k == len(weights) else nn.Sequential(*linears[:k])
+        runs = {
+            "torch": loop(ws, torch_fill),
+            "initlab": loop(ws, lambda w, g, s=scheme: s(w, g, activation=("relu", None))),
+            "init_model": lambda s=spec, m=subset: initlab.init_model(m, s, seed=0),
+        }
+        best = dict.fromkeys(runs, math.inf)
+        for _ in range(1 if slow else repeats):  # alternate: drifting load hits all alike
+            for key, run in runs.items():
+                best[key] = min(best[key], timed(run, device, 1))
+        t_torch, t_lab, t_model = (gbps(ws, best[key]) for key in runs)
+        rows.append((
+            name + ("*" if k < len(weights) else ""), sum(w.numel() * 4 for w in ws) / 1e9,
+            t_torch, t_lab, t_model, base, t_lab / t_torch, t_model / t_torch, t_model / base,
+        ))  # fmt: skip
+        print(f"  {name}: torch {t_torch:.3f}  initlab {t_lab:.3f}  init_model {t_model:.3f}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+    table = [list(header)]
+    for row in rows:
+        cells = [row[0], f"{row[1]:.2f}"] + [f"{v:.3f}" for v in row[2:6]]
+        table.append(cells + [f"{v:.2f}x" for v in row[6:]])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    for cells in table:
+        print("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
+    for line in results:
+        print(line)
+    trunc = {r[0].rstrip("*"): r for r in rows}
+    worst = min(rows, key=lambda r: r[7])
+    print(
+        f"truncated normal: init_model {trunc['truncated_normal'][7]:.1f}x torch "
+        f"(target >= 10x); slowest scheme vs torch.nn.init: {worst[0]} {worst[7]:.2f}x "
+        f"(init_model), {min(r[6] for r in rows):.2f}x (initlab per tensor) (target >= 0.9x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
