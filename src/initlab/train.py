@@ -738,6 +738,7 @@ def train_stacked(
 
     start_time = time.perf_counter()
     snap, snap_at = None, 0
+    advanced = 0
     with torch.no_grad():
         it = 0
         while True:
@@ -762,10 +763,13 @@ def train_stacked(
                             dict(zip(names, gn[b], strict=True)),
                         )  # fmt: skip
                 if it == iterations or not any(alive):
+                    advance(iterations - advanced)
                     break
                 snap, snap_at = candidate, it
                 update()
-                advance(1 if it == 0 else log_every)
+                step_count = 1 if it == 0 else log_every
+                advance(step_count)
+                advanced += step_count
             elif fused:
                 step(False)
             else:

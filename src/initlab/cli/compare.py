@@ -1,0 +1,106 @@
+"""``initlab compare``: train one net per scheme on the same data and compare them.
+
+With no arguments: the classic course experiment (zeros, random x10 and He on the circles
+data, a 2-10-5-1 ReLU net, 15000 iterations of full-batch gradient descent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+
+from ..experiments import CLASSIC_SCHEMES, compare, prepare_out
+from ..report import write_report
+from ..train import OPTIMIZERS
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 2,10,5,1; got {text!r}"
+        ) from None
+
+
+def _activations(text: str) -> str | list[str]:
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    return parts[0] if len(parts) == 1 else parts
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train one net per scheme on the same data and compare (the classic experiment)",
+        description="Train one fully connected net per initialization scheme (and seed) on the "
+        "same data, all together as one batched model, then print a table and write "
+        "results.json, history.csv, PNG plots and report.html. With no options: zeros, "
+        "random:scale=10 and he on the circles data, layers 2,10,5,1 (ReLU, sigmoid output), "
+        "15000 iterations of full-batch gradient descent at lr 0.01 in float64, with the "
+        "course's initial weights (seed 3).",
+    )
+    add = parser.add_argument
+    add("--schemes", nargs="+", default=list(CLASSIC_SCHEMES), metavar="SPEC",
+        help="scheme specs, space-separated (default: zeros random:scale=10 he)")  # fmt: skip
+    add("--data", default="circles",
+        help="circles, moons, spiral, blobs, digits or a .csv/.npz path")  # fmt: skip
+    add("--label", default=None, help="label column of a CSV file (default: the last)")
+    add("--dims", type=_ints, default=None, metavar="N0,N1,...",
+        help="layer sizes (default 2,10,5,1 for 2-D binary data)")  # fmt: skip
+    add("--activation", type=_activations, default="relu",
+        help="hidden activation, or one per hidden layer: a,b,c (default relu)")  # fmt: skip
+    add("--iterations", type=int, default=15000, help="updates per run (default 15000)")
+    add("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    add("--optimizer", default="gd", choices=OPTIMIZERS, help="default gd (full batch)")
+    add("--batch-size", type=int, default=None, help="mini-batch size (with sgd/momentum/adam)")
+    add("--seed", type=int, nargs="+", default=[3], help="one or more seeds (default 3)")
+    add("--l2", type=float, default=0.0, help="L2 lambda (course convention, default 0)")
+    add("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
+    add("--clip-norm", type=float, default=None, help="clip gradients to this global L2 norm")
+    add("--clip-value", type=float, default=None, help="clip gradient elements to +-value")
+    add("--init-style", default="course", choices=("course", "model"),
+        help="course: initialize_parameters draws (default); model: init_model")  # fmt: skip
+    add("--dtype", default="float64", choices=("float32", "float64"))
+    add("--out", default=None, help="output folder (default: a new folder under runs/)")
+    add("--force", action="store_true", help="write into a non-empty --out folder")
+    add("--resume", action="store_true", help="continue the comparison saved in --out")
+    add("--no-report", action="store_true", help="skip the plots and report.html")
+    add("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def _default_out() -> str:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = os.path.join("runs", f"compare-{stamp}")
+    path, k = base, 1
+    while os.path.exists(path):
+        k += 1
+        path = f"{base}-{k}"
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume and args.out is None:
+        raise ValueError("--resume needs --out DIR (the folder of the comparison to continue)")
+    out = args.out or _default_out()
+    prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
+    data: object = args.data
+    if args.label is not None:
+        from ..datasets import load
+
+        data = load(args.data, label=int(args.label) if args.label.lstrip("-").isdigit()
+                    else args.label)  # fmt: skip
+    comparison = compare(
+        args.schemes, data, args.dims, activation=args.activation, dropout=args.dropout,
+        init_style=args.init_style, seeds=args.seed, optimizer=args.optimizer, lr=args.lr,
+        iterations=args.iterations, batch_size=args.batch_size, l2=args.l2,
+        clip_norm=args.clip_norm, clip_value=args.clip_value, dtype=args.dtype, out=out,
+        force=True, resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    print(comparison.table())
+    if not args.no_report:
+        write_report(comparison, out)
+    print(f"\nwrote {out}/: results.json, history.csv" + ("" if args.no_report else
+          ", loss.png, gradient_norms.png, report.html"))  # fmt: skip
+    return 0

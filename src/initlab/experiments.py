@@ -1,0 +1,308 @@
+"""``compare``: train one net per scheme (and seed) on the same data, batched, and store results.
+
+All runs of a comparison share an architecture, so they train together as one
+:class:`~initlab.nets.StackedMLP` (groups of at most ``group_size`` members), each member
+independent (own init, seed, clipping norm, loss and divergence). With ``out=DIR`` every
+finished group is saved at once (atomically), and ``resume=True`` skips the runs already saved
+there, so an interrupted comparison picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from ._table import format_table
+from ._validation import check_choice, check_number
+from .apply import init_model
+from .course import initialize_parameters
+from .datasets import Dataset
+from .nets import MLP, StackedMLP, load_parameters, mlp
+from .registry import Spec, get
+from .train import DTYPES, Run, as_dataset, few_threads, progress_bar, train, train_stacked
+
+CLASSIC_SCHEMES = ("zeros", "random:scale=10", "he")
+InitStyle = Literal["course", "model"]
+
+
+# ---------------------------------------------------------------------------- files
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def prepare_out(
+    out: str | os.PathLike[str], force: bool = False, resume: bool = False, create: bool = True
+) -> str:
+    """Create ``out``; refuse an existing non-empty folder unless ``force`` or ``resume``."""
+    out = os.fspath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise NotADirectoryError(f"--out {out} exists and is not a folder")
+    if os.path.isdir(out) and os.listdir(out) and not (force or resume):
+        raise FileExistsError(
+            f"output folder {out} is not empty; pass --force to overwrite it or --resume to "
+            f"continue the comparison saved there"
+        )
+    if create:
+        os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    return out
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class Comparison:
+    """The runs of :func:`compare`; ``str()`` is the results table."""
+
+    runs: list[Run]
+    config: dict[str, Any] = field(default_factory=dict)
+    dataset: Dataset | None = field(default=None, repr=False)
+
+    _HEADERS = ("scheme", "seed", "final loss", "train acc", "test acc", "status", "seconds")
+
+    def table(self) -> str:
+        """scheme, seed, final loss, train accuracy, test accuracy, status, seconds."""
+        return format_table(self._HEADERS, [r.row() for r in self.runs])
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def __getitem__(self, scheme: str) -> Run:
+        for run in self.runs:
+            if run.scheme == scheme:
+                return run
+        raise KeyError(f"no run for scheme {scheme!r}; have {[r.scheme for r in self.runs]}")
+
+    def to_dict(self, history: bool = True) -> dict[str, Any]:
+        return {"config": dict(self.config), "runs": [r.to_dict(history) for r in self.runs]}
+
+    def history_csv(self) -> str:
+        """Long-format CSV: one row per run and logged iteration."""
+        rows = []
+        for run in self.runs:
+            for row in run.history.rows():
+                rows.append({"scheme": run.scheme, "seed": run.seed, **row})
+        columns: list[str] = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns or ["scheme", "seed", "iteration"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+
+    def save(self, out: str | os.PathLike[str], force: bool = False) -> str:
+        """Write ``results.json`` (runs with their histories), ``history.csv`` and the trained
+        weights (``models/run-<k>.pt``) to folder ``out``; returns the folder.
+
+        Plots and ``report.html``: :func:`initlab.report.write_report`.
+        """
+        out = prepare_out(out, force=force, resume=True)
+        _save(self, out)
+        return out
+
+    @classmethod
+    def load(cls, out: str | os.PathLike[str]) -> Comparison:
+        """Read a comparison saved by :meth:`save` (weights included where present)."""
+        path = os.path.join(os.fspath(out), "results.json")
+        with open(path) as handle:
+            data = json.load(handle)
+        config = data.get("config", {})
+        runs = []
+        for k, item in enumerate(data.get("runs", [])):
+            run = Run.from_dict(item)
+            weights = os.path.join(os.fspath(out), "models", f"run-{k}.pt")
+            if os.path.exists(weights) and config.get("layer_dims"):
+                model = mlp(config["layer_dims"], config["activation"], config["output"],
+                            config.get("dropout", 0.0))  # fmt: skip
+                state = torch.load(weights, weights_only=True)
+                model.to(next(iter(state.values())).dtype)
+                model.load_state_dict(state)
+                run.model = model
+            runs.append(run)
+        return cls(runs, config)
+
+
+def _save(comparison: Comparison, out: str) -> None:
+    os.makedirs(os.path.join(out, "models"), exist_ok=True)
+    for k, run in enumerate(comparison.runs):
+        if run.model is not None:
+            buffer = io.BytesIO()
+            torch.save(run.model.state_dict(), buffer)
+            atomic_write(os.path.join(out, "models", f"run-{k}.pt"), buffer.getvalue())
+    results = [r.to_dict(history=True) for r in comparison.runs]
+    text = json.dumps({"config": comparison.config, "runs": results}, indent=1)
+    atomic_write(os.path.join(out, "results.json"), text)
+    atomic_write(os.path.join(out, "history.csv"), comparison.history_csv())
+
+
+# ---------------------------------------------------------------------------- compare
+def _member(
+    scheme: Spec, seed: int, layer_dims: Sequence[int], activation: Any, output: str,
+    dropout: float, dtype: torch.dtype, init_style: str,
+) -> MLP:  # fmt: skip
+    model = mlp(layer_dims, activation, output, dropout).to(dtype)
+    if init_style == "course":
+        load_parameters(model, initialize_parameters(layer_dims, scheme, seed=seed))
+    else:
+        init_model(model, scheme, seed=seed)
+    return model
+
+
+def compare(
+    schemes: Sequence[Spec] = CLASSIC_SCHEMES,
+    data: Dataset | str | Sequence[Any] = "circles",
+    layer_dims: Sequence[int] | None = None,
+    *,
+    activation: str | Sequence[str] = "relu",
+    output: str | None = None,
+    dropout: float = 0.0,
+    init_style: InitStyle = "course",
+    seeds: int | Sequence[int] = 3,
+    optimizer: str = "gd",
+    lr: float = 0.01,
+    iterations: int = 15000,
+    batch_size: int | None = None,
+    l2: float = 0.0,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    clip_adaptive: float | None = None,
+    dtype: str = "float64",
+    log_every: int | None = None,
+    group_size: int = 64,
+    out: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> Comparison:
+    """Train one MLP per (scheme, seed) on ``data`` and compare them.
+
+    Defaults are the classic course experiment: schemes zeros, ``random:scale=10`` and he on
+    the circles data, ``layer_dims = (2, 10, 5, 1)`` with ReLU and a sigmoid output, 15000
+    iterations of full-batch gradient descent at ``lr = 0.01`` in float64. ``layer_dims``
+    defaults to ``(features, 10, 5, outputs)`` for other data (1 sigmoid output for two
+    classes, else a softmax over the classes).
+
+    ``init_style="course"`` draws weights exactly as the course's ``initialize_parameters``
+    (``np.random.seed(seed)``, ``randn * factor`` layer by layer, He's ``sqrt(2 / n[l-1])`` on
+    every layer); ``"model"`` uses :func:`initlab.init_model` (activation-aware gains, one
+    stream per parameter, so it matches ``initlab.train(model, data, init=scheme, seed=seed)``).
+    Other options: see :func:`initlab.train`. Runs of activations the stacked trainer does
+    not cover (selu, gelu, silu, elu) train one at a time.
+    """
+    if isinstance(schemes, str) or not isinstance(schemes, Sequence) or not schemes:
+        raise TypeError(f"schemes must be a non-empty list of scheme specs; got {schemes!r}")
+    labels = [str(get(s)) if not isinstance(s, str) else s for s in schemes]
+    for s in schemes:
+        get(s)
+    seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ValueError("seeds must hold at least one seed")
+    for i, s in enumerate(seed_list):
+        check_number(f"seeds[{i}]", s, minimum=0, integer=True)
+    check_choice("init_style", init_style, ("course", "model"))
+    check_choice("dtype", dtype, tuple(DTYPES))
+    group_size = int(check_number("group_size", group_size, minimum=1, integer=True))
+    dataset = as_dataset(data)
+    n_classes = max(dataset.n_classes, 2)
+    if layer_dims is None:
+        layer_dims = (dataset.n_features, 10, 5, 1 if n_classes == 2 else n_classes)
+    layer_dims = [int(check_number(f"layer_dims[{i}]", d, minimum=1, integer=True))
+                  for i, d in enumerate(layer_dims)]  # fmt: skip
+    if len(layer_dims) < 2:
+        raise ValueError(f"layer_dims needs at least 2 sizes; got {layer_dims}")
+    if layer_dims[0] != dataset.n_features:
+        raise ValueError(
+            f"layer_dims starts with {layer_dims[0]} inputs but dataset {dataset.name!r} has "
+            f"{dataset.n_features} features"
+        )
+    if output is None:
+        output = "sigmoid" if layer_dims[-1] == 1 else "softmax"
+    torch_dtype = DTYPES[dtype]
+    # Validate the architecture and options once, before any training.
+    probe = StackedMLP(layer_dims, 1, activation, output, dropout, torch_dtype)
+    from .train import check_options
+
+    check_options(optimizer, lr, iterations, batch_size, l2, clip_norm, clip_value,
+                  clip_adaptive, log_every, 0.9)  # fmt: skip
+    config = {
+        "schemes": labels, "seeds": seed_list, "data": dataset.name,
+        "layer_dims": layer_dims, "activation": list(probe.activations), "output": output,
+        "dropout": float(dropout), "init_style": init_style, "optimizer": optimizer,
+        "lr": lr, "iterations": iterations, "batch_size": batch_size, "l2": l2,
+        "clip_norm": clip_norm, "clip_value": clip_value, "clip_adaptive": clip_adaptive,
+        "dtype": dtype,
+    }  # fmt: skip
+    plan = [(label, spec, seed) for label, spec in zip(labels, schemes, strict=True)
+            for seed in seed_list]  # fmt: skip
+    done: dict[tuple[str, int], Run] = {}
+    if out is not None:
+        out = prepare_out(out, force=force, resume=resume)
+        if resume and os.path.exists(os.path.join(out, "results.json")):
+            previous = Comparison.load(out)
+            if previous.config != config:
+                changed = sorted(k for k in config if previous.config.get(k) != config[k])
+                raise ValueError(
+                    f"cannot resume {out}: it was made with different settings "
+                    f"({', '.join(changed)})"
+                )
+            done = {(r.scheme, int(r.seed or 0)): r for r in previous.runs}
+    todo = [p for p in plan if (p[0], p[2]) not in done]
+    options = dict(optimizer=optimizer, lr=lr, iterations=iterations, batch_size=batch_size,
+                   l2=l2, clip_norm=clip_norm, clip_value=clip_value,
+                   clip_adaptive=clip_adaptive, log_every=log_every)  # fmt: skip
+    finished = dict(done)
+
+    def ordered() -> list[Run]:
+        return [finished[(label, seed)] for label, _, seed in plan if (label, seed) in finished]
+
+    # Tiny nets are bound by per-op overhead, where one thread is fastest.
+    small = min(group_size, len(plan)) * len(dataset.x_train) * sum(layer_dims) < 2_000_000
+    with (
+        progress_bar(progress, len(todo) * iterations, "compare") as advance,
+        few_threads(1 if small else None),
+    ):
+        for start in range(0, len(todo), group_size):
+            group = todo[start : start + group_size]
+            models = [_member(spec, seed, layer_dims, activation, output, dropout, torch_dtype,
+                              init_style) for _, spec, seed in group]  # fmt: skip
+            if probe.fast:
+                stacked = StackedMLP.from_models(models)
+
+                def step_progress(k: int = 1, size: int = len(group)) -> None:
+                    advance(k * size)
+
+                runs = train_stacked(stacked, dataset, labels=[g[0] for g in group],
+                                     seeds=[g[2] for g in group], advance=step_progress,
+                                     **options)  # fmt: skip
+            else:
+                runs = []
+                for (label, _, seed), model in zip(group, models, strict=True):
+                    run = train(model, dataset, init=None, seed=seed, progress=False,
+                                output=output, **options)  # fmt: skip
+                    run.scheme = label
+                    runs.append(run)
+                    advance(iterations)
+            for (label, _, seed), run in zip(group, runs, strict=True):
+                run.config.update({"init_style": init_style})
+                finished[(label, seed)] = run
+            if out is not None:
+                _save(Comparison(ordered(), config, dataset), out)
+    return Comparison(ordered(), config, dataset)

@@ -1,0 +1,71 @@
+"""The report of a comparison: PNG plots and ``report.html`` with the images embedded."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from typing import Any
+
+from ..experiments import Comparison, atomic_write
+from . import plots
+
+
+def _page(comparison: Comparison, images: list[tuple[str, str, bytes]]) -> str:
+    c = comparison.config
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in _cells(r)) + "</tr>"
+        for r in comparison.runs
+    )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("scheme", "seed", "final loss", "train acc", "test acc", "status", "seconds")
+    )
+    figures = "".join(
+        f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+        for title, _, png in images
+    )
+    settings = html.escape(
+        ", ".join(f"{k}={v}" for k, v in c.items() if v is not None and k != "schemes")
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>initlab compare</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
+        "text-align:right}td:first-child{text-align:left}img{max-width:100%}</style></head>"
+        f"<body><h1>initlab compare</h1><p>{settings}</p><table><tr>{head}</tr>{rows}</table>"
+        f"{figures}</body></html>"
+    )
+
+
+def _cells(run: Any) -> tuple[Any, ...]:
+    from .._table import format_value
+
+    return tuple(format_value(v) for v in run.row())
+
+
+def write_report(comparison: Comparison, out: str) -> list[str]:
+    """Write ``loss.png``, ``gradient_norms.png``, ``decision_boundaries.png`` (2-D data
+    with trained models) and ``report.html`` into ``out``; returns the paths written."""
+    images: list[tuple[str, str, bytes]] = [
+        ("Loss curves", "loss.png", plots.loss_curves(comparison.runs)),
+        ("Gradient norm per layer", "gradient_norms.png", plots.gradient_norms(comparison.runs)),
+    ]
+    data = comparison.dataset
+    if (
+        data is not None
+        and data.n_features == 2
+        and any(r.model is not None for r in comparison.runs)
+    ):
+        png = plots.decision_boundaries(comparison.runs, data.x_train, data.y_train)
+        images.append(("Decision boundaries (training data)", "decision_boundaries.png", png))
+    written = []
+    for _, name, png in images:
+        path = os.path.join(out, name)
+        atomic_write(path, png)
+        written.append(path)
+    path = os.path.join(out, "report.html")
+    atomic_write(path, _page(comparison, images))
+    written.append(path)
+    return written
