@@ -6,12 +6,15 @@ applied to a whole ``nn.Module`` in one call.
 
 from __future__ import annotations
 
+from . import datasets
 from .apply import InitReport, InitRow, default_init_std, init_model
 from .build import build
 from .course import initialize_parameters
+from .datasets import Dataset
+from .experiments import Comparison, compare
 from .fans import fan_in_fan_out, parameter_fans, receptive_field
 from .gains import gain
-from .nets import MLP, load_parameters, mlp
+from .nets import MLP, StackedMLP, load_parameters, mlp
 from .registry import get
 from .schemes import (
     Constant,
@@ -30,30 +33,39 @@ from .schemes import (
     VarianceScaling,
     Xavier,
 )
+from .train import History, Monitor, Run, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLP",
+    "Comparison",
     "Constant",
+    "Dataset",
     "DeltaOrthogonal",
     "Dirac",
     "He",
+    "History",
     "Identity",
     "InitReport",
     "InitRow",
     "Initializer",
     "Lecun",
-    "MLP",
+    "Monitor",
     "Normal",
     "Orthogonal",
     "Random",
+    "Run",
     "Sparse",
+    "StackedMLP",
     "TruncatedNormal",
     "Uniform",
     "VarianceScaling",
     "Xavier",
     "__version__",
     "build",
+    "compare",
+    "datasets",
     "default_init_std",
     "fan_in_fan_out",
     "gain",
@@ -64,4 +76,5 @@ __all__ = [
     "mlp",
     "parameter_fans",
     "receptive_field",
+    "train",
 ]
