@@ -137,3 +137,14 @@ def test_seeds():
         as_seed(1.5)
     generator = torch.Generator()
     assert make_generator(generator) is generator
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_truncated_normal_scale_and_shift(monkeypatch, chunked):
+    if chunked:
+        monkeypatch.setattr(_random, "_CHUNK", 4096)
+    plain = _draw(N, -2.0, 2.0, seed=6)
+    scaled = torch.empty(N)
+    truncated_standard_normal_(scaled, -2.0, 2.0, make_generator(6), scale=0.3, shift=1.5)
+    assert torch.equal(scaled, plain * 0.3 + 1.5)  # same ops per element: bit-identical
+    check_sample(scaled.numpy(), stats.truncnorm(-2, 2, loc=1.5, scale=0.3))
