@@ -298,3 +298,18 @@ def test_pytorch_default_is_not_he():
     assert std == pytest.approx(1 / math.sqrt(3 * 300))
     he = initlab.get("he_normal").target_std((10, 300))
     assert (he / std) ** 2 == pytest.approx(6)  # a sixth of He's variance 2 / fan_in
+
+
+def test_report_table_right_aligns_numbers_with_missing_values():
+    from initlab._table import format_table
+
+    text = format_table(
+        ["name", "std", "flag"], [("a", 1.5, True), ("bb", None, None), ("c", 10, False)]
+    )
+    assert text.splitlines() == [
+        "name  std  flag",
+        "----  ---  ----",
+        "a     1.5  yes",
+        "bb      -  -",
+        "c      10  no",
+    ]

@@ -29,11 +29,16 @@ def format_value(value: Any) -> str:
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Columns aligned with two spaces; numbers right-aligned, text left-aligned."""
     cells = [[format_value(v) for v in row] for row in rows]
+
+    def is_number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
+    # A column of numbers (missing values, None, allowed) is right-aligned.
     numeric = [
-        all(isinstance(row[i], int | float) and not isinstance(row[i], bool) for row in rows)
-        if rows else False
+        any(is_number(row[i]) for row in rows)
+        and all(is_number(row[i]) or row[i] is None for row in rows)
         for i in range(len(headers))
-    ]  # fmt: skip
+    ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
