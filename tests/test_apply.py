@@ -313,3 +313,12 @@ def test_report_table_right_aligns_numbers_with_missing_values():
         "bb      -  -",
         "c      10  no",
     ]
+
+
+@pytest.mark.parametrize("factory", [lambda: nn.Linear(256, 64), lambda: nn.Conv2d(16, 8, 3)])
+def test_lone_layer_uses_the_standalone_default(factory):
+    # nothing inside a lone layer follows it: He keeps PyTorch's default (ReLU) gain
+    layer = _build(factory)
+    report = init_model(layer, "he_normal", seed=0)
+    assert report["weight"].target_std == initlab.get("he_normal").target_std(layer.weight.shape)
+    assert report["weight"].activation is None

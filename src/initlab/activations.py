@@ -190,10 +190,15 @@ def following_activations(model: nn.Module) -> dict[str, FoundActivation]:
     """Map each module that owns a >= 2-D parameter (by qualified name) to the activation
     that follows it. ``nn.Sequential`` and other traceable models use ``torch.fx``; others
     fall back to registration order (see the module docstring).
+
+    The model's own parameters (a lone ``nn.Linear`` given to ``init_model``) have no entry:
+    nothing inside the model follows them, so schemes use their standalone defaults there
+    (``init_model(nn.Linear(...), "he_normal")`` equals ``get("he_normal")(weight)``).
     """
     order = {
         k: FoundActivation(v, "order" if v != _LINEAR else "none")
         for k, v in _by_order(model).items()
+        if k
     }
     order.update(_transformer_layers(model))
     traced = _trace(model)
