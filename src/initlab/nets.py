@@ -40,6 +40,7 @@ class MLP(nn.Sequential):
         activation: str | Sequence[str] = "relu",
         output: str = "sigmoid",
         dropout: float = 0.0,
+        seed: int = 0,
     ) -> None:
         dims = [int(check_number(f"layer_dims[{i}]", d, minimum=1, integer=True))
                 for i, d in enumerate(layer_dims)]  # fmt: skip
@@ -59,9 +60,15 @@ class MLP(nn.Sequential):
             check_choice(f"activation[{i}]", act, tuple(HIDDEN_ACTIVATIONS))
         check_choice("output", output, OUTPUTS)
         check_number("dropout", dropout, minimum=0.0, maximum=0.999)
+        check_number("seed", seed, minimum=0, integer=True)
         layers: dict[str, nn.Module] = {}
+        # PyTorch's default Linear init draws from the global RNG: draw it from a forked,
+        # seeded copy so that building a net never changes the caller's random state.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            linears = [nn.Linear(dims[i - 1], dims[i]) for i in range(1, len(dims))]
         for layer in range(1, len(dims)):
-            layers[f"linear{layer}"] = nn.Linear(dims[layer - 1], dims[layer])
+            layers[f"linear{layer}"] = linears[layer - 1]
             if layer < len(dims) - 1:
                 layers[f"act{layer}"] = HIDDEN_ACTIVATIONS[activations[layer - 1]]()
                 if dropout > 0:
@@ -95,13 +102,15 @@ def mlp(
     activation: str | Sequence[str] = "relu",
     output: str = "sigmoid",
     dropout: float = 0.0,
+    seed: int = 0,
 ) -> MLP:
     """A fully connected net with sizes ``layer_dims = [n0, ..., nL]``.
 
     ``activation``: one name or one per hidden layer (relu, leaky_relu, tanh, sigmoid, selu,
     gelu, silu, elu, linear); ``output``: sigmoid, softmax or linear (applied outside
     ``forward``, see :class:`MLP`); ``dropout``: probability after each hidden activation.
-    Weights keep PyTorch's default init until :func:`initlab.init_model` is called.
+    Weights start with PyTorch's default init drawn from a generator seeded with ``seed``
+    (the global RNG is left alone) until :func:`initlab.init_model` is called.
 
     >>> mlp([2, 10, 5, 1])
     MLP(
@@ -113,7 +122,7 @@ def mlp(
       (linear3): Linear(in_features=5, out_features=1, bias=True)
     )
     """
-    return MLP(layer_dims, activation, output, dropout)
+    return MLP(layer_dims, activation, output, dropout, seed)
 
 
 def load_parameters(model: MLP, params: Mapping[str, np.ndarray]) -> MLP:

@@ -50,6 +50,7 @@ TRUNCATED_STD = 0.87962566103423978
 Activation = tuple[str, float | None]
 """An activation as ``(name, parameter)``, e.g. ``("leaky_relu", 0.2)``."""
 
+_SAMPLE_DTYPES = ("float16", "float32", "float64")  # NumPy has no bfloat16
 _DTYPES = {
     "float16": torch.float16,
     "bfloat16": torch.bfloat16,
@@ -125,8 +126,13 @@ class Initializer:
         """
         check_choice("layout", layout, LAYOUTS)
         shape = tuple(int(d) for d in shape)
-        dtype_name = np.dtype(dtype).name
-        check_choice("dtype", dtype_name, tuple(_DTYPES))
+        if any(d < 0 for d in shape):
+            raise ValueError(f"shape dimensions must be >= 0; got {shape}")
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = str(dtype)
+        check_choice("dtype", dtype_name, _SAMPLE_DTYPES)
         if layout == "keras" and len(shape) >= 2:
             torch_shape = (shape[-1], shape[-2], *shape[:-2])
         else:

@@ -452,8 +452,11 @@ def train(
     scheme = "kept" if init is None else str(init)
     x = dataset.x_train.to(device, work_dtype)
     y = dataset.y_train.to(device)
+    was_training = model.training
+    model.eval()  # no dropout draws from the global RNG while probing the output size
     with torch.no_grad():
         n_out = int(model(x[:1]).shape[-1])
+    model.train(was_training)
     output = output or getattr(model, "output", None) or ("sigmoid" if n_out == 1 else "softmax")
     check_choice("output", output, ("sigmoid", "softmax", "linear"))
     t_all = targets(output, y, n_out, work_dtype)
