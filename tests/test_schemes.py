@@ -386,6 +386,10 @@ def test_sample_dtype_and_shape(dtype):
 def test_sample_rejects_bad_dtype_and_layout():
     with pytest.raises(ValueError, match="dtype must be one of"):
         get("normal").sample((2, 2), dtype="int32")
+    with pytest.raises(ValueError, match="dtype must be one of 'float16', 'float32', 'float64'"):
+        get("normal").sample((2, 2), dtype="bfloat16")  # NumPy has no bfloat16
+    with pytest.raises(ValueError, match=r"shape dimensions must be >= 0; got \(2, -1\)"):
+        get("normal").sample((2, -1))
     with pytest.raises(ValueError, match=r"layout must be one of .*did you mean 'keras'"):
         get("normal").sample((2, 2), layout="kears")
 
