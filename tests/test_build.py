@@ -194,3 +194,14 @@ def test_build_peak_memory_is_about_the_parameters():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["params"] > 300e6
     assert result["growth"] <= 1.1 * result["params"], result
+
+
+def test_init_model_parallel_fill_equals_serial_fill(monkeypatch):
+    """init_model fills big CPU models on threads; per-parameter generators keep the values."""
+    from initlab import apply
+
+    model, report = build(Net, "he_truncated", seed=4)
+    monkeypatch.setattr(apply, "_PARALLEL_NUMEL", 0)  # force the threaded path
+    threaded = init_model(model, "he_truncated", seed=4)
+    _assert_same_state(model, build(Net, "he_truncated", seed=4)[0])
+    assert str(threaded) == str(report)
