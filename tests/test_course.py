@@ -103,7 +103,8 @@ def test_structured_schemes_via_torch():
 @pytest.mark.parametrize(
     ("dims", "seed", "match"),
     [([3], 3, "at least 2 sizes"), ([3, 0], 3, r"layer_dims\[1\] must be >= 1"),
-     ([3, 2.5], 3, r"layer_dims\[1\] must be an integer"), ([3, 2], -1, "seed must be >= 0")],
+     ([3, 2.5], 3, r"layer_dims\[1\] must be an integer"), ([3, 2], -1, "seed must be >= 0"),
+     ([3, 2], 2**32, "seed must be <= 4294967295")],
 )  # fmt: skip
 def test_bad_inputs(dims, seed, match):
     with pytest.raises(ValueError, match=match):

@@ -76,7 +76,7 @@ def initialize_parameters(
         raise ValueError(f"layer_dims needs at least 2 sizes (input and output); got {dims}")
     for i, d in enumerate(dims):
         check_number(f"layer_dims[{i}]", d, minimum=1, integer=True)
-    check_number("seed", seed, minimum=0, integer=True)
+    check_number("seed", seed, minimum=0, maximum=2**32 - 1, integer=True)  # RandomState's range
     init = get(scheme)
     rng = np.random.RandomState(int(seed))
     params: dict[str, np.ndarray] = {}
