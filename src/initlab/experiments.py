@@ -257,8 +257,10 @@ def compare(
         out = prepare_out(out, force=force, resume=resume)
         if resume and os.path.exists(os.path.join(out, "results.json")):
             previous = Comparison.load(out)
-            if previous.config != config:
-                changed = sorted(k for k in config if previous.config.get(k) != config[k])
+            # schemes and seeds may grow; every other setting must be the same
+            changed = sorted(k for k in config if k not in ("schemes", "seeds")
+                             and previous.config.get(k) != config[k])  # fmt: skip
+            if changed:
                 raise ValueError(
                     f"cannot resume {out}: it was made with different settings "
                     f"({', '.join(changed)})"
