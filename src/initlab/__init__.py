@@ -14,6 +14,7 @@ from .datasets import Dataset
 from .experiments import Comparison, compare
 from .fans import fan_in_fan_out, parameter_fans, receptive_field
 from .gains import gain
+from .gradcheck import GradCheck, gradcheck, gradcheck_function, plant_bug, with_l2
 from .nets import MLP, StackedMLP, load_parameters, mlp
 from .registry import get
 from .schemes import (
@@ -44,6 +45,7 @@ __all__ = [
     "Dataset",
     "DeltaOrthogonal",
     "Dirac",
+    "GradCheck",
     "He",
     "History",
     "Identity",
@@ -70,11 +72,15 @@ __all__ = [
     "fan_in_fan_out",
     "gain",
     "get",
+    "gradcheck",
+    "gradcheck_function",
     "init_model",
     "initialize_parameters",
     "load_parameters",
     "mlp",
     "parameter_fans",
+    "plant_bug",
     "receptive_field",
     "train",
+    "with_l2",
 ]

@@ -1,0 +1,175 @@
+"""``initlab gradcheck``: check back-propagation on a built-in MLP against finite differences."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .._validation import check_number
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "gradcheck",
+        help="compare back-propagated gradients of an MLP with finite differences",
+        description="Build an MLP on a dataset (circles by default), optionally train it, and "
+        "compare every back-propagated gradient with central differences in float64: per-tensor "
+        "relative differences ||g_num - g|| / (||g_num|| + ||g||) and a verdict (< 1e-7 "
+        "correct, > 1e-3 a bug, in between look closer). Exit status 1 when the check finds a "
+        "bug (or, with --strict, anything but 'correct'), 2 on bad input.",
+    )
+    parser.add_argument(
+        "--dims", default="2,10,5,1", help="layer sizes n0,n1,...,nL (default 2,10,5,1)"
+    )
+    parser.add_argument("--activation", default="relu", help="hidden activation (default relu)")
+    parser.add_argument("--init", default="he_normal", help="init scheme (default he_normal)")
+    parser.add_argument(
+        "--l2",
+        type=float,
+        default=0.0,
+        help="L2 strength lambda: the loss gains lambda/(2m) sum ||W||^2",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout probability (used in training; off during the check)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="full",
+        choices=("full", "sample", "fast"),
+        help="every entry, SAMPLES entries per tensor, or DIRECTIONS random "
+        "directional derivatives per tensor (default full)",
+    )
+    parser.add_argument("--eps", type=float, default=1e-7, help="finite-difference step")
+    parser.add_argument("--samples", type=int, default=10, help="entries per tensor (sample)")
+    parser.add_argument("--directions", type=int, default=7, help="directions per tensor (fast)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for init, training and sampling")
+    parser.add_argument("--data", default="circles", help="dataset name or path (default circles)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=None,
+        help="check on the first N training examples (default all)",
+    )
+    parser.add_argument(
+        "--after",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train N iterations of gradient descent first, then check",
+    )
+    parser.add_argument("--lr", type=float, default=0.1, help="learning rate for --after")
+    parser.add_argument(
+        "--plant-bug",
+        default=None,
+        metavar="PARAM[:FACTOR]",
+        help="demo: make the backward pass of one parameter wrong by FACTOR "
+        "(default -1, a wrong sign), e.g. linear2.bias or linear1.weight:2",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 unless the verdict is correct"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.set_defaults(handler=run)
+
+
+def _dims(text: str) -> list[int]:
+    try:
+        dims = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--dims must be comma-separated integers like 2,10,5,1; got {text!r}"
+        ) from None
+    if len(dims) < 2:
+        raise ValueError(f"--dims needs at least an input and an output size; got {text!r}")
+    return dims
+
+
+def _bug(text: str) -> tuple[str, float]:
+    name, _, factor = text.partition(":")
+    if not factor:
+        return name, -1.0
+    try:
+        return name, float(factor)
+    except ValueError:
+        raise ValueError(f"--plant-bug: FACTOR must be a number; got {factor!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..apply import init_model
+    from ..datasets import load
+    from ..gradcheck import gradcheck, plant_bug, with_l2
+    from ..nets import mlp
+    from ..train import train
+
+    dims = _dims(args.dims)
+    l2 = check_number("--l2", args.l2, minimum=0.0)
+    check_number("--after", args.after, minimum=0, integer=True)
+    data = load(args.data)
+    if dims[0] != data.n_features:
+        raise ValueError(
+            f"--dims: the first size must be the number of input features of {args.data} "
+            f"({data.n_features}); got {dims[0]}"
+        )
+    if dims[-1] != 1 or data.n_classes > 2:
+        raise ValueError(
+            f"--dims: the built-in MLP has one sigmoid output for two classes ({args.data} has "
+            f"{data.n_classes}); got output size {dims[-1]}"
+        )
+    model = mlp(dims, args.activation, "sigmoid", dropout=args.dropout)
+    init_model(model, args.init, seed=args.seed)
+    lines = [f"model: mlp {dims}, {args.activation}, init {args.init}, seed {args.seed}"]
+    if args.after:
+        result = train(
+            model,
+            data,
+            init=None,
+            iterations=args.after,
+            lr=args.lr,
+            l2=l2,
+            seed=args.seed,
+            progress=False,
+        )
+        if result.status == "diverged":
+            raise ValueError(
+                f"--after: training diverged at iteration {result.diverged_at}; lower --lr"
+            )
+        lines.append(
+            f"trained {args.after} iterations of gd (lr {args.lr:g}): loss "
+            f"{result.final_loss:.4g}, train accuracy {result.train_accuracy:.3g}"
+        )
+    if args.plant_bug:
+        parameter, factor = _bug(args.plant_bug)
+        model = plant_bug(model, parameter, factor)
+        lines.append(f"planted bug: the gradient of {parameter} is multiplied by {factor:g}")
+    x, y = data.x_train, data.y_train
+    if args.examples is not None:
+        count = check_number("--examples", args.examples, minimum=1, integer=True)
+        x, y = x[:count], y[:count]
+    y = y.double().unsqueeze(1)
+    loss = with_l2("bce", model, l2) if l2 > 0 else "bce"
+    lines.append(
+        f"loss: binary cross-entropy on {x.shape[0]} examples"
+        + (f" + {l2:g}/(2m) sum ||W||^2" if l2 > 0 else "")
+    )
+    check = gradcheck(
+        model,
+        loss,
+        x,
+        y,
+        eps=args.eps,
+        mode=args.mode,
+        samples=args.samples,
+        directions=args.directions,
+        seed=args.seed,
+        dropout="off" if args.dropout > 0 else "refuse",
+    )
+    if args.json:
+        print(json.dumps({"setup": lines, **check.to_dict()}, indent=2))
+    else:
+        print("\n".join(lines))
+        print(check)
+    failed = not check.passed or (args.strict and check.verdict != "correct")
+    return 1 if failed else 0

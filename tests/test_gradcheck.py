@@ -1,0 +1,451 @@
+"""Gradient checks: correct models pass, planted bugs fail and are named, models stay untouched."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import initlab
+from initlab.gradcheck import (
+    L2Loss,
+    gradcheck,
+    gradcheck_function,
+    plant_bug,
+    with_l2,
+)
+
+
+def _data(n: int = 64, features: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=g)
+    y = (x.norm(dim=1, keepdim=True) > 1.1).float()
+    return x, y
+
+
+def _built(factory, *args, **kwargs):
+    """Build a module without touching the global RNG (nn.Linear's default init draws)."""
+    with torch.random.fork_rng(devices=[]):
+        return factory(*args, **kwargs)
+
+
+def _mlp(activation: str = "relu", dims=(2, 8, 6, 1), seed: int = 0, **kw) -> initlab.MLP:
+    net = _built(initlab.mlp, list(dims), activation=activation, **kw)
+    initlab.init_model(net, "xavier_normal" if activation != "relu" else "he_normal", seed=seed)
+    return net
+
+
+def _train(model: nn.Module, loss_fn, x, y, steps: int = 100, lr: float = 0.3) -> None:
+    """Plain full-batch gradient descent (no randomness), to check trained models too."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+
+class SmallCNN(nn.Sequential):
+    def __init__(self) -> None:
+        super().__init__(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 4, 3),
+            nn.Tanh(),
+            nn.Flatten(),
+            nn.Linear(16, 3),
+        )
+
+
+def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 3, (6,), generator=g)
+
+
+# ----------------------------------------------------------------- correct models pass
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+def test_correct_mlps_pass_at_init_and_after_training(activation):
+    x, y = _data()
+    net = _mlp(activation)
+    loss = with_l2("bce", net, 0.7)
+    for stage in ("init", "trained"):
+        result = gradcheck(net, loss, x, y)
+        assert result.verdict == "correct", (stage, str(result))
+        assert result.rel < 1e-5  # below 1e-7 or at round-off level (see noise)
+        assert all(t.verdict == "correct" for t in result.tensors)
+        fast = gradcheck(net, loss, x, y, mode="fast", seed=1)
+        assert fast.verdict == "correct", (stage, str(fast))
+        _train(net, loss, x, y)
+
+
+def test_small_cnn_with_batch_norm_and_l2_passes_in_every_mode():
+    x, y = _images()
+    net = _built(SmallCNN)
+    initlab.init_model(net, seed=0)
+    loss = with_l2("cross_entropy", net, 0.5)
+    for stage in ("init", "trained"):
+        for mode in ("full", "sample", "fast"):
+            result = gradcheck(net, loss, x, y, mode=mode)
+            assert result.verdict == "correct", (stage, mode, str(result))
+        _train(net, loss, x, y, steps=20, lr=0.1)
+    assert any("batch norm" in n for n in result.notes)
+
+
+def test_full_mode_numbers_equal_the_definition():
+    # Central differences by hand on a tiny net, against the reported relative difference.
+    x, y = _data(16)
+    net = _mlp("tanh", dims=(2, 3, 1))
+    result = gradcheck(net, "bce", x, y, eps=1e-6, worst=100)
+    work = copy.deepcopy(net).double()
+    x64, y64 = x.double(), y.double()
+    num, ana = [], []
+    for p in work.parameters():
+        flat = p.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + 1e-6
+            up = F.binary_cross_entropy_with_logits(work(x64), y64).item()
+            flat[i] = old - 1e-6
+            down = F.binary_cross_entropy_with_logits(work(x64), y64).item()
+            flat[i] = old
+            num.append((up - down) / 2e-6)
+    work.zero_grad()
+    F.binary_cross_entropy_with_logits(work(x64), y64).backward()
+    ana = torch.cat([p.grad.view(-1) for p in work.parameters()])
+    num = torch.tensor(num, dtype=torch.float64)
+    expected = float((num - ana).norm() / (num.norm() + ana.norm()))
+    assert result.rel == pytest.approx(expected, rel=0.2, abs=1e-10)
+    assert result.evaluations == 2 * num.numel() + 1
+    assert sum(t.checked for t in result.tensors) == num.numel()
+    reported = {(e.tensor, e.index): e.analytic for e in result.worst}
+    assert reported[("linear1.weight", (0, 1))] == pytest.approx(ana[1].item(), rel=1e-12)
+
+
+def test_vmap_and_loop_give_the_same_numbers():
+    x, y = _data()
+    net = _mlp("relu")
+    batched = gradcheck(net, "bce", x, y)
+    looped = gradcheck(net, "bce", x, y, vectorize=False)
+    assert batched.vectorized and not looped.vectorized
+    # same differences up to round-off (the batched matmul sums in another order)
+    for a, b in zip(batched.tensors, looped.tensors, strict=True):
+        assert a.rel < 1e-7 and b.rel < 1e-7
+        assert a.max_diff < 1e-8 and b.max_diff < 1e-8
+    assert batched.evaluations == looped.evaluations
+
+
+# ----------------------------------------------------------------- planted bugs fail
+
+
+@pytest.mark.parametrize("mode", ["full", "sample", "fast"])
+@pytest.mark.parametrize(
+    ("parameter", "factor", "expected_rel"),
+    [
+        ("linear2.bias", -1.0, 1.0),
+        ("linear1.weight", 2.0, 1 / 3),
+        ("linear3.weight", 1.1, 0.1 / 2.1),
+    ],
+)
+def test_planted_bug_fails_and_is_named(mode, parameter, factor, expected_rel):
+    x, y = _data()
+    net = _mlp("tanh")
+    result = gradcheck(plant_bug(net, parameter, factor), "bce", x, y, mode=mode, samples=64)
+    assert result.verdict == "bug"
+    assert not result.passed
+    assert result.worst_tensor == parameter
+    assert result[parameter].rel == pytest.approx(expected_rel, rel=1e-5)
+    others = [t for t in result.tensors if t.name != parameter]
+    assert all(t.verdict == "correct" for t in others), str(result)
+    assert parameter in result.summary
+    if mode != "fast":
+        assert result.worst[0].tensor == parameter
+
+
+def test_planted_bug_in_a_cnn_is_named():
+    x, y = _images()
+    net = _built(SmallCNN)
+    initlab.init_model(net, seed=0)
+    result = gradcheck(plant_bug(net, "4.weight", 0.5), "cross_entropy", x, y, mode="fast")
+    assert result.verdict == "bug" and result.worst_tensor == "4.weight"
+
+
+class _LinearFn(torch.autograd.Function):
+    """y = x W^T + b with a hand-written backward; ``scale`` multiplies dL/dW (1 = correct)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, scale):
+        ctx.save_for_backward(x, weight)
+        ctx.scale = scale
+        return x @ weight.t() + bias
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        return grad @ weight, ctx.scale * grad.t() @ x, grad.sum(0), None
+
+
+class _HandLinear(nn.Linear):
+    scale = 1.0
+
+    def forward(self, x):
+        return _LinearFn.apply(x, self.weight, self.bias, self.scale)
+
+
+def _hand_net(scale: float) -> nn.Module:
+    net = _built(
+        lambda: nn.Sequential(
+            nn.Linear(2, 8), nn.Tanh(), _HandLinear(8, 6), nn.ReLU(), nn.Linear(6, 1)
+        )
+    )
+    initlab.init_model(net, seed=3)
+    net[2].scale = scale
+    return net
+
+
+@pytest.mark.parametrize("mode", ["full", "fast"])
+def test_custom_autograd_function_in_a_model(mode):
+    x, y = _data()
+    good = gradcheck(_hand_net(1.0), "bce", x, y, mode=mode)
+    assert good.verdict == "correct", str(good)
+    assert not good.vectorized  # the Function has no vmap rule: the loop fallback ran
+    bad = gradcheck(_hand_net(0.5), "bce", x, y, mode=mode)
+    assert bad.verdict == "bug" and bad.worst_tensor == "2.weight"
+    assert bad["2.weight"].rel == pytest.approx(0.5 / 1.5, rel=1e-5)
+
+
+def test_fast_mode_catches_a_bug_in_one_small_tensor_of_a_big_net():
+    # 20k parameters; the wrong sign is in a 1-element bias, invisible in the joint directions.
+    x, y = _data(32)
+    net = _mlp("relu", dims=(2, 100, 150, 30, 1))
+    result = gradcheck(plant_bug(net, "linear4.bias", -1), "bce", x, y, mode="fast", seed=5)
+    assert result.verdict == "bug" and result.worst_tensor == "linear4.bias"
+    # cost: 2 * directions * (tensors + 1) evaluations (+1 determinism check), whatever P is
+    assert result.evaluations == 2 * 7 * (8 + 1) + 1
+
+
+# ----------------------------------------------------------------- the user's model
+
+
+def test_model_grads_buffers_dtype_and_mode_are_untouched():
+    x, y = _images()
+    net = _built(SmallCNN)
+    initlab.init_model(net, seed=0)
+    F.cross_entropy(net(x), y).backward()  # leaves grads and updates running stats
+    state = copy.deepcopy(net.state_dict())
+    grads = [p.grad.clone() for p in net.parameters()]
+    gradcheck(net, with_l2("cross_entropy", net, 0.1), x, y, mode="sample")
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert all(torch.equal(g, p.grad) for g, p in zip(grads, net.parameters(), strict=True))
+    assert net.training and net[1].track_running_stats
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+
+
+def test_eval_mode_batch_norm_is_checked_with_running_statistics():
+    x, y = _images()
+    net = _built(SmallCNN)
+    initlab.init_model(net, seed=0)
+    with torch.no_grad():
+        net[1].running_mean.fill_(0.3)
+        net[1].running_var.fill_(2.0)
+    net.eval()
+    result = gradcheck(net, "cross_entropy", x, y)
+    assert result.verdict == "correct" and not result.notes
+    # the reported loss is the eval-mode loss (running statistics used)
+    assert result.loss == pytest.approx(
+        float(F.cross_entropy(net.double()(x.double()), y).detach())
+    )
+
+
+def test_dropout_in_training_mode_is_refused_unless_switched_off():
+    x, y = _data()
+    net = _mlp(dims=(2, 8, 1), dropout=0.5)
+    with pytest.raises(ValueError, match=r"dropout is active .*dropout1.*dropout='off'"):
+        gradcheck(net, "bce", x, y)
+    result = gradcheck(net, "bce", x, y, dropout="off")
+    assert result.verdict == "correct"
+    assert "dropout switched off" in result.notes[0]
+    assert net.dropout1.training  # the user's model keeps its mode
+    net.eval()
+    assert gradcheck(net, "bce", x, y).notes == []
+
+
+def test_a_random_loss_is_refused():
+    class Noisy(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=True)
+
+    x, _ = _data()
+    with pytest.raises(ValueError, match="not deterministic"):
+        net = _built(lambda: nn.Sequential(nn.Linear(2, 4), Noisy()))
+        gradcheck(net, "mse", x, torch.zeros(64, 4))
+
+
+# ----------------------------------------------------------------- L2 and losses
+
+
+def test_with_l2_is_the_course_convention_on_weights_only():
+    net = _mlp("relu")
+    x, y = _data()
+    loss = with_l2("bce", net, 0.7)
+    assert isinstance(loss, L2Loss)
+    assert loss.weight_names == ("linear1.weight", "linear2.weight", "linear3.weight")
+    penalty = sum(net.get_parameter(n).pow(2).sum() for n in loss.weight_names)
+    expected = F.binary_cross_entropy_with_logits(net(x), y) + 0.7 / (2 * 64) * penalty
+    assert float(loss(net(x), y).detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    # the gradient check sees the penalty: its reported loss includes it
+    result = gradcheck(net, loss, x, y)
+    assert result.loss == pytest.approx(float(expected.detach()), rel=1e-6)
+
+
+def test_a_penalty_with_a_wrong_backward_is_caught():
+    class HalfGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, w):
+            ctx.save_for_backward(w)
+            return w.pow(2).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (w,) = ctx.saved_tensors
+            return grad * w  # should be 2 w
+
+    net = _mlp("tanh")
+    x, y = _data()
+
+    def loss(outputs, targets, params):
+        return F.binary_cross_entropy_with_logits(outputs, targets) + HalfGrad.apply(
+            params["linear2.weight"]
+        )
+
+    result = gradcheck(net, loss, x, y, mode="fast")
+    assert result.verdict == "bug" and result.worst_tensor == "linear2.weight"
+
+
+def test_loss_names_and_non_scalar_losses():
+    x, y = _data()
+    net = _mlp("tanh")
+    assert gradcheck(net, "mse", x, y, mode="fast").verdict == "correct"
+    with pytest.raises(ValueError, match="did you mean 'bce'"):
+        gradcheck(net, "bec", x, y)
+    with pytest.raises(ValueError, match="scalar"):
+        gradcheck(net, lambda out, t: out, x, y)
+
+
+# ----------------------------------------------------------------- functions
+
+
+def test_gradcheck_function_on_plain_functions():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(3, 4, generator=g, requires_grad=True)
+    b = torch.randn(4, 5, generator=g, requires_grad=True)
+    result = gradcheck_function(lambda u, v: torch.tanh(u @ v), a, b)
+    assert result.verdict == "correct"
+    assert [t.name for t in result.tensors] == ["input0", "input1"]
+    # two outputs, a non-tensor argument, an input that does not require grad
+    c = torch.randn(3, 4, generator=g)
+    result = gradcheck_function(lambda u, k, w: (u.sin() * k, (u * w).exp().sum()), a, 2.0, c)
+    assert [t.name for t in result.tensors] == ["input0"] and result.verdict == "correct"
+    assert a.dtype == torch.float32 and a.grad is None
+
+
+def test_gradcheck_function_on_custom_functions():
+    class Cube(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, wrong):
+            ctx.save_for_backward(x)
+            ctx.wrong = wrong
+            return x**3
+
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return grad * (2 if ctx.wrong else 3) * x**2, None
+
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(1))
+    for mode in ("full", "sample", "fast"):
+        assert gradcheck_function(Cube.apply, x, False, mode=mode).verdict == "correct"
+        bad = gradcheck_function(Cube.apply, x, True, mode=mode)
+        assert bad.verdict == "bug"
+        assert bad.rel == pytest.approx(1 / 5, rel=1e-5)
+    with pytest.raises(TypeError, match="floating-point tensor"):
+        gradcheck_function(Cube.apply, torch.arange(3), False)
+
+
+# ----------------------------------------------------------------- options and output
+
+
+def test_sample_mode_is_seeded():
+    x, y = _data()
+    net = _mlp(dims=(2, 40, 1))
+    one = gradcheck(net, "bce", x, y, mode="sample", samples=5, seed=1, worst=100)
+    two = gradcheck(net, "bce", x, y, mode="sample", samples=5, seed=1, worst=100)
+    other = gradcheck(net, "bce", x, y, mode="sample", samples=5, seed=2, worst=100)
+    entries = [sorted(e.index for e in r.worst if e.tensor == "linear1.weight")
+               for r in (one, two, other)]  # fmt: skip
+    assert entries[0] == entries[1] != entries[2]
+    assert one["linear1.weight"].checked == 5 and one["linear2.bias"].checked == 1
+
+
+def test_thresholds_and_atol_are_configurable():
+    x, y = _data()
+    net = _mlp("tanh")
+    strict = gradcheck(net, "bce", x, y, thresholds=(1e-14, 1e-12), atol=0.0)
+    assert strict.verdict == "bug"
+    middle = gradcheck(net, "bce", x, y, thresholds=(1e-14, 1e-3), atol=0.0)
+    assert middle.verdict == "look closer" and middle.passed
+    assert "look closer" in middle.summary
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "fsat"}, "did you mean 'fast'"),
+        ({"eps": 0.0}, "eps must be > 0"),
+        ({"eps": -1e-7}, "eps must be > 0"),
+        ({"samples": 0}, "samples must be >= 1"),
+        ({"directions": 2.5}, "directions must be an integer"),
+        ({"thresholds": (1e-3, 1e-7)}, "correct <= bug"),
+        ({"thresholds": (1e-7,)}, "two numbers"),
+        ({"dropout": "of"}, "did you mean 'off'"),
+    ],
+)
+def test_bad_options_are_named(kwargs, message):
+    x, y = _data()
+    with pytest.raises(ValueError, match=message):
+        gradcheck(_mlp(), "bce", x, y, **kwargs)
+
+
+def test_bad_models_and_inputs():
+    x, y = _data()
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        gradcheck(lambda t: t, "bce", x, y)
+    frozen = _mlp().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        gradcheck(frozen, "bce", x, y)
+    with pytest.raises(ValueError, match=r"did you mean 'linear2\.bias'"):
+        plant_bug(_mlp(), "linear2.bais")
+    with pytest.raises(ValueError, match="Linear or Conv"):
+        plant_bug(_built(SmallCNN), "1.weight")
+
+
+def test_str_and_to_dict():
+    x, y = _data()
+    result = gradcheck(plant_bug(_mlp("tanh"), "linear2.bias", -1), "bce", x, y)
+    text = str(result)
+    assert "linear2.bias" in text and "verdict: bug" in text and "worst entries" in text
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["verdict"] == "bug" and data["worst_tensor"] == "linear2.bias"
+    assert data["tensors"][3]["name"] == "linear2.bias" and data["passed"] is False
+    assert data["worst"][0]["tensor"] == "linear2.bias"
+
+
+def test_public_names():
+    for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck"):
+        assert name in initlab.__all__
