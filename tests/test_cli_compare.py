@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from initlab.cli import main
+
+
+def test_compare_writes_everything(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--iterations", "200", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    for word in ("scheme", "final loss", "train acc", "test acc", "status", "seconds",
+                 "zeros", "random:scale=10", "he"):  # fmt: skip
+        assert word in printed
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["scheme"] for r in runs] == ["zeros", "random:scale=10", "he"]
+    assert runs[0]["train_accuracy"] == 0.5 and runs[0]["iterations"] == 200
+    for name in ("history.csv", "loss.png", "gradient_norms.png", "decision_boundaries.png",
+                 "report.html"):  # fmt: skip
+        assert (out / name).exists()
+
+
+def test_options_reach_the_library(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--schemes", "he", "xavier_uniform", "--data", "moons", "--dims",
+                 "2,6,1", "--activation", "tanh", "--iterations", "50", "--lr", "0.1",
+                 "--optimizer", "momentum", "--seed", "0", "1", "--l2", "0.1", "--dropout", "0.1",
+                 "--clip-norm", "1.0", "--init-style", "model", "--out", str(out),
+                 "--no-progress", "--no-report"])  # fmt: skip
+    assert code == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["layer_dims"] == [2, 6, 1] and config["activation"] == ["tanh"]
+    assert config["optimizer"] == "momentum" and config["seeds"] == [0, 1]
+    assert config["l2"] == 0.1 and config["dropout"] == 0.1 and config["clip_norm"] == 1.0
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
+
+
+def _one_line_error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "file").write_text("x")
+    assert "not empty" in _one_line_error(capsys, ["compare", "--out", str(out)])
+    assert "did you mean 'he'" in _one_line_error(
+        capsys, ["compare", "--schemes", "hee", "--out", str(tmp_path / "a")]
+    )
+    assert "has 2 features" in _one_line_error(
+        capsys, ["compare", "--dims", "3,4,1", "--out", str(tmp_path / "b")]
+    )
+    assert "lr must be > 0" in _one_line_error(
+        capsys, ["compare", "--lr", "-1", "--out", str(tmp_path / "c")]
+    )
+    with pytest.raises(SystemExit) as exit_info:  # argparse usage errors: also one line, 2
+        main(["compare", "--dims", "2,x"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and "comma-separated" in err
+    assert "--resume needs --out" in _one_line_error(capsys, ["compare", "--resume"])
+    assert not (tmp_path / "a").exists()  # nothing created when the input is bad
+
+
+def test_force_overwrites(tmp_path, capsys):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "file").write_text("x")
+    code = main(["compare", "--schemes", "he", "--iterations", "20", "--out", str(out),
+                 "--force", "--no-progress", "--no-report"])  # fmt: skip
+    assert code == 0 and (out / "results.json").exists()

@@ -1,0 +1,35 @@
+import base64
+import re
+
+from initlab.experiments import compare
+from initlab.report import plots, write_report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_files_and_embedded_images(tmp_path):
+    result = compare(["zeros", "he"], iterations=60, progress=False)
+    written = write_report(result, str(tmp_path))
+    names = sorted(p.rsplit("/", 1)[-1] for p in written)
+    assert names == ["decision_boundaries.png", "gradient_norms.png", "loss.png", "report.html"]
+    for name in names[:-1]:
+        assert (tmp_path / name).read_bytes().startswith(PNG)
+    page = (tmp_path / "report.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 3 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    assert "<td>he</td>" in page and "http" not in page  # offline: nothing fetched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_no_decision_boundary_for_high_dimensional_data(tmp_path):
+    result = compare(["he"], "digits", [64, 16, 10], iterations=20, lr=0.1, progress=False)
+    names = sorted(p.rsplit("/", 1)[-1] for p in write_report(result, str(tmp_path)))
+    assert "decision_boundaries.png" not in names and "loss.png" in names
+
+
+def test_plots_handle_a_diverged_run():
+    result = compare(["random:scale=3"], activation="linear", output="linear", lr=0.5,
+                     iterations=60, init_style="model", seeds=[0], progress=False)  # fmt: skip
+    assert result.runs[0].status == "diverged"
+    assert plots.loss_curves(result.runs).startswith(PNG)
+    assert plots.gradient_norms(result.runs).startswith(PNG)
