@@ -13,9 +13,11 @@ Reported, all measured in this one run on the same tensors:
   (PyTorch's default init) and then ``init_model`` on it; and build's peak memory growth
   (CPU: ``ru_maxrss``; CUDA: ``max_memory_allocated``) against the parameters' bytes;
 * per scheme: GB/s of the equivalent ``torch.nn.init`` call on every weight, of the initlab
-  scheme called on every weight (one thread of Python, like the torch loop), and of
-  ``init_model`` on the whole model (biases, report and realized stds included); the machine's
-  baseline is ``tensor.uniform_()`` over the same weights.
+  scheme called on every weight (one Python loop, like the torch one), of ``init_model`` (biases,
+  report and realized stds included) and of the machine's baseline, ``tensor.uniform_()`` over
+  the same weights. The four run interleaved on groups of layers of ``--group-bytes`` (0.5 GB)
+  each, ``init_model`` on a ``Sequential`` of the group's layers, so that the load of a shared
+  machine, drifting over seconds, hits all four alike; times are summed over the groups.
 
 Rows marked ``*`` run on the first layers only (``--slow-bytes``): torch's ``trunc_normal_``
 and orthogonal's QR are slow enough to make a 1B run take many minutes otherwise; GB/s is a
@@ -113,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ortho-bytes", type=float, default=7e7, help="bytes of layers for orthogonal"
     )
+    parser.add_argument(
+        "--group-bytes", type=float, default=5e8,
+        help="bytes of layers per interleaved group (default 5e8)",
+    )  # fmt: skip
     parser.add_argument("--skip-build", action="store_true", help="skip the build comparison")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -142,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # ---------------------------------------------------------------- build vs eager
     # Warm up (imports, fx, thread pool, allocator) so that neither side pays first-call costs.
+    # build and construct + init_model alternate, at least twice, best of each.
     small = partial(stack, 64, 1)
     initlab.build(small, "he_normal", device=device, seed=0)
     with torch.random.fork_rng(devices=[]), torch.device(device):
@@ -173,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_build:
         # Alternate the two so that drifting machine load hits both alike; best of each.
         t_eager = math.inf
-        for i in range(repeats):
+        for i in range(max(2, repeats)):
             if i:
                 del model
                 sync(device)
@@ -204,14 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     linears = [m for m in model if isinstance(m, nn.Linear)]
     weights = [m.weight.data for m in linears]
 
-    def first(limit: float) -> int:
-        total, k = 0, 0
-        for w in weights:
-            if k and total + w.numel() * w.element_size() > limit:
-                break
-            total, k = total + w.numel() * w.element_size(), k + 1
-        return k
-
     def gbps(ws: list[torch.Tensor], seconds: float) -> float:
         return sum(w.numel() * w.element_size() for w in ws) / seconds / 1e9
 
@@ -227,28 +226,49 @@ def main(argv: list[str] | None = None) -> int:
 
         return run
 
-    base = gbps(
-        weights, timed(loop(weights, lambda w, g: w.uniform_(generator=g)), device, repeats)
-    )
+    def uniform(w: torch.Tensor, g: torch.Generator) -> None:
+        w.uniform_(generator=g)
+
+    def first_from(start: int, limit: float) -> int:
+        """How many weights from ``start`` on fit in ``limit`` bytes (at least one)."""
+        total, k = 0, 0
+        for w in weights[start:]:
+            if k and total + w.numel() * w.element_size() > limit:
+                break
+            total, k = total + w.numel() * w.element_size(), k + 1
+        return k
+
     header = ("scheme", "GB", "torch GB/s", "initlab GB/s", "init_model", "uniform_ base",
               "initlab/torch", "init_model/torch", "init_model/base")  # fmt: skip
     rows = []
     for name, spec, torch_fill, slow in SCHEMES:
-        k = first(args.ortho_bytes if name == "orthogonal" else args.slow_bytes)
+        k = first_from(0, args.ortho_bytes if name == "orthogonal" else args.slow_bytes)
         k = k if slow else len(weights)
         ws = weights[:k]
         scheme = initlab.get(spec)
-        subset = model if k == len(weights) else nn.Sequential(*linears[:k])
-        runs = {
-            "torch": loop(ws, torch_fill),
-            "initlab": loop(ws, lambda w, g, s=scheme: s(w, g, activation=("relu", None))),
-            "init_model": lambda s=spec, m=subset: initlab.init_model(m, s, seed=0),
-        }
-        best = dict.fromkeys(runs, math.inf)
-        for _ in range(1 if slow else repeats):  # alternate: drifting load hits all alike
-            for key, run in runs.items():
-                best[key] = min(best[key], timed(run, device, 1))
-        t_torch, t_lab, t_model = (gbps(ws, best[key]) for key in runs)
+        # Interleave the four fills group by group (~--group-bytes each), so that the load of
+        # a shared machine, drifting over seconds, hits all of them alike.
+        groups, start = [], 0
+        while start < k:
+            stop = start + max(1, first_from(start, args.group_bytes))
+            groups.append((start, min(stop, k)))
+            start = stop
+        best = dict.fromkeys(("torch", "initlab", "init_model", "base"), math.inf)
+        for _ in range(1 if slow else repeats):
+            total = dict.fromkeys(best, 0.0)
+            for i, j in groups:
+                part, sub = weights[i:j], nn.Sequential(*linears[i:j])
+                total["torch"] += timed(loop(part, torch_fill), device, 1)
+                total["initlab"] += timed(
+                    loop(part, lambda w, g, s=scheme: s(w, g, activation=("relu", None))),
+                    device, 1,
+                )  # fmt: skip
+                total["init_model"] += timed(
+                    lambda s=spec, m=sub: initlab.init_model(m, s, seed=0), device, 1
+                )
+                total["base"] += timed(loop(part, uniform), device, 1)
+            best = {key: min(best[key], total[key]) for key in best}
+        t_torch, t_lab, t_model, base = (gbps(ws, best[key]) for key in best)
         rows.append((
             name + ("*" if k < len(weights) else ""), sum(w.numel() * 4 for w in ws) / 1e9,
             t_torch, t_lab, t_model, base, t_lab / t_torch, t_model / t_torch, t_model / base,
