@@ -395,8 +395,7 @@ class _VarianceScalingCore(Initializer):
             limit = math.sqrt(3.0) * std
             tensor.uniform_(-limit, limit, generator=generator)
         else:
-            truncated_standard_normal_(tensor, -2.0, 2.0, generator)
-            tensor.mul_(std / TRUNCATED_STD)
+            truncated_standard_normal_(tensor, -2.0, 2.0, generator, scale=std / TRUNCATED_STD)
 
     def target_std(self, shape, fans=None, activation=None):
         return self._std(tuple(shape), fans, activation)[0]
