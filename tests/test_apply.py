@@ -176,7 +176,10 @@ def test_tied_weights_initialized_once():
     report = init_model(model, "normal:std=0.02", seed=0)
     assert model.head.weight is model.emb.weight
     assert report["emb.weight"].action == "weight"
-    assert (report["head.weight"].action, report["head.weight"].scheme) == ("tied", "-")
+    assert (report["head.weight"].action, report["head.weight"].scheme) == (
+        "tied",
+        "tied to emb.weight",
+    )
     assert model.emb.weight.std().item() == pytest.approx(0.02, rel=0.05)
 
 

@@ -251,7 +251,7 @@ def init_model(
     report = InitReport(seed=seed)
     fills: list[_Fill] = []
     measured: list[InitRow] = []
-    seen: set[int] = set()
+    seen: dict[int, str] = {}  # id -> first qualified name (tied parameters)
 
     for module_name, module in model.named_modules():
         own_weight = getattr(module, "weight", None)
@@ -259,9 +259,9 @@ def init_model(
             qualified = f"{module_name}.{name}" if module_name else name
             shape = tuple(param.shape)
             if id(param) in seen:
-                report.rows.append(InitRow(qualified, shape, "-", "tied"))
+                report.rows.append(InitRow(qualified, shape, f"tied to {seen[id(param)]}", "tied"))
                 continue
-            seen.add(id(param))
+            seen[id(param)] = qualified
             chosen, action = _decide(
                 checked_rules, qualified, module, name, param, weight_scheme, bias, own_weight
             )
