@@ -578,7 +578,7 @@ def _run_check(
             ana = grad[name].reshape(-1)[index]
 
             def refine(mask: torch.Tensor, name=name, value=value, index=index) -> Any:
-                return _entries(objective, name, value, index[mask], eps / 10, zero)[1:]
+                return _entries(objective, name, value, index[mask.cpu()], eps / 10, zero)[1:]
 
             num, kinks = _at_kinks(ana, *sides, atol, refine)
             if mode != "fast":
@@ -672,13 +672,14 @@ def _entries(
     (``zero`` = ``L(w)``). Denominators are the steps actually taken after rounding."""
     flat = value.reshape(-1)
     count = index.numel()
-    rows = torch.arange(count)
+    index = index.to(flat.device)
+    rows = torch.arange(count, device=flat.device)
     here = flat[index]
     plus, minus = here + eps, here - eps
     # Build the perturbed settings a slice at a time, so memory stays bounded.
     step = max(1, _CHUNK_ELEMENTS // (2 * max(flat.numel(), 1)))
-    up = torch.empty(count, dtype=flat.dtype)
-    down = torch.empty(count, dtype=flat.dtype)
+    up = torch.empty(count, dtype=flat.dtype, device=flat.device)
+    down = torch.empty(count, dtype=flat.dtype, device=flat.device)
     for start in range(0, count, step):
         sl = slice(start, start + step)
         b = rows[sl].numel()
@@ -696,7 +697,7 @@ def _signs(
 ) -> dict[str, torch.Tensor]:
     """``directions`` random sign vectors (entries +-1) per tensor."""
     return {
-        name: (2 * torch.randint(0, 2, (directions, *v.shape), generator=generator) - 1).to(v.dtype)
+        name: (2 * torch.randint(0, 2, (directions, *v.shape), generator=generator) - 1).to(v)
         for name, v in base.items()
     }
 
@@ -715,7 +716,7 @@ def _directional(
     count = next(iter(signs.values())).shape[0]
     plus = {k: base[k] + eps * d for k, d in signs.items()}
     minus = {k: base[k] - eps * d for k, d in signs.items()}
-    analytic = torch.zeros(count, dtype=torch.float64)
+    analytic = torch.zeros(count, dtype=torch.float64, device=next(iter(base.values())).device)
     for k in signs:
         step = (plus[k] - minus[k]) / (2 * eps)
         analytic += (step * grad[k]).reshape(count, -1).sum(1).to(torch.float64)
@@ -969,11 +970,15 @@ def gradcheck_function(
         if not projections:  # draw r once, from the first (unbatched) call's shapes
             for o in outs:
                 floating = isinstance(o, torch.Tensor) and o.is_floating_point()
-                r = torch.randn(o.shape, generator=generator, dtype=o.dtype) if floating else None
+                r = (
+                    torch.randn(o.shape, generator=generator, dtype=o.dtype).to(o.device)
+                    if floating
+                    else None
+                )
                 projections.append(None if r is None or o.numel() == 1 else r)
                 if floating and o.numel() == 1:
-                    projections[-1] = torch.ones((), dtype=o.dtype)
-        total = torch.zeros((), dtype=torch.float64)
+                    projections[-1] = torch.ones((), dtype=o.dtype, device=o.device)
+        total: Any = 0.0
         for o, r in zip(outs, projections, strict=True):
             if r is not None:
                 total = total + (o * r).sum()
