@@ -119,7 +119,9 @@ def truncated_standard_normal_(
     chunk ``i`` drawing from a generator seeded by the ``i``-th of ``n_chunks`` int64 draws
     from ``generator``; chunks run on torch's intra-op threads and each is processed in
     cache-sized blocks. Same generator state, same values, whatever the thread count.
-    On accelerators the whole tensor is one pass of four element-wise kernels, no host sync.
+    On accelerators the whole tensor is one pass of a few element-wise kernels, no host sync
+    (chunk by chunk through a float32 buffer for half-precision tensors). Extra memory: one
+    block (CPU) or chunk (accelerator) buffer for dtypes other than the work dtype.
     """
     if not low < high:
         raise ValueError(f"truncation bounds must satisfy low < high; got [{low}, {high}]")
@@ -129,18 +131,22 @@ def truncated_standard_normal_(
     if tensor.dtype == torch.float64:
         work_dtype = torch.float64
     u_low, u_high = 2 * _phi_cdf(low) - 1, 2 * _phi_cdf(high) - 1
+    bounds = (u_low, u_high, low, high)
     if tensor.device.type != "cpu":
-        work = tensor if tensor.dtype == work_dtype else torch.empty_like(tensor, dtype=work_dtype)
-        _inverse_cdf_(work, u_low, u_high, low, high, generator, scale, shift)
-        if work is not tensor:
-            tensor.copy_(work)
+        if tensor.dtype == work_dtype:
+            _inverse_cdf_(tensor, *bounds, generator, scale, shift)
+        else:  # chunk-sized work buffer: no full-size temporary
+            flat = tensor.view(-1) if tensor.is_contiguous() else tensor.reshape(-1)
+            _blocks_(flat, *bounds, generator, scale, shift, work_dtype, _CHUNK)
+            if not tensor.is_contiguous():
+                tensor.copy_(flat.view(tensor.shape))
         return tensor
-    direct = tensor.is_contiguous() and tensor.dtype == work_dtype
-    target = tensor if direct else torch.empty(tensor.shape, dtype=work_dtype)
+    # Parameters are contiguous; other tensors go through one contiguous copy.
+    target = tensor if tensor.is_contiguous() else torch.empty(tensor.shape, dtype=tensor.dtype)
     flat = target.view(-1)
     n = flat.numel()
     if n <= _CHUNK:
-        _blocks_(flat, u_low, u_high, low, high, generator, scale, shift)
+        _blocks_(flat, *bounds, generator, scale, shift, work_dtype, _BLOCK)
     else:
         count = -(-n // _CHUNK)
         seeds = torch.randint(0, 2**62, (count,), generator=generator).tolist()
@@ -148,21 +154,29 @@ def truncated_standard_normal_(
         def fill(index: int) -> None:
             chunk_generator = torch.Generator().manual_seed(seeds[index])
             chunk = flat[index * _CHUNK : (index + 1) * _CHUNK]
-            _blocks_(chunk, u_low, u_high, low, high, chunk_generator, scale, shift)
+            _blocks_(chunk, *bounds, chunk_generator, scale, shift, work_dtype, _BLOCK)
 
         parallel_map(fill, range(count))
-    if not direct:
+    if target is not tensor:
         tensor.copy_(target)
     return tensor
 
 
 def _blocks_(
     flat: torch.Tensor, u_low: float, u_high: float, low: float, high: float,
-    generator: torch.Generator, scale: float, shift: float,
+    generator: torch.Generator, scale: float, shift: float, work_dtype: torch.dtype, size: int,
 ) -> None:  # fmt: skip
-    for start in range(0, flat.numel(), _BLOCK):
-        block = flat[start : start + _BLOCK]
-        _inverse_cdf_(block, u_low, u_high, low, high, generator, scale, shift)
+    """Fill ``flat`` block by block; blocks are drawn in ``work_dtype`` (a block-sized buffer
+    when ``flat`` has another dtype) and rounded to ``flat``'s dtype after scaling."""
+    buffer = None
+    if flat.dtype != work_dtype:
+        buffer = torch.empty(min(size, flat.numel()), dtype=work_dtype, device=flat.device)
+    for start in range(0, flat.numel(), size):
+        block = flat[start : start + size]
+        work = block if buffer is None else buffer[: block.numel()]
+        _inverse_cdf_(work, u_low, u_high, low, high, generator, scale, shift)
+        if buffer is not None:
+            block.copy_(work)
 
 
 def _inverse_cdf_(
