@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import initlab
+from initlab.train import Monitor as MonitorProtocol
 from initlab.train import train
 
 
@@ -117,7 +118,7 @@ def test_monitor_is_stepped_before_every_forward():
         def step(self, iteration):
             calls.append(iteration)
 
-    assert isinstance(Recorder(), initlab.Monitor)
+    assert isinstance(Recorder(), MonitorProtocol)
     train(_course_model(), "circles", init=None, iterations=5, monitor=Recorder(), progress=False)
     assert calls == [0, 1, 2, 3, 4]
 

@@ -11,10 +11,21 @@ from .apply import InitReport, InitRow, default_init_std, init_model
 from .build import build
 from .course import initialize_parameters
 from .datasets import Dataset
+from .doctor import (
+    Diagnosis,
+    Fix,
+    LayerStats,
+    Recommendation,
+    Thresholds,
+    Verdict,
+    diagnose,
+    fix,
+)
 from .experiments import Comparison, compare
 from .fans import fan_in_fan_out, parameter_fans, receptive_field
 from .gains import gain
 from .gradcheck import GradCheck, gradcheck, gradcheck_function, plant_bug, with_l2
+from .monitor import Monitor
 from .nets import MLP, StackedMLP, load_parameters, mlp
 from .registry import get
 from .schemes import (
@@ -34,7 +45,7 @@ from .schemes import (
     VarianceScaling,
     Xavier,
 )
-from .train import History, Monitor, Run, train
+from .train import History, Run, train
 
 __version__ = "0.1.0"
 
@@ -44,7 +55,9 @@ __all__ = [
     "Constant",
     "Dataset",
     "DeltaOrthogonal",
+    "Diagnosis",
     "Dirac",
+    "Fix",
     "GradCheck",
     "He",
     "History",
@@ -52,24 +65,30 @@ __all__ = [
     "InitReport",
     "InitRow",
     "Initializer",
+    "LayerStats",
     "Lecun",
     "Monitor",
     "Normal",
     "Orthogonal",
     "Random",
+    "Recommendation",
     "Run",
     "Sparse",
     "StackedMLP",
+    "Thresholds",
     "TruncatedNormal",
     "Uniform",
     "VarianceScaling",
+    "Verdict",
     "Xavier",
     "__version__",
     "build",
     "compare",
     "datasets",
     "default_init_std",
+    "diagnose",
     "fan_in_fan_out",
+    "fix",
     "gain",
     "get",
     "gradcheck",
