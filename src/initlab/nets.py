@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -362,6 +364,42 @@ class StackedWorkspace:
                     out = self.acts[i]
                 self.backwards[i - 1](da, out, self.dz[i - 1])
         return loss
+
+    def fused_gd_plan(self, target: torch.Tensor, lr: float) -> list[Any]:
+        """One full gradient-descent step as a list of zero-argument calls (no dropout).
+
+        The same ops as ``forward(); backward(target, None, lr)``, bound once so that a step
+        costs only the kernels: the per-op Python overhead matters for nets this small.
+        """
+        if self.model.dropout:
+            raise ValueError("fused_gd_plan does not cover dropout")
+        model, weights, inputs, acts = self.model, self.weights, self.inputs, self.acts
+        last = len(weights) - 1
+        plan: list[Any] = []
+        for i, w in enumerate(weights):
+            if i == last:
+                plan.append(partial(torch.bmm, w, inputs[i], out=self.dz[i]))
+            else:
+                plan.append(partial(torch.bmm, w, inputs[i], out=acts[i + 1]))
+                plan.append(partial(_activate_, model.activations[i], acts[i + 1]))
+        z, n_out = self.dz[-1], self.dz[-1].shape[1]
+        if model.output == "sigmoid":
+            plan += [z.sigmoid_, partial(z.sub_, target)]
+            scale = 1.0 / (self.n * n_out)
+        elif model.output == "softmax":
+            plan += [partial(torch.softmax, z, 1, out=z), partial(z.sub_, target)]
+            scale = 1.0 / self.n
+        else:
+            plan.append(partial(z.sub_, target))
+            scale = 2.0 / (self.n * n_out)
+        for i in range(last, -1, -1):
+            if i > 0:
+                plan.append(partial(torch.bmm, self.weights_t[i], self.dz[i], out=self.da[i]))
+            plan.append(partial(weights[i].baddbmm_, self.dz[i], self.inputs_t[i],
+                                alpha=-lr * scale))  # fmt: skip
+            if i > 0:
+                plan.append(partial(self.backwards[i - 1], self.da[i], acts[i], self.dz[i - 1]))
+        return plan
 
 
 def _activate_(name: str, tensor: torch.Tensor) -> None:

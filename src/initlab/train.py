@@ -736,49 +736,60 @@ def train_stacked(
             if j == start or not fused:
                 step(True)
                 update()
+            elif plan is not None:
+                for call in plan:
+                    call()
             else:
                 step(False)
 
+    plan = full.fused_gd_plan(t_full, lr) if fused and samplers is None and not drop_gens else None
     start_time = time.perf_counter()
     snap, snap_at = None, 0
     advanced = 0
     with torch.no_grad():
         it = 0
-        while True:
-            if it % log_every == 0 or it == iterations:
-                candidate = snapshot()
-                step(True)
+        while True:  # ``it`` is always a log step here: 0, k, 2k, ..., iterations
+            candidate = snapshot()
+            step(True)
+            loss, acc, finite = evaluate()
+            if any(a and not f for a, f in zip(alive, finite, strict=True)):
+                if snap is None:
+                    mark(finite, it)
+                else:
+                    replay(snap, snap_at, it)
                 loss, acc, finite = evaluate()
-                if any(a and not f for a, f in zip(alive, finite, strict=True)):
-                    if snap is None:
-                        mark(finite, it)
-                    else:
-                        replay(snap, snap_at, it)
-                    loss, acc, finite = evaluate()
-                w_norms = torch.stack([w.pow(2).sum((1, 2)).sqrt() for w in w_views[: len(names)]])
-                g_norms = torch.stack([g.pow(2).sum((1, 2)).sqrt() for g in g_views[: len(names)]])
-                loss_l, acc_l = loss.tolist(), acc.tolist()
-                wn, gn = w_norms.T.tolist(), g_norms.T.tolist()
-                for b in range(members):
-                    if alive[b]:
-                        histories[b].append(
-                            it, loss_l[b], acc_l[b], dict(zip(names, wn[b], strict=True)),
-                            dict(zip(names, gn[b], strict=True)),
-                        )  # fmt: skip
-                if it == iterations or not any(alive):
-                    advance(iterations - advanced)
-                    break
-                snap, snap_at = candidate, it
-                update()
-                step_count = 1 if it == 0 else log_every
-                advance(step_count)
-                advanced += step_count
-            elif fused:
-                step(False)
+            w_norms = torch.stack([w.pow(2).sum((1, 2)).sqrt() for w in w_views[: len(names)]])
+            g_norms = torch.stack([g.pow(2).sum((1, 2)).sqrt() for g in g_views[: len(names)]])
+            loss_l, acc_l = loss.tolist(), acc.tolist()
+            wn, gn = w_norms.T.tolist(), g_norms.T.tolist()
+            for b in range(members):
+                if alive[b]:
+                    histories[b].append(
+                        it, loss_l[b], acc_l[b], dict(zip(names, wn[b], strict=True)),
+                        dict(zip(names, gn[b], strict=True)),
+                    )  # fmt: skip
+            if it == iterations or not any(alive):
+                advance(iterations - advanced)
+                break
+            snap, snap_at = candidate, it
+            update()
+            step_count = 1 if it == 0 else log_every
+            advance(step_count)
+            advanced += step_count
+            # the iterations up to the next log step
+            stop = min(it + log_every - it % log_every, iterations)
+            if plan is not None:
+                for _ in range(it + 1, stop):
+                    for call in plan:
+                        call()
             else:
-                step(True)
-                update()
-            it += 1
+                for _ in range(it + 1, stop):
+                    if fused:
+                        step(False)
+                    else:
+                        step(True)
+                        update()
+            it = stop
         seconds = time.perf_counter() - start_time
         test_acc: list[float | None] = [None] * members
         if dataset.x_test.shape[0]:
