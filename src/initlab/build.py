@@ -94,7 +94,7 @@ _original_register_parameter = nn.Module.register_parameter
 
 
 def _register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
-    if param is not None and getattr(_template, "active", False):
+    if param is not None and getattr(_template, "depth", 0):
         param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
     _original_register_parameter(self, name, param)
 
@@ -107,11 +107,11 @@ def _parameters_on_meta() -> Iterator[None]:
         if _patch_users == 0:
             nn.Module.register_parameter = _register_parameter  # type: ignore[method-assign]
         _patch_users += 1
-    _template.active = True
+    _template.depth = getattr(_template, "depth", 0) + 1
     try:
         yield
     finally:
-        _template.active = False
+        _template.depth -= 1
         with _patch_lock:
             _patch_users -= 1
             if _patch_users == 0:
@@ -128,7 +128,6 @@ def _make(factory: Callable[[], nn.Module]) -> nn.Module:
 def _restore_buffers(
     model: nn.Module, factory: Callable[[], nn.Module], dtype: torch.dtype | None
 ) -> None:
-    others: list[str] = []
     reset: set[str] = set()
     for module_name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
