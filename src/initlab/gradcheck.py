@@ -74,8 +74,8 @@ VERDICTS = ("correct", "look closer", "bug")
 LOSSES = ("bce", "cross_entropy", "mse")
 
 # Largest number of perturbed parameter elements held at once by one vmap call (float64:
-# 8 bytes each, so 32 MiB), and the most perturbed settings per call.
-_CHUNK_ELEMENTS = 1 << 22
+# 8 bytes each, so 8 MiB: cache-friendly), and the most perturbed settings per call.
+_CHUNK_ELEMENTS = 1 << 20
 _CHUNK_SETTINGS = 256
 
 
@@ -213,7 +213,8 @@ class GradCheck:
         return (
             f"look closer: relative difference {format_value(worst)} between "
             f"{format_value(low)} and {format_value(high)} in {names}; a kink (ReLU, max) "
-            f"crossed by the step gives this too: retry with another eps or seed"
+            f"crossed by the step, or too large an eps, gives this too: retry with another "
+            f"eps or seed"
         )
 
     def __str__(self) -> str:
