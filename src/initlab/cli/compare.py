@@ -99,8 +99,8 @@ def run(args: argparse.Namespace) -> int:
         force=True, resume=args.resume, progress=not args.no_progress,
     )  # fmt: skip
     print(comparison.table())
+    names = ["results.json", "history.csv"]
     if not args.no_report:
-        write_report(comparison, out)
-    print(f"\nwrote {out}/: results.json, history.csv" + ("" if args.no_report else
-          ", loss.png, gradient_norms.png, report.html"))  # fmt: skip
+        names += [os.path.basename(p) for p in write_report(comparison, out)]
+    print(f"\nwrote {out}/: {', '.join(names)}")
     return 0
