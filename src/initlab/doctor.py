@@ -561,7 +561,7 @@ class _Probe:
             low, high = torch.aminmax(x)
             stats = {
                 "sum": x.sum(),
-                "norm": torch.linalg.vector_norm(x),
+                "norm": torch.linalg.vector_norm(x, dtype=torch.float64),  # no underflow
                 "low": low,
                 "high": high,
                 "nonzero": x.bool().sum(),  # count_nonzero is ~10x slower on CPUs
@@ -569,7 +569,7 @@ class _Probe:
         else:
             stats = {
                 "sum": flat.sum(dim=1),
-                "norm": torch.linalg.vector_norm(flat, dim=1),
+                "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
                 "low": flat.amin(dim=1),
                 "high": flat.amax(dim=1),
                 "nonzero": flat.bool().sum(dim=1),
@@ -741,7 +741,7 @@ def _ratio_verdicts(
         if not bad(ratio):
             continue
         verb = "falls" if kind == "vanishing" else "grows"
-        per_layer = ratio ** (1 / steps(row)) if ratio > 0 else 0.0
+        per_layer = _rate(series, reference, row, ref_value, value, steps(row))
         involved = [r.name for r, v in others if bad(v / ref_value)]
         direction = " (going backward)" if backward else ""
         limit = th.vanishing if kind == "vanishing" else th.exploding
@@ -760,6 +760,34 @@ def _ratio_verdicts(
         }
         found.append(Verdict(kind, involved, message, numbers, signal))
     return found
+
+
+def _rate(
+    series: list[tuple[LayerStats, float]],
+    reference: LayerStats,
+    row: LayerStats,
+    ref_value: float,
+    value: float,
+    steps: int,
+) -> float:
+    """Factor per layer between ``reference`` and ``row``: ``exp(slope)`` of a least-squares
+    fit of ``log(value)`` against the distance from ``reference``, over the layers in between
+    with a positive finite value (robust to one odd layer and to values flushed to zero);
+    the plain ``(value / ref) ** (1 / steps)`` when fewer than three such layers."""
+    low, high = sorted((reference.layer, row.layer))
+    points = [
+        (abs(r.layer - reference.layer), math.log(v))
+        for r, v in series
+        if low <= r.layer <= high and v > 0 and math.isfinite(v)
+    ]
+    if len(points) >= 3:
+        n = len(points)
+        mx = sum(p[0] for p in points) / n
+        my = sum(p[1] for p in points) / n
+        sxx = sum((p[0] - mx) ** 2 for p in points)
+        if sxx > 0:
+            return math.exp(sum((p[0] - mx) * (p[1] - my) for p in points) / sxx)
+    return (value / ref_value) ** (1 / steps) if value > 0 else 0.0
 
 
 def _signal_verdicts(weighted: list[LayerStats], th: Thresholds) -> list[Verdict]:

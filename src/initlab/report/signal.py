@@ -53,15 +53,14 @@ def render_signal(diagnoses: Sequence[Any]) -> bytes:
     for diagnosis in diagnoses:
         rows = diagnosis.weighted
         depth = [r.layer for r in rows]
-        forward.plot(
-            depth, _finite_positive([r.rms for r in rows]), marker=".", label=diagnosis.label
-        )
-        backward.plot(
-            depth,
-            _finite_positive([r.grad_output for r in rows]),
-            marker=".",
-            label=diagnosis.label,
-        )
+        for ax, values in (
+            (forward, [r.rms for r in rows]),
+            (backward, [r.grad_output for r in rows]),
+        ):
+            shown = _finite_positive(values)
+            hidden = sum(1 for v in shown if math.isnan(v))
+            label = diagnosis.label + (f" ({hidden} zero/non-finite not shown)" if hidden else "")
+            ax.plot(depth, shown, marker=".", label=label)
     for ax, title, ylabel in (
         (forward, "Forward: activation rms per layer", "rms of layer output"),
         (backward, "Backward: gradient norm per layer", "||dL/d output||"),
