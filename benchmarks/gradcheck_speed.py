@@ -53,25 +53,27 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (1 on a busy, shared machine)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
     dims = [2, 100, 80, 20, 1] if args.quick else [int(d) for d in args.dims.split(",")]
     data = initlab.datasets.load("circles")
-    x = data.x_train[: args.examples].double()
-    y = data.y_train[: args.examples].double().unsqueeze(1)
+    x = data.x_train[: args.examples].double().to(args.device)
+    y = data.y_train[: args.examples].double().unsqueeze(1).to(args.device)
 
     def build(seed: int) -> initlab.MLP:
         with torch.random.fork_rng(devices=[]):
             net = initlab.mlp(dims)
         initlab.init_model(net, "he_normal", seed=seed)
-        return net
+        return net.to(args.device)
 
     net = build(0)
     count = sum(p.numel() for p in net.parameters())
+    threads = torch.get_num_threads()
     print(f"MLP {dims}: {count} parameters, {x.shape[0]} examples, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads")  # fmt: skip
+          f"{torch.__version__}, {threads} threads, device {args.device}")  # fmt: skip
 
     fast, t_fast = timed(
         lambda: gradcheck(net, "bce", x, y, mode="fast", directions=args.directions), repeat=5
