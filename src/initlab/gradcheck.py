@@ -42,6 +42,12 @@ Modes (``P`` parameters in ``T`` tensors):
   direction that crosses a kink does not fail a correct model. ``2 (T + 1) directions``
   evaluations: the cost does not grow with the parameter count.
 
+Kinks: the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w) - L(w - h)) / h`` come
+for free. Where they disagree and keep disagreeing at ``h / 10``, the loss has a kink *at* the
+point (a ReLU input exactly 0), the derivative does not exist, and the analytic value is
+compared with the range between the two (see :func:`_at_kinks`). Kink directions are left
+out of the fast-mode median; a tensor with mostly kink directions is checked entry by entry.
+
 Stochastic layers and state: the check works on a float64 deep copy of the model, so the
 model, its gradients and its buffers are never modified. Dropout (and RReLU) in training mode
 makes the loss random, so the check refuses it unless ``dropout="off"``, which puts those
