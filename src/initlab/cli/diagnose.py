@@ -83,11 +83,20 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def load_model(spec: str) -> nn.Module:
-    """Import ``path/to/file.py`` and call its ``factory()``: ``"file.py:factory"``."""
+def _split_spec(spec: str) -> tuple[str, str]:
     path_text, sep, name = spec.rpartition(":")
     if not sep or not path_text or not name:
         raise ValueError(f"--model must be path/to/file.py:factory; got {spec!r}")
+    return path_text, name
+
+
+def load_model(spec: str, seed: int = 0) -> nn.Module:
+    """Import ``path/to/file.py`` and call its ``factory()``: ``"file.py:factory"``.
+
+    The factory runs with torch's RNG seeded by ``seed`` inside ``fork_rng``: PyTorch's default
+    init is then reproducible and the caller's global RNG is left as it was.
+    """
+    path_text, name = _split_spec(spec)
     path = Path(path_text)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path_text!r} does not exist")
@@ -105,7 +114,9 @@ def load_model(spec: str) -> nn.Module:
         choices = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
         raise unknown_name_error(f"factory in {path_text}:", name, choices or ["(none)"])
     try:
-        model = factory()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = factory()
     except Exception as error:
         raise ValueError(
             f"{name}() in {path_text} failed: {type(error).__name__}: {error}"
@@ -121,13 +132,15 @@ def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, ...]]:
             raise ValueError("--input-shape goes with --model (the built-in MLP takes --width)")
         depth = _positive("--depth", args.depth)
         width = _positive("--width", args.width)
-        model = mlp([width] * depth + [1], activation=args.activation)
+        with torch.random.fork_rng(devices=[]):  # nn.Linear's default init uses the global RNG
+            model = mlp([width] * depth + [1], activation=args.activation)
         init_model(model, args.init or "he_normal", seed=args.seed)
         return model, (width,)
+    _split_spec(args.model)
     if args.input_shape is None:
         raise ValueError("--model needs --input-shape (one input without the batch, e.g. 3,32,32)")
     shape = parse_shape(args.input_shape)
-    model = load_model(args.model)
+    model = load_model(args.model, args.seed)
     if args.init is not None:
         init_model(model, args.init, seed=args.seed)
     return model, shape

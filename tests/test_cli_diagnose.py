@@ -1,0 +1,120 @@
+"""``initlab diagnose``: built-in MLP, user models, --fix/--json/--plot, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from initlab.cli import main
+
+SMALL = ["diagnose", "--depth", "10", "--width", "32", "--batch", "64"]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_builtin_mlp_vanishing(capsys):
+    code, out, err = run(capsys, *SMALL, "--activation", "tanh", "--init", "normal:std=0.01")
+    assert code == 0 and err == ""
+    assert "grad out" in out and "act9" in out
+    assert "vanishing: activation rms falls from" in out
+    assert "recommended init" in out and "xavier_normal" in out
+
+
+def test_builtin_mlp_healthy_json(capsys):
+    code, out, _ = run(capsys, *SMALL, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [v["kind"] for v in data["verdicts"]] == ["healthy"]
+    assert len(data["layers"]) == 19
+
+
+def test_fix_shows_before_and_after_and_plots(capsys, tmp_path):
+    path = tmp_path / "signal.png"
+    code, out, _ = run(capsys, *SMALL, "--init", "zeros", "--fix", "--plot", str(path))
+    assert code == 0
+    before, after = out.split("\nafter:\n")
+    assert "symmetric" in before and "healthy" in after
+    assert "rms before" in after and f"wrote {path}" in out
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fix_json_keeps_stdout_parseable(capsys, tmp_path):
+    path = tmp_path / "s.png"
+    code, out, err = run(capsys, *SMALL, "--init", "zeros", "--fix", "--json", "--plot", str(path))
+    assert code == 0 and "wrote" in err
+    data = json.loads(out)
+    assert data["before"]["verdicts"][0]["kind"] == "symmetric"
+    assert [v["kind"] for v in data["after"]["verdicts"]] == ["healthy"]
+
+
+MODEL_FILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def cnn():
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 2)
+        )
+
+    def broken():
+        raise RuntimeError("no weights here")
+
+    def not_a_model():
+        return 3
+    """
+)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "models.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def test_user_model(capsys, model_file):
+    code, out, _ = run(
+        capsys,
+        "diagnose",
+        "--model",
+        f"{model_file}:cnn",
+        "--input-shape",
+        "3,8,8",
+        "--init",
+        "he_normal",
+        "--batch",
+        "16",
+    )
+    assert code == 0
+    assert "Conv2d" in out and "verdicts" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "missing.py:f", "--input-shape", "3"], "does not exist"),
+        (["--model", "{file}:broken", "--input-shape", "3"], "broken() in"),
+        (["--model", "{file}:not_a_model", "--input-shape", "3"], "not nn.Module"),
+        (["--model", "{file}:cnm", "--input-shape", "3,8,8"], "did you mean 'cnn'"),
+        (["--model", "{file}:cnn", "--input-shape", "3,9"], "rejected inputs of shape"),
+        (["--model", "{file}:cnn", "--input-shape", "3,x"], "--input-shape must be"),
+        (["--model", "{file}:cnn"], "needs --input-shape"),
+        (["--model", "{file}"], "path/to/file.py:factory"),
+        (["--init", "he_nromal"], "he_normal"),
+        (["--depth", "0"], "--depth must be >= 1"),
+        (["--activation", "tahn"], "tanh"),
+    ],
+)
+def test_errors_are_one_line(capsys, model_file, args, message):
+    args = [a.replace("{file}", str(model_file)) for a in args]
+    code, out, err = run(capsys, "diagnose", "--width", "8", "--depth", "2", *args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("initlab diagnose: error:")
+    assert message in err
