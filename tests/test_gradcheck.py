@@ -449,3 +449,24 @@ def test_str_and_to_dict():
 def test_public_names():
     for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck"):
         assert name in initlab.__all__
+
+
+def test_exact_kinks_do_not_fail_a_correct_relu_net():
+    # He init, zero biases: some examples are all zeros after layer 1, so linear2's
+    # pre-activations are exactly 0 there and its bias sits on ReLU kinks.
+    x, y = _data()
+    net = _mlp("relu")
+    for mode in ("full", "fast"):
+        result = gradcheck(net, "bce", x, y, mode=mode)
+        assert result.verdict == "correct", str(result)
+        assert result["linear2.bias"].kinks > 0
+        assert any("kinks" in note for note in result.notes)
+        buggy = gradcheck(plant_bug(net, "linear2.bias", -1), "bce", x, y, mode=mode)
+        assert buggy.verdict == "bug" and buggy.worst_tensor == "linear2.bias"
+
+
+def test_a_large_step_shows_truncation_error():
+    x, y = _data()
+    net = _mlp("tanh")
+    assert gradcheck(net, "bce", x, y, eps=1e-3).verdict == "look closer"
+    assert gradcheck(net, "bce", x, y, eps=1e-7).verdict == "correct"
