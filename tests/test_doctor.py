@@ -391,3 +391,31 @@ def test_plot_overlays_and_writes_atomically(tmp_path, x):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["signal.png"]  # no temp files left
     with pytest.raises(FileNotFoundError, match="does not exist"):
         result.before.plot(tmp_path / "missing" / "signal.png")
+
+
+def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
+    import initlab.doctor as doctor
+
+    model = built(
+        lambda: torch.nn.Sequential(
+            nn.Linear(6, 6),
+            nn.ReLU(inplace=True),
+            nn.Linear(6, 6),
+            nn.Tanh(),
+            nn.Linear(6, 6),
+            nn.ReLU(),
+            nn.Linear(6, 6),
+            nn.Sigmoid(),
+        )
+    )
+    x = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
+    per_call = initlab.diagnose(model, x)
+    monkeypatch.setattr(doctor, "_STACK_ON_CPU", True)
+    stacked = initlab.diagnose(model, x)
+    assert per_call.kinds == stacked.kinds
+    for a, b in zip(per_call.layers, stacked.layers, strict=True):
+        for key in ("mean", "std", "zeros", "saturated", "dead", "grad_output", "grad_weight"):
+            va, vb = getattr(a, key), getattr(b, key)
+            assert (va is None and vb is None) or va == pytest.approx(vb, rel=1e-5, abs=1e-7)
+    # The in-place ReLU overwrote linear1's output: the stacked path cloned it first.
+    assert stacked.layers[0].zeros == 0.0 and stacked.layers[1].zeros > 0

@@ -425,6 +425,8 @@ class _Call:
 _Pending = list[tuple[torch.Tensor, list[tuple[dict[str, float], str]]]]
 # Most elements stacked at once when computing output statistics (bounds the extra memory).
 _STACK_ELEMENTS = 1 << 25
+# CPUs reduce each output in its hook; tests set this to run the accelerator path on a CPU.
+_STACK_ON_CPU = False
 
 
 def _add_scalars(
@@ -442,14 +444,21 @@ def _sync(pending: _Pending) -> None:
     """Copy every pending statistic to the host at once and store it where it belongs."""
     if not pending:
         return
-    merged = torch.cat([t.reshape(-1).to("cpu", torch.float64) for t, _ in pending]).tolist()
-    position = 0
-    for tensor, targets in pending:
-        for target, key in targets:
-            target[key] = merged[position]
-            position += 1
-        if tensor.numel() != len(targets):  # pragma: no cover - internal invariant
-            raise RuntimeError("statistics and their slots are out of step")
+    by_device: dict[torch.device, list[int]] = {}
+    for i, (tensor, _) in enumerate(pending):
+        by_device.setdefault(tensor.device, []).append(i)
+    for members in by_device.values():
+        # Concatenate on the device, then one copy to the host per device.
+        merged = torch.cat([pending[i][0].reshape(-1).to(torch.float64) for i in members])
+        values = merged.cpu().tolist()
+        position = 0
+        for i in members:
+            tensor, targets = pending[i]
+            if tensor.numel() != len(targets):  # pragma: no cover - internal invariant
+                raise RuntimeError("statistics and their slots are out of step")
+            for target, key in targets:
+                target[key] = values[position]
+                position += 1
 
 
 class _Probe:
@@ -511,7 +520,7 @@ class _Probe:
         call = _Call(name, module, _kind(module), tuple(out.shape), out.numel())
         self.calls.append(call)
         kept = out.detach()
-        if kept.device.type == "cpu":
+        if kept.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, one output at a time (before any in-place op changes it).
             with torch.no_grad():
                 self._queue([call], kept.unsqueeze(0), per_call=True)
