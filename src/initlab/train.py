@@ -323,7 +323,7 @@ def check_options(optimizer: str, lr: float, iterations: int, batch_size: int | 
         if value is not None:
             check_number(name, value, minimum=0.0, strict_minimum=True)
     if log_every is None:
-        return max(1, iterations // 150)
+        return max(1, iterations // 100)
     return int(check_number("log_every", log_every, minimum=1, integer=True))
 
 
@@ -643,6 +643,7 @@ def train_stacked(
     samplers = ([_Batches(n, batch, torch.Generator().manual_seed(int(s))) for s in seeds]
                 if batch < n else None)  # fmt: skip
     names = [f"linear{i + 1}" for i in range(len(weights))]
+    n_layers = len(weights)
     alive = [True] * members
     diverged = [(None, None)] * members
     histories = [History() for _ in range(members)]
@@ -683,16 +684,18 @@ def train_stacked(
             _clip.clip_by_value_(grads, clip_value)
         opt.step(grads)
 
-    def evaluate() -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+    def evaluate() -> tuple[torch.Tensor, torch.Tensor, list[bool], torch.Tensor]:
+        """Full-data loss and accuracy, finiteness, and weight norms ``(L, B)``, per member."""
         z = full.forward(None)
         loss = _stacked_loss(output, z, t_full)
+        w_norms = torch.stack([torch.linalg.vector_norm(w, dim=(1, 2)) for w in w_views[:n_layers]])
         if l2:
-            loss = loss + l2 / (2 * n) * sum(w.pow(2).sum((1, 2)) for w in w_views[: len(weights)])
+            loss = loss + l2 / (2 * n) * w_norms.pow(2).sum(0)
         acc = _stacked_accuracy(output, z, y)
         finite = torch.isfinite(loss)
         for w in weights:
-            finite &= torch.isfinite(w).reshape(members, -1).all(1)
-        return loss, acc, finite.tolist()
+            finite &= torch.isfinite(w).all(2).all(1)
+        return loss, acc, finite.tolist(), w_norms
 
     def bad_layer(b: int) -> str:
         a = x.T
@@ -751,15 +754,16 @@ def train_stacked(
         while True:  # ``it`` is always a log step here: 0, k, 2k, ..., iterations
             candidate = snapshot()
             step(True)
-            loss, acc, finite = evaluate()
+            loss, acc, finite, w_norms = evaluate()
             if any(a and not f for a, f in zip(alive, finite, strict=True)):
                 if snap is None:
                     mark(finite, it)
                 else:
                     replay(snap, snap_at, it)
-                loss, acc, finite = evaluate()
-            w_norms = torch.stack([w.pow(2).sum((1, 2)).sqrt() for w in w_views[: len(names)]])
-            g_norms = torch.stack([g.pow(2).sum((1, 2)).sqrt() for g in g_views[: len(names)]])
+                loss, acc, finite, w_norms = evaluate()
+            g_norms = torch.stack(
+                [torch.linalg.vector_norm(g, dim=(1, 2)) for g in g_views[:n_layers]]
+            )
             loss_l, acc_l = loss.tolist(), acc.tolist()
             wn, gn = w_norms.T.tolist(), g_norms.T.tolist()
             for b in range(members):
