@@ -470,3 +470,11 @@ def test_a_large_step_shows_truncation_error():
     net = _mlp("tanh")
     assert gradcheck(net, "bce", x, y, eps=1e-3).verdict == "look closer"
     assert gradcheck(net, "bce", x, y, eps=1e-7).verdict == "correct"
+
+
+def test_a_transformer_layer_passes_without_warnings():
+    # attention has no vmap batching rule on CPU: vmap's fallback warning is not shown
+    enc = _built(nn.TransformerEncoderLayer, 8, 2, 16, dropout=0.0, batch_first=True)
+    x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
+    result = gradcheck(enc, lambda out, _: out.pow(2).mean(), x, None, mode="sample", samples=4)
+    assert result.verdict == "correct", str(result)

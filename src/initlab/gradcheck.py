@@ -62,6 +62,7 @@ import copy
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -501,7 +502,10 @@ class _Objective:
     def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.vectorized is not False:
             try:
-                values = torch.func.vmap(self._one)(dict(chunk))
+                with warnings.catch_warnings():
+                    # vmap runs ops without a batching rule in a loop, and says so once per op
+                    warnings.filterwarnings("ignore", message="There is a performance drop")
+                    values = torch.func.vmap(self._one)(dict(chunk))
             except Exception:
                 if self.vectorized:
                     raise
