@@ -73,3 +73,14 @@ def test_force_overwrites(tmp_path, capsys):
     code = main(["compare", "--schemes", "he", "--iterations", "20", "--out", str(out),
                  "--force", "--no-progress", "--no-report"])  # fmt: skip
     assert code == 0 and (out / "results.json").exists()
+
+
+def test_resume_continues_a_saved_comparison(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["compare", "--iterations", "20", "--out", str(out), "--no-progress", "--no-report"]
+    assert main([*base, "--schemes", "he"]) == 0
+    assert main([*base, "--schemes", "he", "zeros", "--resume"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["scheme"] for r in runs] == ["he", "zeros"]
+    capsys.readouterr()
+    assert "different settings (lr)" in _one_line_error(capsys, [*base, "--lr", "0.1", "--resume"])
