@@ -440,8 +440,34 @@ def _add_scalars(
         pending.append((torch.stack([scalars[i] for i in members]), [targets[i] for i in members]))
 
 
-def _sync(pending: _Pending) -> None:
-    """Copy every pending statistic to the host at once and store it where it belongs."""
+def _queue_norms(
+    pending: _Pending,
+    repairs: list[tuple[torch.Tensor, dict[str, float], str]],
+    tensors: Sequence[torch.Tensor],
+    targets: list[tuple[dict[str, float], str]],
+) -> None:
+    """Euclidean norms of many tensors in one fused float32 call. Those that come back 0 or
+    non-finite (the float32 sum of squares under- or overflows beyond about 1e19 or below
+    1e-19 per element) are recomputed in float64 after the sync, see :func:`_sync`."""
+    tensors = list(tensors)
+    _add_scalars(pending, torch._foreach_norm(tensors), targets)
+    repairs.extend((t, target, key) for t, (target, key) in zip(tensors, targets, strict=True))
+
+
+def _sync(
+    pending: _Pending, repairs: Sequence[tuple[torch.Tensor, dict[str, float], str]] = ()
+) -> None:
+    """Copy every pending statistic to the host at once and store it where it belongs; then
+    recompute in float64 the norms in ``repairs`` that came back 0 or non-finite (rare: a
+    vanishing or exploding signal; one more sync each)."""
+    _sync_pending(pending)
+    for tensor, target, key in repairs:
+        value = target.get(key)
+        if value is not None and (value == 0 or not math.isfinite(value)):
+            target[key] = float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
+
+
+def _sync_pending(pending: _Pending) -> None:
     if not pending:
         return
     by_device: dict[torch.device, list[int]] = {}
@@ -489,6 +515,7 @@ class _Probe:
         self.clone = any(getattr(m, "inplace", False) is True for m in model.modules())
         self.calls: list[_Call] = []
         self.pending: _Pending = []
+        self.repairs: list[tuple[torch.Tensor, dict[str, float], str]] = []
         self.armed = False
         self._handles: list[Any] = []
         self._projections: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -507,6 +534,7 @@ class _Probe:
     def arm(self) -> None:
         self.calls = []
         self.pending = []
+        self.repairs = []
         self.armed = True
 
     # -- hooks
@@ -529,7 +557,16 @@ class _Probe:
             # root forward returns (a few kernel launches instead of several per module).
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
-            out.register_hook(partial(_keep_grad, call))
+            out.register_hook(partial(self._grad, call))
+
+    def _grad(self, call: _Call, grad: torch.Tensor) -> None:
+        if grad.device.type == "cpu" and not _STACK_ON_CPU:
+            # CPUs: reduce now, so the gradient's memory is reused at once (keeping every
+            # gradient alive until the end of the pass slows the backward pass down).
+            norm = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
+            self.pending.append((norm.reshape(1), [(call.values, "grad_output")]))
+        else:
+            call.grad = grad.detach()
 
     def _root_done(self, module: nn.Module, args: Any, output: Any) -> None:
         if self.armed:
@@ -569,7 +606,7 @@ class _Probe:
             x = flat[0]
             low, high = torch.aminmax(x)
             stats = {
-                "sum": x.sum(),
+                "sum": x.sum(dtype=torch.float64),
                 "norm": torch.linalg.vector_norm(x, dtype=torch.float64),  # no underflow
                 "low": low,
                 "high": high,
@@ -577,7 +614,7 @@ class _Probe:
             }
         else:
             stats = {
-                "sum": flat.sum(dim=1),
+                "sum": flat.sum(dim=1, dtype=torch.float64),
                 "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
                 "low": flat.amin(dim=1),
                 "high": flat.amax(dim=1),
@@ -605,8 +642,9 @@ class _Probe:
         """Queue the norms of the recorded output gradients (one fused call)."""
         with_grad = [c for c in self.calls if c.grad is not None]
         if with_grad:
-            norms = torch._foreach_norm([c.grad for c in with_grad])  # type: ignore[misc]
-            _add_scalars(self.pending, norms, [(c.values, "grad_output") for c in with_grad])
+            grads = [c.grad for c in with_grad]
+            targets = [(c.values, "grad_output") for c in with_grad]
+            _queue_norms(self.pending, self.repairs, grads, targets)  # type: ignore[arg-type]
             for call in with_grad:
                 call.grad = None
 
@@ -620,6 +658,9 @@ class _Probe:
             targets = [into.setdefault(key, {}) for key, _ in entries]
             norms = torch._foreach_norm(weights)
             _add_scalars(self.pending, norms, [(t, "weight_norm") for t in targets])
+            self.repairs.extend(
+                (w, t, "weight_norm") for w, t in zip(weights, targets, strict=True)
+            )
             by_rows: dict[tuple[Any, ...], list[int]] = {}
             for i, w in enumerate(weights):
                 if w.shape[0] >= 2:
@@ -630,7 +671,7 @@ class _Probe:
                     rows = weights[i].reshape(weights[i].shape[0], -1)
                     # (P, in) x (out, in)^T as a GEMM: much faster than rows @ (in, P).
                     keys.append(F.linear(self._projection(rows), rows).T)
-                    scales.append(norms[i] / math.sqrt(rows.shape[0]))
+                    scales.append(norms[i] / math.sqrt(rows.shape[0]))  # float32: fine here
                 counts = _identical_rows(
                     torch.stack(keys), torch.stack(scales), self.thresholds.identical_rtol
                 )
@@ -645,10 +686,6 @@ class _Probe:
             projection /= torch.linalg.vector_norm(projection, dim=1, keepdim=True)
             self._projections[key] = projection.to(device=rows.device, dtype=rows.dtype)
         return self._projections[key]
-
-
-def _keep_grad(call: _Call, grad: torch.Tensor) -> None:
-    call.grad = grad.detach()
 
 
 def _identical_rows(keys: torch.Tensor, scale: torch.Tensor, rtol: float) -> torch.Tensor:
@@ -891,6 +928,7 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
         if row.dead_fraction is not None
         and row.dead_fraction >= th.dead
         and row.layer not in symmetric_layers
+        and _finite(row)  # inf/nan outputs are the exploding verdict's
     ]
     if dead:
         fractions = [r.dead_fraction for r in dead]
@@ -913,7 +951,11 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
             )
         )
 
-    saturated = [row for row in rows if row.saturated is not None and row.saturated >= th.saturated]
+    saturated = [
+        row
+        for row in rows
+        if row.saturated is not None and row.saturated >= th.saturated and _finite(row)
+    ]
     if saturated:
         fractions = [r.saturated for r in saturated]
         worst = max(saturated, key=lambda r: r.saturated)  # type: ignore[arg-type,return-value]
@@ -961,6 +1003,10 @@ def _healthy(weighted: list[LayerStats], th: Thresholds) -> Verdict:
         numbers["min_ratio"] = min(forward) / forward[0]
         numbers["max_ratio"] = max(forward) / forward[0]
     return Verdict("healthy", _unique([r.name for r in weighted]), "; ".join(parts), numbers)
+
+
+def _finite(row: LayerStats) -> bool:
+    return row.mean is not None and math.isfinite(row.mean) and math.isfinite(row.std or 0.0)
 
 
 def _pct(value: float) -> str:
@@ -1170,9 +1216,10 @@ def diagnose(
                     (key, g) for (key, _), g in zip(wanted, grads, strict=True) if g is not None
                 ]
                 if found:
-                    _add_scalars(
+                    _queue_norms(
                         probe.pending,
-                        torch._foreach_norm([g for _, g in found]),
+                        probe.repairs,
+                        [g for _, g in found],
                         [(per_weight[key], "grad_weight") for key, _ in found],
                     )
             probe.gradient_stats()
@@ -1184,7 +1231,8 @@ def diagnose(
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
-    _sync(probe.pending)
+    _sync(probe.pending, probe.repairs)
+    probe.repairs = []
     return _assemble(model, probe.calls, per_weight, thresholds, label, loss=scalars.get("loss"))
 
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from ._table import format_table
 from ._validation import check_choice, check_number
-from .doctor import Diagnosis, Thresholds, _add_scalars, _assemble, _Probe, _sync
+from .doctor import Diagnosis, Thresholds, _assemble, _Probe, _queue_norms, _sync
 
 STATS = (
     "rms",
@@ -137,19 +137,20 @@ class Monitor:
         grads = self._weight_grads
         self._weight_grads = {}
         if not probe.calls:  # armed, but no forward pass came
-            probe.pending = []
+            probe.pending, probe.repairs = [], []
             return
         with torch.no_grad():
             probe.gradient_stats()
             if grads:
                 keys = list(grads)
-                _add_scalars(
+                _queue_norms(
                     probe.pending,
-                    torch._foreach_norm([grads[k] for k in keys]),
+                    probe.repairs,
+                    [grads[k] for k in keys],
                     [(self._per_weight.setdefault(k, {}), "grad_weight") for k in keys],
                 )
-        _sync(probe.pending)
-        probe.pending = []
+        _sync(probe.pending, probe.repairs)
+        probe.pending, probe.repairs = [], []
         self.history.append(
             _assemble(
                 self.model,
