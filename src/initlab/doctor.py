@@ -794,7 +794,7 @@ def _ratio_verdicts(
         message = (
             f"{what} {verb} from {_fmt(ref_value)} at {_where(reference)} to {_fmt(value)} at "
             f"{_where(row)}{direction}: x{_fmt(ratio)}, about x{_fmt(per_layer)} per layer "
-            f"({len(involved)} layers beyond x{_fmt(limit)})"
+            f"({len(involved)} layer{'s' if len(involved) != 1 else ''} beyond x{_fmt(limit)})"
         )
         numbers = {
             "reference": ref_value,
