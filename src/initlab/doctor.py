@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -474,8 +474,11 @@ def _sync_pending(pending: _Pending) -> None:
     for i, (tensor, _) in enumerate(pending):
         by_device.setdefault(tensor.device, []).append(i)
     for members in by_device.values():
-        # Concatenate on the device, then one copy to the host per device.
-        merged = torch.cat([pending[i][0].reshape(-1).to(torch.float64) for i in members])
+        # Concatenate on the device (float64 by type promotion: a float64 zero leads), then one
+        # copy to the host per device.
+        device = pending[members[0]][0].device
+        lead = torch.zeros(1, dtype=torch.float64, device=device)
+        merged = torch.cat([lead, *(pending[i][0].reshape(-1) for i in members)])[1:]
         values = merged.cpu().tolist()
         position = 0
         for i in members:
@@ -635,8 +638,11 @@ class _Probe:
             kept = flat[:, : self.samples].clone()
             for j, call in enumerate(chunk):
                 call.samples = kept[j]
-        for key, value in stats.items():
-            self.pending.append((value.reshape(k), [(c.values, key) for c in chunk]))
+        # One pending entry: (statistic, output) ordered, float64 by type promotion.
+        keys = list(stats)
+        block = torch.stack([stats[key].reshape(k).to(torch.float64) for key in keys], dim=1)
+        targets = [(c.values, key) for c in chunk for key in keys]
+        self.pending.append((block.reshape(-1), targets))
 
     def gradient_stats(self) -> None:
         """Queue the norms of the recorded output gradients (one fused call)."""
@@ -1039,6 +1045,11 @@ def recommend(activation: Activation) -> tuple[str, str]:
     return "he_normal", "He"
 
 
+@cache
+def _scheme(spec: str) -> Any:
+    return get(spec)
+
+
 def _recommendations(
     model: nn.Module, calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
 ) -> list[Recommendation]:
@@ -1081,7 +1092,7 @@ def _recommendations(
         weight_name = next(n for n, p in call.module.named_parameters(recurse=False) if p is weight)
         scheme, family = recommend(activation)
         fans = fan_in_fan_out(weight.shape)  # type: ignore[union-attr]
-        expected = get(scheme).target_std(tuple(weight.shape), fans, activation)  # type: ignore[union-attr]
+        expected = _scheme(scheme).target_std(tuple(weight.shape), fans, activation)  # type: ignore[union-attr]
         norm = per_weight.get(id(call.module), {}).get("weight_norm")
         current = None if norm is None else norm / math.sqrt(weight.numel())  # type: ignore[union-attr]
         result.append(
