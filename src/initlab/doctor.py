@@ -335,7 +335,8 @@ class Fix:
         ]
         lines = ["before:"]
         lines += [f"  - {v}" for v in self.before.verdicts]
-        lines += ["", f"re-initialized {len(self.rules) // 2} weight layers:"]
+        weights = sum(1 for name in self.rules if not name.endswith("bias"))
+        lines += ["", f"re-initialized {weights} weight layers (biases to zero):"]
         lines.append(
             format_table(
                 ["parameter", "scheme", "target std"],
