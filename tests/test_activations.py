@@ -26,7 +26,8 @@ def test_sequential():
         nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 2),
     ))  # fmt: skip
     assert _found(model) == {
-        "0": ("relu", "fx"), "2": ("tanh", "fx"), "5": ("leaky_relu", "fx"), "7": ("linear", "none")
+        "0": ("relu", "sequential"), "2": ("tanh", "sequential"), "5": ("leaky_relu", "sequential"),
+        "7": ("linear", "none"),
     }  # fmt: skip
     assert following_activations(model)["5"].activation == ("leaky_relu", 0.2)
 
@@ -106,3 +107,24 @@ def test_transformer_layers_use_their_activation_attribute(activation, expected)
 )  # fmt: skip
 def test_module_activation(module, expected):
     assert module_activation(module) == expected
+
+
+class FunctionalTanh(nn.Module):
+    def forward(self, x):
+        return torch.tanh(x)
+
+
+def test_sequential_with_a_custom_leaf_is_traced():
+    # A custom module hides a functional activation that only tracing can see.
+    model = _build(lambda: nn.Sequential(nn.Linear(4, 8), FunctionalTanh(), nn.Linear(8, 2)))
+    assert _found(model) == {"0": ("tanh", "fx"), "2": ("linear", "none")}
+
+
+def test_plain_sequential_is_not_traced(monkeypatch):
+    import initlab.activations as acts
+
+    monkeypatch.setattr(acts, "_trace", lambda model: pytest.fail("traced a plain Sequential"))
+    model = _build(
+        lambda: nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 1))
+    )
+    assert _found(model) == {"0.0": ("relu", "sequential"), "1": ("linear", "none")}

@@ -43,7 +43,7 @@ def test_activation_aware_he_targets_and_realized_std():
         check_sample(values, stats.norm(0, std))
         assert row.realized_std == pytest.approx(values.std(ddof=1), rel=1e-5)
     assert [report[n].activation for n in expected] == ["relu", "tanh", "linear"]
-    assert report["0.weight"].activation_source == "fx"
+    assert report["0.weight"].activation_source == "sequential"
     assert (report["0.weight"].fan_in, report["0.weight"].fan_out) == (256, 512)
     assert report["0.weight"].gain == pytest.approx(math.sqrt(2))
 
@@ -325,3 +325,21 @@ def test_lone_layer_uses_the_standalone_default(factory):
     report = init_model(layer, "he_normal", seed=0)
     assert report["weight"].target_std == initlab.get("he_normal").target_std(layer.weight.shape)
     assert report["weight"].activation is None
+
+
+def test_meta_model_gets_a_plan_without_values():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    report = init_model(model, "he_normal", seed=0)
+    assert report["0.weight"].target_std == pytest.approx(math.sqrt(2 / 8))
+    assert report["0.weight"].realized_std is None
+
+
+def test_reused_generator_gives_the_same_values_as_a_fresh_one():
+    from initlab._random import make_generator, reseeded_generator
+
+    first = torch.empty(1000).normal_(generator=reseeded_generator(7))
+    torch.empty(50).normal_(generator=reseeded_generator(8))  # advance the cached one
+    again = torch.empty(1000).normal_(generator=reseeded_generator(7))
+    fresh = torch.empty(1000).normal_(generator=make_generator(7))
+    assert torch.equal(first, again) and torch.equal(first, fresh)

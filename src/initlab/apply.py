@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._random import as_seed, derive_seed, make_generator, parallel_map
+from ._random import as_seed, derive_seed, parallel_map, reseeded_generator
 from ._table import format_table
 from .activations import following_activations
 from .fans import FanChunk, fan_in_fan_out, parameter_fans
@@ -208,7 +208,10 @@ class _Fill:
     stds: list[torch.Tensor | None] = field(default_factory=list)
 
     def run(self) -> None:
-        generator = make_generator(self.seed, self.device)
+        if self.device.type == "meta":  # no values to fill; shapes were checked already
+            self.stds.extend([None] * len(self.blocks))
+            return
+        generator = reseeded_generator(self.seed, self.device)
         for label, target, chosen, fans, act in self.blocks:
             try:
                 chosen(target.data, generator, fans=fans, activation=act)
