@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
-from initlab.doctor import _identical_rows, recommend
+from initlab.doctor import recommend
+from initlab.probe import _identical_rows
 
 DEPTH, WIDTH, BATCH = 50, 256, 256
 
@@ -394,7 +395,7 @@ def test_plot_overlays_and_writes_atomically(tmp_path, x):
 
 
 def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
-    import initlab.doctor as doctor
+    import initlab.probe as probe
 
     model = built(
         lambda: torch.nn.Sequential(
@@ -410,7 +411,7 @@ def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
     )
     x = torch.randn(16, 6, generator=torch.Generator().manual_seed(0))
     per_call = initlab.diagnose(model, x)
-    monkeypatch.setattr(doctor, "_STACK_ON_CPU", True)
+    monkeypatch.setattr(probe, "_STACK_ON_CPU", True)
     stacked = initlab.diagnose(model, x)
     assert per_call.kinds == stacked.kinds
     for a, b in zip(per_call.layers, stacked.layers, strict=True):

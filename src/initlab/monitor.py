@@ -32,7 +32,9 @@ from torch import nn
 
 from ._table import format_table
 from ._validation import check_choice, check_number
-from .doctor import Diagnosis, Thresholds, _assemble, _Probe, _queue_norms, _sync
+from .diagnosis import Diagnosis, Thresholds
+from .doctor import _assemble
+from .probe import _Probe, _queue_norms, _sync
 
 STATS = (
     "rms",

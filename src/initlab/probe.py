@@ -1,0 +1,437 @@
+"""The doctor's probe: hooks that record per-layer statistics of a forward and backward pass.
+
+:class:`_Probe` hooks every leaf module (and every module that owns a weight) and records, per
+module call in forward order:
+
+- ``mean``, ``std`` (population, over every element of the output) and ``rms =
+  sqrt(mean^2 + std^2)``, the scale of the signal;
+- ``zeros``: the fraction of output elements that are exactly 0;
+- ``saturated``: for ``Sigmoid`` the fraction of outputs within ``sigmoid_margin`` (0.01) of 0
+  or 1, for ``Tanh`` the fraction with ``|a| > tanh_level`` (0.99); ``None`` for other modules;
+- ``dead``: for the ReLU family (ReLU, ReLU6, RReLU, LeakyReLU, PReLU) the number of units whose
+  output is ``<= 0`` for the whole batch (they pass no gradient, or only the leaky slope), out of
+  ``units``. A unit is a feature of a ``(batch, features)`` output and a channel (dim 1) of a
+  ``(batch, channels, ...)`` one;
+- ``grad_output``: ``||dL/dy||``, the norm of the gradient of the loss with respect to the output;
+- for modules that own a weight ``W`` (>= 2 dims): ``weight_norm = ||W||``, ``grad_weight =
+  ||dL/dW||``, ``grad_ratio = ||dL/dW|| / ||W||`` (the relative size of an SGD step with lr 1) and
+  ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
+  row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init.
+
+The statistics stay on the device until one host sync (:func:`_sync`); :func:`_build_rows`
+turns the recorded calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by
+:func:`initlab.diagnose` (one pass) and :class:`initlab.Monitor` (every ``k`` iterations).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .diagnosis import LayerStats, Thresholds
+
+_RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.LeakyReLU, nn.PReLU)
+# Keys per row of the random projections used to find identical weight rows.
+_PROJECTIONS = 4
+_PROJECTION_SEED = 0x5EED
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    """The first tensor in a module's output (itself, or the first in a tuple/list/dict)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    if isinstance(value, dict):
+        for item in value.values():
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _weight_of(module: nn.Module) -> torch.Tensor | None:
+    """The weight whose rows are the module's units: ``module.weight`` if >= 2-D, else the
+    first >= 2-D parameter the module owns."""
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+        return weight
+    for param in module.parameters(recurse=False):
+        if param.dim() >= 2:
+            return param
+    return None
+
+
+def _kind(module: nn.Module) -> str | None:
+    if isinstance(module, nn.Tanh):
+        return "tanh"
+    if isinstance(module, nn.Sigmoid | nn.Hardsigmoid):
+        return "sigmoid"
+    if isinstance(module, _RELU_FAMILY):
+        return "relu"
+    return None
+
+
+@dataclass
+class _Call:
+    """One recorded module call: the output (until its stats are computed), its gradient
+    (until its norm is), and the statistics as Python numbers after the one host sync."""
+
+    name: str
+    module: nn.Module
+    kind: str | None
+    shape: tuple[int, ...] | None
+    numel: int
+    output: torch.Tensor | None = None
+    grad: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    values: dict[str, float] = field(default_factory=dict)
+
+
+# Pending statistics: 1-D tensors on the device and, per element, where its value goes.
+_Pending = list[tuple[torch.Tensor, list[tuple[dict[str, float], str]]]]
+# Most elements stacked at once when computing output statistics (bounds the extra memory).
+_STACK_ELEMENTS = 1 << 25
+# CPUs reduce each output in its hook; tests set this to run the accelerator path on a CPU.
+_STACK_ON_CPU = False
+
+
+def _add_scalars(
+    pending: _Pending, scalars: Sequence[torch.Tensor], targets: list[tuple[dict, str]]
+) -> None:
+    """Queue 0-d tensors, stacked per (dtype, device) so that the sync is one copy."""
+    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
+    for i, t in enumerate(scalars):
+        groups.setdefault((t.dtype, t.device), []).append(i)
+    for members in groups.values():
+        pending.append((torch.stack([scalars[i] for i in members]), [targets[i] for i in members]))
+
+
+def _queue_norms(
+    pending: _Pending,
+    repairs: list[tuple[torch.Tensor, dict[str, float], str]],
+    tensors: Sequence[torch.Tensor],
+    targets: list[tuple[dict[str, float], str]],
+) -> None:
+    """Euclidean norms of many tensors in one fused float32 call. Those that come back 0 or
+    non-finite (the float32 sum of squares under- or overflows beyond about 1e19 or below
+    1e-19 per element) are recomputed in float64 after the sync, see :func:`_sync`."""
+    tensors = list(tensors)
+    _add_scalars(pending, torch._foreach_norm(tensors), targets)
+    repairs.extend((t, target, key) for t, (target, key) in zip(tensors, targets, strict=True))
+
+
+def _sync(
+    pending: _Pending, repairs: Sequence[tuple[torch.Tensor, dict[str, float], str]] = ()
+) -> None:
+    """Copy every pending statistic to the host at once and store it where it belongs; then
+    recompute in float64 the norms in ``repairs`` that came back 0 or non-finite (rare: a
+    vanishing or exploding signal; one more sync each)."""
+    _sync_pending(pending)
+    for tensor, target, key in repairs:
+        value = target.get(key)
+        if value is not None and (value == 0 or not math.isfinite(value)):
+            target[key] = float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
+
+
+def _sync_pending(pending: _Pending) -> None:
+    if not pending:
+        return
+    by_device: dict[torch.device, list[int]] = {}
+    for i, (tensor, _) in enumerate(pending):
+        by_device.setdefault(tensor.device, []).append(i)
+    for members in by_device.values():
+        # Concatenate on the device (float64 by type promotion: a float64 zero leads), then one
+        # copy to the host per device.
+        device = pending[members[0]][0].device
+        lead = torch.zeros(1, dtype=torch.float64, device=device)
+        merged = torch.cat([lead, *(pending[i][0].reshape(-1) for i in members)])[1:]
+        values = merged.cpu().tolist()
+        position = 0
+        for i in members:
+            tensor, targets = pending[i]
+            if tensor.numel() != len(targets):  # pragma: no cover - internal invariant
+                raise RuntimeError("statistics and their slots are out of step")
+            for target, key in targets:
+                target[key] = values[position]
+                position += 1
+
+
+class _Probe:
+    """Forward hooks that record statistics of module outputs and their gradients with a few
+    reductions each and no host sync until :func:`_sync`.
+
+    On CPUs each output is reduced in its hook; on accelerators outputs of the same kind and
+    shape are stacked and reduced together when the root module's forward returns (cloned
+    first when the model has in-place modules, which would overwrite them). Gradient and
+    weight norms use ``torch._foreach_norm``. ``arm()`` switches recording on for the next
+    root forward pass only (an evaluation pass in the same step is ignored).
+    """
+
+    def __init__(self, model: nn.Module, thresholds: Thresholds, samples: int) -> None:
+        self.model = model
+        self.thresholds = thresholds
+        self.samples = samples
+        self.modules: list[tuple[str, nn.Module]] = []
+        for name, module in model.named_modules():
+            leaf = next(module.children(), None) is None
+            if leaf or _weight_of(module) is not None:
+                self.modules.append((name or type(module).__name__, module))
+        self.weights: dict[int, tuple[nn.Module, torch.Tensor]] = {}
+        for _, module in self.modules:
+            weight = _weight_of(module)
+            if weight is not None and weight.is_floating_point():
+                self.weights.setdefault(id(module), (module, weight))
+        self.clone = any(getattr(m, "inplace", False) is True for m in model.modules())
+        self.calls: list[_Call] = []
+        self.pending: _Pending = []
+        self.repairs: list[tuple[torch.Tensor, dict[str, float], str]] = []
+        self.armed = False
+        self._handles: list[Any] = []
+        self._projections: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    # -- lifetime
+    def attach(self) -> None:
+        for name, module in self.modules:
+            self._handles.append(module.register_forward_hook(partial(self._record, name)))
+        self._handles.append(self.model.register_forward_hook(self._root_done))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def arm(self) -> None:
+        self.calls = []
+        self.pending = []
+        self.repairs = []
+        self.armed = True
+
+    # -- hooks
+    def _record(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
+        if not self.armed:
+            return
+        out = _first_tensor(output)
+        if out is None or not out.is_floating_point() or out.numel() == 0:
+            self.calls.append(_Call(name, module, None, None, 0))
+            return
+        call = _Call(name, module, _kind(module), tuple(out.shape), out.numel())
+        self.calls.append(call)
+        kept = out.detach()
+        if kept.device.type == "cpu" and not _STACK_ON_CPU:
+            # CPUs: reduce now, one output at a time (before any in-place op changes it).
+            with torch.no_grad():
+                self._queue([call], kept.unsqueeze(0), per_call=True)
+        else:
+            # Accelerators: stack outputs of the same shape and reduce them together when the
+            # root forward returns (a few kernel launches instead of several per module).
+            call.output = kept.clone() if self.clone else kept
+        if out.requires_grad and torch.is_grad_enabled():
+            out.register_hook(partial(self._grad, call))
+
+    def _grad(self, call: _Call, grad: torch.Tensor) -> None:
+        if grad.device.type == "cpu" and not _STACK_ON_CPU:
+            # CPUs: reduce now, so the gradient's memory is reused at once (keeping every
+            # gradient alive until the end of the pass slows the backward pass down).
+            norm = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
+            self.pending.append((norm.reshape(1), [(call.values, "grad_output")]))
+        else:
+            call.grad = grad.detach()
+
+    def _root_done(self, module: nn.Module, args: Any, output: Any) -> None:
+        if self.armed:
+            self.armed = False
+            with torch.no_grad():
+                self._stacked_stats()
+
+    # -- statistics
+    def _stacked_stats(self) -> None:
+        groups: dict[tuple[Any, ...], list[_Call]] = {}
+        for call in self.calls:
+            if call.output is not None:
+                out = call.output
+                groups.setdefault((call.kind, call.shape, out.dtype, out.device), []).append(call)
+        for members in groups.values():
+            per_chunk = max(1, _STACK_ELEMENTS // max(1, members[0].numel))
+            for start in range(0, len(members), per_chunk):
+                chunk = members[start : start + per_chunk]
+                stacked = torch.stack([c.output for c in chunk])  # type: ignore[misc]
+                self._queue(chunk, stacked, per_call=False)
+                for call in chunk:
+                    call.output = None
+
+    def _queue(self, chunk: list[_Call], stacked: torch.Tensor, *, per_call: bool) -> None:
+        """Queue the statistics of ``k`` outputs stacked as ``(k, *shape)``: ``sum``, ``norm``
+        (``sqrt(sum x^2)``), ``low``/``high`` (min and max), ``nonzero``, and by kind
+        ``saturated`` or ``alive`` (ReLU units > 0 for some sample). With ``per_call`` (k = 1,
+        CPUs) full reductions are used: on CPUs they are several times faster than reductions
+        along a dimension."""
+        th = self.thresholds
+        if stacked.dtype not in (torch.float32, torch.float64):
+            stacked = stacked.float()
+        k = stacked.shape[0]
+        flat = stacked.reshape(k, -1)
+        kind, shape = chunk[0].kind, chunk[0].shape
+        if per_call:
+            x = flat[0]
+            low, high = torch.aminmax(x)
+            stats = {
+                "sum": x.sum(dtype=torch.float64),
+                "norm": torch.linalg.vector_norm(x, dtype=torch.float64),  # no underflow
+                "low": low,
+                "high": high,
+                "nonzero": x.bool().sum(),  # count_nonzero is ~10x slower on CPUs
+            }
+        else:
+            stats = {
+                "sum": flat.sum(dim=1, dtype=torch.float64),
+                "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
+                "low": flat.amin(dim=1),
+                "high": flat.amax(dim=1),
+                "nonzero": flat.bool().sum(dim=1),
+            }
+
+        def count(mask: torch.Tensor) -> torch.Tensor:
+            return mask.sum() if per_call else mask.sum(dim=1)
+
+        if kind == "tanh":
+            stats["saturated"] = count(flat.abs() > th.tanh_level)
+        elif kind == "sigmoid":
+            stats["saturated"] = count((flat - 0.5).abs() > 0.5 - th.sigmoid_margin)
+        elif kind == "relu" and shape is not None and len(shape) >= 2:
+            dims = (1,) if len(shape) == 2 else (1, *range(3, len(shape) + 1))
+            stats["alive"] = (stacked.amax(dim=dims) > 0).sum(dim=1)
+        if self.samples > 0:
+            kept = flat[:, : self.samples].clone()
+            for j, call in enumerate(chunk):
+                call.samples = kept[j]
+        # One pending entry: (statistic, output) ordered, float64 by type promotion.
+        keys = list(stats)
+        block = torch.stack([stats[key].reshape(k).to(torch.float64) for key in keys], dim=1)
+        targets = [(c.values, key) for c in chunk for key in keys]
+        self.pending.append((block.reshape(-1), targets))
+
+    def gradient_stats(self) -> None:
+        """Queue the norms of the recorded output gradients (one fused call)."""
+        with_grad = [c for c in self.calls if c.grad is not None]
+        if with_grad:
+            grads = [c.grad for c in with_grad]
+            targets = [(c.values, "grad_output") for c in with_grad]
+            _queue_norms(self.pending, self.repairs, grads, targets)  # type: ignore[arg-type]
+            for call in with_grad:
+                call.grad = None
+
+    def weight_stats(self, into: dict[int, dict[str, float]]) -> None:
+        """Queue ``weight_norm`` and ``identical`` for every weight (a few fused calls)."""
+        entries = list(self.weights.items())
+        if not entries:
+            return
+        with torch.no_grad():
+            weights = [w.detach() for _, (_, w) in entries]
+            targets = [into.setdefault(key, {}) for key, _ in entries]
+            norms = torch._foreach_norm(weights)
+            _add_scalars(self.pending, norms, [(t, "weight_norm") for t in targets])
+            self.repairs.extend(
+                (w, t, "weight_norm") for w, t in zip(weights, targets, strict=True)
+            )
+            by_rows: dict[tuple[Any, ...], list[int]] = {}
+            for i, w in enumerate(weights):
+                if w.shape[0] >= 2:
+                    by_rows.setdefault((w.shape[0], w.dtype, w.device), []).append(i)
+            for members in by_rows.values():
+                keys, scales = [], []
+                for i in members:
+                    rows = weights[i].reshape(weights[i].shape[0], -1)
+                    # (P, in) x (out, in)^T as a GEMM: much faster than rows @ (in, P).
+                    keys.append(F.linear(self._projection(rows), rows).T)
+                    scales.append(norms[i] / math.sqrt(rows.shape[0]))  # float32: fine here
+                counts = _identical_rows(
+                    torch.stack(keys), torch.stack(scales), self.thresholds.identical_rtol
+                )
+                self.pending.append((counts, [(targets[i], "identical") for i in members]))
+
+    def _projection(self, rows: torch.Tensor) -> torch.Tensor:
+        """A fixed ``(P, in)`` matrix of Gaussian rows scaled to unit norm."""
+        key = (rows.shape[1], rows.dtype, rows.device)
+        if key not in self._projections:
+            generator = torch.Generator().manual_seed(_PROJECTION_SEED)
+            projection = torch.randn(_PROJECTIONS, rows.shape[1], generator=generator)
+            projection /= torch.linalg.vector_norm(projection, dim=1, keepdim=True)
+            self._projections[key] = projection.to(device=rows.device, dtype=rows.dtype)
+        return self._projections[key]
+
+
+def _identical_rows(keys: torch.Tensor, scale: torch.Tensor, rtol: float) -> torch.Tensor:
+    """How many rows of each weight equal another row, in O(n log n).
+
+    ``keys`` ``(layers, rows, P)`` are the rows projected on ``P`` fixed random unit directions,
+    ``scale`` ``(layers,)`` the rms row norm ``||W|| / sqrt(rows)``. Rows are sorted by the first
+    key; neighbours whose keys all agree within ``rtol * scale`` count as identical. Rows that
+    differ by at most that much (in norm) always pass; two rows that differ by more pass all
+    ``P = 4`` random directions with negligible probability.
+    """
+    order = keys[:, :, 0].argsort(dim=1)
+    ordered = keys.gather(1, order[:, :, None].expand_as(keys))
+    gaps = (ordered[:, 1:] - ordered[:, :-1]).abs()
+    same = (gaps <= rtol * scale[:, None, None]).all(dim=2)
+    flags = torch.zeros(keys.shape[:2], dtype=torch.bool, device=keys.device)
+    flags[:, 1:] |= same
+    flags[:, :-1] |= same
+    return flags.sum(dim=1)
+
+
+def _build_rows(
+    calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
+) -> list[LayerStats]:
+    rows: list[LayerStats] = []
+    seen: dict[str, int] = {}
+    layer = 0
+    for index, call in enumerate(calls):
+        seen[call.name] = seen.get(call.name, 0) + 1
+        name = call.name if seen[call.name] == 1 else f"{call.name}#{seen[call.name]}"
+        weight = per_weight.get(id(call.module))
+        weighted = weight is not None and "weight_norm" in weight
+        if weighted:
+            layer += 1
+        row = LayerStats(
+            index=index + 1,
+            name=name,
+            module=type(call.module).__name__,
+            layer=layer,
+            shape=call.shape,
+            weighted=weighted,
+            samples=call.samples,
+        )
+        values = call.values
+        if "sum" in values:
+            n = call.numel
+            row.mean = values["sum"] / n
+            if values["low"] == values["high"]:
+                row.std = 0.0  # constant output: exact, whatever the rounding of the sums
+            else:
+                row.std = math.sqrt(max(values["norm"] ** 2 / n - row.mean**2, 0.0))
+            row.zeros = 1.0 - values["nonzero"] / n
+            if "saturated" in values:
+                row.saturated = values["saturated"] / n
+            if "alive" in values and call.shape is not None:
+                row.units = call.shape[1]
+                row.dead = row.units - int(values["alive"])
+        row.grad_output = values.get("grad_output")
+        if weighted:
+            row.weight_norm = weight["weight_norm"]  # type: ignore[index]
+            row.grad_weight = weight.get("grad_weight")  # type: ignore[union-attr]
+            if "identical" in weight:  # type: ignore[operator]
+                row.identical = int(weight["identical"])  # type: ignore[index]
+            row.weight_rows = _weight_of(call.module).shape[0]  # type: ignore[union-attr]
+        rows.append(row)
+    return rows

@@ -1,0 +1,107 @@
+"""The doctor's recommendations: the init each weight layer should get.
+
+Recommendations follow the activation that comes after each weight layer in forward order: He
+(``he_normal``, gain of the activation) for the ReLU family and other rectifiers (GELU, SiLU,
+ELU, ...), Glorot (gain 1) for tanh and sigmoid, LeCun for SELU and for layers followed by no
+activation. :func:`initlab.fix` re-initializes with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from torch import nn
+
+from .activations import _PASS_MODULES, following_activations, module_activation
+from .diagnosis import Recommendation
+from .fans import fan_in_fan_out
+from .probe import _Call, _weight_of
+from .registry import get
+from .schemes import Activation
+
+
+def recommend(activation: Activation) -> tuple[str, str]:
+    """The scheme spec and family for a weight layer followed by ``activation``.
+
+    ReLU family and other rectifiers: He (``he_normal``, ``std = gain / sqrt(fan_in)`` with the
+    activation's gain, sqrt(2) for ReLU); tanh and sigmoid: Glorot (``xavier_normal``, gain 1,
+    ``std = sqrt(2 / (fan_in + fan_out))``); SELU and no activation: LeCun
+    (``std = 1 / sqrt(fan_in)``).
+
+    Why gain 1 for tanh and not PyTorch's 5/3: at gain 1 a tanh net sits at the edge of chaos
+    (the backward signal is preserved; the forward rms decays like ``1/sqrt(depth)``, to about
+    0.1 of layer 1's at depth 50), while at 5/3 it is in the chaotic phase, where gradient norms
+    grow with depth (60-90x over 50 layers of width 256, measured).
+    """
+    name = activation[0]
+    if name in ("tanh", "sigmoid"):
+        return "xavier_normal", "Glorot"
+    if name in ("selu", "linear"):
+        return "lecun_normal", "LeCun"
+    return "he_normal", "He"
+
+
+@cache
+def _scheme(spec: str) -> Any:
+    return get(spec)
+
+
+def _recommendations(
+    model: nn.Module, calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
+) -> list[Recommendation]:
+    """Per weight module: the activation that follows its first call in forward order (skipping
+    dropout, normalization, pooling and reshapes); ``torch.fx`` tracing when the model has no
+    activation modules (functional activations)."""
+    qualified = {id(m): n for n, m in model.named_modules()}
+    by_module: dict[int, Activation] = {}
+    has_modules = any(
+        module_activation(c.module) is not None and not isinstance(c.module, nn.Identity)
+        for c in calls
+    )
+    traced = None if has_modules else following_activations(model)
+    for i, call in enumerate(calls):
+        if _weight_of(call.module) is None or id(call.module) in by_module:
+            continue
+        found: Activation = ("linear", None)
+        if traced is not None:
+            entry = traced.get(qualified.get(id(call.module), ""))
+            if entry is not None:
+                found = entry.activation
+        else:
+            for later in calls[i + 1 :]:
+                if _weight_of(later.module) is not None:
+                    break
+                if isinstance(later.module, (*_PASS_MODULES, nn.Identity)):
+                    continue
+                act = module_activation(later.module)
+                if act is not None:
+                    found = act
+                break
+        by_module[id(call.module)] = found
+    result = []
+    for call in calls:
+        if id(call.module) not in by_module:
+            continue
+        activation = by_module.pop(id(call.module))
+        weight = _weight_of(call.module)
+        prefix = qualified.get(id(call.module), "")
+        weight_name = next(n for n, p in call.module.named_parameters(recurse=False) if p is weight)
+        scheme, family = recommend(activation)
+        fans = fan_in_fan_out(weight.shape)  # type: ignore[union-attr]
+        expected = _scheme(scheme).target_std(tuple(weight.shape), fans, activation)  # type: ignore[union-attr]
+        norm = per_weight.get(id(call.module), {}).get("weight_norm")
+        current = None if norm is None else norm / math.sqrt(weight.numel())  # type: ignore[union-attr]
+        result.append(
+            Recommendation(
+                f"{prefix}.{weight_name}" if prefix else weight_name,
+                activation[0],
+                scheme,
+                family,
+                expected,
+                current,
+            )
+        )
+    return result
