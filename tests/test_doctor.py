@@ -420,3 +420,16 @@ def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
             assert (va is None and vb is None) or va == pytest.approx(vb, rel=1e-5, abs=1e-7)
     # The in-place ReLU overwrote linear1's output: the stacked path cloned it first.
     assert stacked.layers[0].zeros == 0.0 and stacked.layers[1].zeros > 0
+
+
+def test_huge_finite_outputs_do_not_crash_the_stats():
+    # Outputs near 1e160 are finite in float64, but their squares are not: this raised
+    # OverflowError from a Python-float square. Now the std is a number (inf past the range).
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(nn.Linear(4, 4, bias=False)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4, dtype=torch.float64) * 1e160)
+    x = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    row = initlab.diagnose(model, x).layers[0]
+    assert math.isfinite(row.mean) and abs(row.mean) > 1e150
+    assert row.std > 1e150

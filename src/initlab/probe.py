@@ -419,7 +419,15 @@ def _build_rows(
             if values["low"] == values["high"]:
                 row.std = 0.0  # constant output: exact, whatever the rounding of the sums
             else:
-                row.std = math.sqrt(max(values["norm"] ** 2 / n - row.mean**2, 0.0))
+                rms = values["norm"] / math.sqrt(n)
+                scale = max(rms, abs(row.mean))
+                if 0 < scale < math.inf:  # scaled: squares of finite 1e160s must not overflow
+                    row.std = scale * math.sqrt(
+                        max((rms / scale) ** 2 - (row.mean / scale) ** 2, 0.0)
+                    )
+                else:  # products, not **: an infinite square is inf, not an OverflowError
+                    norm = values["norm"]
+                    row.std = math.sqrt(max(norm * norm / n - row.mean * row.mean, 0.0))
             row.zeros = 1.0 - values["nonzero"] / n
             if "saturated" in values:
                 row.saturated = values["saturated"] / n
