@@ -421,13 +421,16 @@ def _build_rows(
             else:
                 rms = values["norm"] / math.sqrt(n)
                 scale = max(rms, abs(row.mean))
-                if 0 < scale < math.inf:  # scaled: squares of finite 1e160s must not overflow
+                if math.isnan(rms) or math.isnan(row.mean):
+                    row.std = math.nan
+                elif math.isinf(scale):  # the sum of squares overflowed: at least huge
+                    row.std = math.inf
+                elif scale > 0:  # scaled: squares of finite 1e160s must not overflow
                     row.std = scale * math.sqrt(
                         max((rms / scale) ** 2 - (row.mean / scale) ** 2, 0.0)
                     )
-                else:  # products, not **: an infinite square is inf, not an OverflowError
-                    norm = values["norm"]
-                    row.std = math.sqrt(max(norm * norm / n - row.mean * row.mean, 0.0))
+                else:
+                    row.std = 0.0
             row.zeros = 1.0 - values["nonzero"] / n
             if "saturated" in values:
                 row.saturated = values["saturated"] / n
