@@ -84,3 +84,32 @@ def test_resume_continues_a_saved_comparison(tmp_path, capsys):
     assert [r["scheme"] for r in runs] == ["he", "zeros"]
     capsys.readouterr()
     assert "different settings (lr)" in _one_line_error(capsys, [*base, "--lr", "0.1", "--resume"])
+
+
+def test_monitor_every_writes_the_monitor_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["compare", "--schemes", "he", "zeros", "--iterations", "30", "--monitor-every",
+                 "10", "--out", str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    assert "monitor.json" in capsys.readouterr().out
+    saved = json.loads((out / "monitor.json").read_text())
+    assert [(r["scheme"], r["iterations"]) for r in saved["runs"]] == [
+        ("he", [0, 10, 20]), ("zeros", [0, 10, 20])
+    ]  # fmt: skip
+    assert json.loads((out / "results.json").read_text())["config"]["monitor_every"] == 10
+    assert (out / "monitor.png").exists() and "monitor" in (out / "report.html").read_text()
+    base = ["compare", "--schemes", "he", "zeros", "--iterations", "30", "--out", str(out),
+            "--no-progress", "--resume"]  # fmt: skip
+    assert main([*base, "--monitor-every", "10"]) == 0  # everything reused
+    capsys.readouterr()
+    assert "different settings (monitor_every)" in _one_line_error(capsys, base)
+
+
+def test_monitor_every_must_be_a_positive_integer(tmp_path, capsys):
+    out = tmp_path / "m"
+    err = _one_line_error(capsys, ["compare", "--monitor-every", "0", "--out", str(out)])
+    assert "--monitor-every must be >= 1; got 0" in err
+    assert not out.exists()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--monitor-every", "x"])
+    assert exit_info.value.code == 2 and "invalid int value" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import argparse
 import datetime
 import os
 
+from .._validation import check_number
 from ..experiments import CLASSIC_SCHEMES, compare, prepare_out
 from ..report import write_report
 from ..train import OPTIMIZERS
@@ -62,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--init-style", default="course", choices=("course", "model"),
         help="course: initialize_parameters draws (default); model: init_model")  # fmt: skip
     add("--dtype", default="float64", choices=("float32", "float64"))
+    add("--monitor-every", type=int, default=None, metavar="K",
+        help="also record activation rms and gradient norms per layer every K iterations "
+        "(monitor.json, monitor.png); runs then train one at a time, about 15x slower")  # fmt: skip
     add("--out", default=None, help="output folder (default: a new folder under runs/)")
     add("--force", action="store_true", help="write into a non-empty --out folder")
     add("--resume", action="store_true", help="continue the comparison saved in --out")
@@ -83,6 +87,8 @@ def _default_out() -> str:
 def run(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the folder of the comparison to continue)")
+    if args.monitor_every is not None:
+        check_number("--monitor-every", args.monitor_every, minimum=1, integer=True)
     out = args.out or _default_out()
     prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
     data: object = args.data
@@ -97,9 +103,10 @@ def run(args: argparse.Namespace) -> int:
         iterations=args.iterations, batch_size=args.batch_size, l2=args.l2,
         clip_norm=args.clip_norm, clip_value=args.clip_value, dtype=args.dtype, out=out,
         force=True, resume=args.resume, progress=not args.no_progress,
+        monitor_every=args.monitor_every,
     )  # fmt: skip
     print(comparison.table())
-    names = ["results.json", "history.csv"]
+    names = ["results.json", "history.csv"] + (["monitor.json"] if comparison.monitors else [])
     if not args.no_report:
         names += [os.path.basename(p) for p in write_report(comparison, out)]
     print(f"\nwrote {out}/: {', '.join(names)}")

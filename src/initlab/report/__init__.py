@@ -2,7 +2,8 @@
 
 Kept light: submodules import matplotlib only when a plot is drawn.
 
-- :mod:`initlab.report.plots`: loss curves, decision boundaries, gradient norms.
+- :mod:`initlab.report.plots`: loss curves, decision boundaries, gradient norms, and the
+  activation rms / gradient norm per layer over training of a monitored comparison.
 - :func:`write_report`: a comparison's PNG plots and ``report.html`` (images embedded as
   base64, readable offline).
 """

@@ -10,8 +10,19 @@ from typing import Any
 from ..experiments import Comparison, atomic_write
 from . import plots
 
+_MONITOR_CAPTION = (
+    "Recorded by initlab.Monitor every {every} iterations: for each scheme, the rms of each "
+    "weight layer's output (left) and the gradient norm ||dL/dy|| at that output (right), "
+    "log scale, one colour per layer. Healthy: the layers' curves stay within about an order "
+    "of magnitude of each other all through training. Vanishing: the curves collapse toward 0 "
+    "with depth (deeper layers far below the first for activations; earlier layers far below "
+    "the last for gradients), and stay there. Exploding: they grow by orders of magnitude "
+    "with depth or over training. A layer listed as all 0 never carried a signal (zero or "
+    "symmetric init, dead units); a dotted line marks a run that diverged."
+)
 
-def _page(comparison: Comparison, images: list[tuple[str, str, bytes]]) -> str:
+
+def _page(comparison: Comparison, images: list[tuple[str, str, bytes, str]]) -> str:
     c = comparison.config
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in _cells(r)) + "</tr>"
@@ -24,7 +35,8 @@ def _page(comparison: Comparison, images: list[tuple[str, str, bytes]]) -> str:
     figures = "".join(
         f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-        for title, _, png in images
+        + (f"<p>{html.escape(caption)}</p>" if caption else "")
+        for title, _, png, caption in images
     )
     settings = html.escape(
         ", ".join(f"{k}={v}" for k, v in c.items() if v is not None and k != "schemes")
@@ -47,10 +59,12 @@ def _cells(run: Any) -> tuple[Any, ...]:
 
 def write_report(comparison: Comparison, out: str) -> list[str]:
     """Write ``loss.png``, ``gradient_norms.png``, ``decision_boundaries.png`` (2-D data
-    with trained models) and ``report.html`` into ``out``; returns the paths written."""
-    images: list[tuple[str, str, bytes]] = [
-        ("Loss curves", "loss.png", plots.loss_curves(comparison.runs)),
-        ("Gradient norm per layer", "gradient_norms.png", plots.gradient_norms(comparison.runs)),
+    with trained models), ``monitor.png`` (a comparison with monitor data) and
+    ``report.html`` into ``out``; returns the paths written."""
+    runs = comparison.runs
+    images: list[tuple[str, str, bytes, str]] = [
+        ("Loss curves", "loss.png", plots.loss_curves(runs), ""),
+        ("Gradient norm per layer", "gradient_norms.png", plots.gradient_norms(runs), ""),
     ]
     data = comparison.dataset
     if (
@@ -59,9 +73,20 @@ def write_report(comparison: Comparison, out: str) -> list[str]:
         and any(r.model is not None for r in comparison.runs)
     ):
         png = plots.decision_boundaries(comparison.runs, data.x_train, data.y_train)
-        images.append(("Decision boundaries (training data)", "decision_boundaries.png", png))
+        images.append(("Decision boundaries (training data)", "decision_boundaries.png", png, ""))
+    monitors = getattr(comparison, "monitors", {})
+    if any((r.scheme, int(r.seed or 0)) in monitors for r in runs):
+        every = comparison.config.get("monitor_every") or next(iter(monitors.values())).every
+        images.append(
+            (
+                "Signal during training: activation rms and gradient norm per layer",
+                "monitor.png",
+                plots.monitor_curves(runs, monitors),
+                _MONITOR_CAPTION.format(every=every),
+            )
+        )
     written = []
-    for _, name, png in images:
+    for _, name, png, _ in images:
         path = os.path.join(out, name)
         atomic_write(path, png)
         written.append(path)

@@ -1,14 +1,15 @@
 """Plots of training runs, drawn with matplotlib's Agg backend into PNG bytes.
 
 Every function takes runs (:class:`~initlab.train.Run`) and returns PNG bytes; nothing is
-shown on screen and pyplot's global figure registry is not used.
+shown on screen and pyplot's global figure registry is not used. :func:`monitor_curves` also
+takes the :class:`~initlab.experiments.MonitorSeries` of the runs.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -117,4 +118,67 @@ def decision_boundaries(runs: Sequence[Any], x: torch.Tensor, y: torch.Tensor) -
         ax.set_title(f"{_label(run, runs)}: train acc {acc}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+    return _png(fig)
+
+
+def _log_safe(values: Sequence[float | None]) -> list[float]:
+    """Zeros, negatives, ``None``, inf and nan become nan: gaps in a log-scale line."""
+    return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
+
+
+def monitor_curves(runs: Sequence[Any], monitors: Mapping[tuple[str, int], Any]) -> bytes:
+    """What a :class:`~initlab.Monitor` saw during training, one row per scheme: activation
+    rms of each weight layer's output (left) and gradient norm ``||dL/dy||`` at that output
+    (right) against iteration, log scale, one colour per layer (the seeds of a scheme share
+    it). Zero and non-finite values cannot be drawn on a log axis: the legend counts them
+    (``all 0`` for a layer that never carried a signal). A dotted line marks divergence."""
+    schemes: dict[str, list[tuple[Any, Any]]] = {}
+    for run in runs:
+        series = monitors.get((run.scheme, int(run.seed or 0)))
+        if series is not None and series.iterations:
+            schemes.setdefault(run.scheme, []).append((run, series))
+    if not schemes:
+        raise ValueError("no monitor data to plot (compare(..., monitor_every=k) records it)")
+    rows = len(schemes)
+    fig = _figure(10, 2.9 * rows + 0.4)
+    colours = [f"C{i}" for i in range(10)]
+    panels = (("rms", "activation rms"), ("grad_output", "||dL/dy||"))
+    for r, (scheme, items) in enumerate(schemes.items()):
+        seeds = ", ".join(str(run.seed) for run, _ in items)
+        for c, (stat, ylabel) in enumerate(panels):
+            ax = fig.add_subplot(rows, 2, 2 * r + c + 1)
+            layers: list[str] = []
+            for _, series in items:
+                layers.extend(name for name in series.series(stat) if name not in layers)
+            drawn = False
+            for k, layer in enumerate(layers):
+                hidden = total = 0
+                for run, series in items:
+                    values = series.series(stat).get(layer)
+                    if values is None:
+                        continue
+                    shown = _log_safe(values)
+                    hidden += sum(1 for v in shown if math.isnan(v))
+                    total += len(shown)
+                    ax.plot(series.iterations, shown, color=colours[k % 10], linewidth=1.2,
+                            alpha=0.85)  # fmt: skip
+                    drawn |= hidden < total
+                    if run.status == "diverged" and run.diverged_at is not None:
+                        ax.axvline(run.diverged_at, linestyle=":", color="gray")
+                if hidden == total:
+                    note = " (all 0/non-finite)"
+                elif hidden:
+                    note = f" ({hidden} of {total} 0/non-finite not shown)"
+                else:
+                    note = ""
+                ax.plot([], [], color=colours[k % 10], label=f"{layer}{note}")
+            if drawn:
+                ax.set_yscale("log")
+            ax.set_title(f"{scheme} (seed {seeds}): {ylabel}", fontsize=9)
+            ax.set_xlabel("iteration", fontsize=8)
+            ax.set_ylabel(ylabel, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
     return _png(fig)
