@@ -17,7 +17,7 @@ from torch import nn
 
 from .activations import _PASS_MODULES, following_activations, module_activation
 from .diagnosis import Recommendation
-from .fans import fan_in_fan_out
+from .fans import parameter_fans
 from .probe import _Call, _weight_of
 from .registry import get
 from .schemes import Activation
@@ -90,8 +90,11 @@ def _recommendations(
         prefix = qualified.get(id(call.module), "")
         weight_name = next(n for n, p in call.module.named_parameters(recurse=False) if p is weight)
         scheme, family = recommend(activation)
-        fans = fan_in_fan_out(weight.shape)  # type: ignore[union-attr]
-        expected = _scheme(scheme).target_std(tuple(weight.shape), fans, activation)  # type: ignore[union-attr]
+        # The layer-aware fans init_model (and so fix) uses: ConvTranspose, Embedding, gates.
+        chunk = parameter_fans(call.module, weight_name, weight)[0]  # type: ignore[arg-type,index]
+        shape = (chunk.stop - chunk.start, *weight.shape[1:])  # type: ignore[union-attr]
+        fans = (chunk.fan_in, chunk.fan_out)
+        expected = _scheme(scheme).target_std(shape, fans, activation)
         norm = per_weight.get(id(call.module), {}).get("weight_norm")
         current = None if norm is None else norm / math.sqrt(weight.numel())  # type: ignore[union-attr]
         result.append(
