@@ -433,3 +433,42 @@ def test_huge_finite_outputs_do_not_crash_the_stats():
     row = initlab.diagnose(model, x).layers[0]
     assert math.isfinite(row.mean) and abs(row.mean) > 1e150
     assert row.std > 1e150
+
+
+def test_recommended_std_uses_the_fans_fix_applies():
+    """The recommendation's expected std uses the layer-aware fans that ``fix`` (through
+    ``init_model``) applies: ``in * k`` for a ConvTranspose weight ``(in, out, *k)``, 1 for an
+    Embedding, not the fans read from the weight's shape."""
+    model = built(lambda: nn.Sequential(nn.ConvTranspose1d(16, 4, 3), nn.ReLU(), nn.Flatten()))
+    inputs = torch.randn(8, 16, 5, generator=torch.Generator().manual_seed(0))
+    result = initlab.fix(model, inputs)
+    rec = {r.parameter: r for r in result.before.recommendations}["0.weight"]
+    assert rec.expected_std == pytest.approx(math.sqrt(2 / (16 * 3)))
+    assert rec.expected_std == pytest.approx(result.init["0.weight"].target_std)
+
+    embedding = built(lambda: nn.Sequential(nn.Embedding(10, 6), nn.Flatten(), nn.Linear(18, 2)))
+    d = initlab.diagnose(embedding, torch.tensor([[1, 2, 3], [4, 5, 6]]))
+    rec = {r.parameter: r for r in d.recommendations}["0.weight"]
+    assert rec.scheme == "lecun_normal" and rec.expected_std == pytest.approx(1.0)
+
+
+def test_fix_str_lists_every_reinitialized_weight():
+    """Weights not named ``*weight`` (an RNN's ``weight_ih_l0``) are in the table too."""
+
+    class Recurrent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.RNN(4, 8, batch_first=True)
+            self.head = nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    result = initlab.fix(
+        built(Recurrent), torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
+    )
+    assert set(result.rules) == {"rnn.weight_ih_l0", "head.weight", "head.bias"}
+    text = str(result)
+    assert "re-initialized 2 weight layers" in text
+    table = text.split("re-initialized")[1].split("after:")[0]
+    assert "rnn.weight_ih_l0" in table and "head.weight" in table and "head.bias" not in table

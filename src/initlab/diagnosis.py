@@ -284,15 +284,16 @@ class Fix:
         ]
         lines = ["before:"]
         lines += [f"  - {v}" for v in self.before.verdicts]
-        weights = sum(1 for name in self.rules if not name.endswith("bias"))
-        lines += ["", f"re-initialized {weights} weight layers (biases to zero):"]
+        weights = {name for name in self.rules if not name.endswith("bias")}
+        lines += ["", f"re-initialized {len(weights)} weight layers (biases to zero):"]
         lines.append(
             format_table(
                 ["parameter", "scheme", "target std"],
                 [
                     (r.parameter, r.scheme, r.target_std)
                     for r in self.init.rows
-                    if r.action == "rule" and r.parameter.endswith("weight")
+                    # a gate block's row is labelled "name[role]"
+                    if r.action == "rule" and r.parameter.partition("[")[0] in weights
                 ],
             )
         )
