@@ -148,3 +148,28 @@ def test_truncated_normal_scale_and_shift(monkeypatch, chunked):
     truncated_standard_normal_(scaled, -2.0, 2.0, make_generator(6), scale=0.3, shift=1.5)
     assert torch.equal(scaled, plain * 0.3 + 1.5)  # same ops per element: bit-identical
     check_sample(scaled.numpy(), stats.truncnorm(-2, 2, loc=1.5, scale=0.3))
+
+
+def test_seeded_code_leaves_accelerator_generators_alone(monkeypatch, tmp_path):
+    """``torch.manual_seed`` also reseeds every CUDA/MPS/XPU generator, and
+    ``fork_rng(devices=[])`` restores none of them: on a machine with a GPU that would change
+    the caller's accelerator RNG. Code that seeds the global RNG for PyTorch's default init or
+    dropout seeds only the generators it forks (``_random.seeded_global_rng``)."""
+    import initlab
+    from initlab.cli.diagnose import load_model
+
+    reseeded = []
+    for module, name in ((torch.cuda, "manual_seed_all"), (torch.xpu, "manual_seed_all"),
+                         (torch.mps, "manual_seed")):  # fmt: skip
+        monkeypatch.setattr(module, name, lambda seed, name=name: reseeded.append(name))
+    with _random.seeded_global_rng(7):
+        inside = torch.rand(3)
+    with _random.seeded_global_rng(7):
+        assert torch.equal(torch.rand(3), inside)
+    model = initlab.mlp([2, 4, 1], dropout=0.5, seed=3)
+    initlab.train(model, "circles", iterations=2, progress=False, seed=1)
+    initlab.build(lambda: torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.PReLU()), seed=0)
+    path = tmp_path / "models.py"
+    path.write_text("from torch import nn\n\ndef net():\n    return nn.Linear(2, 3)\n")
+    load_model(f"{path}:net", seed=2)
+    assert reseeded == []

@@ -5,11 +5,12 @@ Also the fast samplers that several schemes share (truncated normal).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -91,6 +92,30 @@ def make_generator(seed: SeedLike, device: torch.device | str = "cpu") -> torch.
     generator = torch.Generator(device=device)
     generator.manual_seed(as_seed(seed))
     return generator
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, devices: Sequence[torch.device] = ()) -> Iterator[None]:
+    """Inside the block torch's global CPU generator, and the CUDA generators of ``devices``,
+    are seeded with ``seed``; on exit all of them are restored, so the caller's random state
+    is as before. For code that can only draw from the global RNG (PyTorch's default init in
+    module constructors, ``reset_parameters()``, dropout layers).
+
+    Not ``torch.manual_seed`` inside ``torch.random.fork_rng(devices=[])``: that reseeds every
+    CUDA, MPS and XPU generator and restores none of them.
+    """
+    cuda = sorted(
+        {
+            d.index if d.index is not None else torch.cuda.current_device()
+            for d in map(torch.device, devices)
+            if d.type == "cuda"
+        }
+    )
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
 
 
 _cached = threading.local()

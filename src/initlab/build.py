@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._random import as_seed, derive_seed
+from ._random import as_seed, derive_seed, seeded_global_rng
 from ._validation import check_choice
 from .apply import InitReport, Rules, _kept_parameters, init_model
 from .registry import Spec
@@ -172,9 +172,9 @@ def _defaults_for_kept(model: nn.Module, kept: list[str], seed: int) -> None:
                 f"rules={{{names[0]!r}: 'zeros'}}, or construct the model eagerly and call "
                 "init_model"
             )
-        cuda = sorted({p.device.index or 0 for p in module.parameters() if p.is_cuda})
-        with torch.random.fork_rng(devices=cuda), torch.no_grad():
-            torch.manual_seed(derive_seed(seed, "reset_parameters", owner_name))
+        devices = {p.device for p in module.parameters()}
+        generator_seed = derive_seed(seed, "reset_parameters", owner_name)
+        with seeded_global_rng(generator_seed, devices), torch.no_grad():
             reset()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._random import seeded_global_rng
 from ._validation import check_choice, check_number
 
 HIDDEN_ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -66,8 +67,7 @@ class MLP(nn.Sequential):
         layers: dict[str, nn.Module] = {}
         # PyTorch's default Linear init draws from the global RNG: draw it from a forked,
         # seeded copy so that building a net never changes the caller's random state.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
+        with seeded_global_rng(int(seed)):
             linears = [nn.Linear(dims[i - 1], dims[i]) for i in range(1, len(dims))]
         for layer in range(1, len(dims)):
             layers[f"linear{layer}"] = linears[layer - 1]

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import clip as _clip
-from ._random import derive_seed
+from ._random import derive_seed, seeded_global_rng
 from ._table import format_table
 from ._validation import check_choice, check_number
 from .apply import init_model
@@ -497,11 +497,10 @@ def train(
     model.train()
     threads = 1 if sum(p.numel() for p in params) * n < 50_000_000 else None
     with (
-        torch.random.fork_rng(devices=[]),
+        seeded_global_rng(seed, [device]),
         few_threads(threads),
         progress_bar(progress, iterations, "train") as advance,
     ):
-        torch.manual_seed(seed)
         for it in range(iterations + 1):
             final = it == iterations
             if monitor is not None and not final:
@@ -658,19 +657,13 @@ def train_stacked(
             if size not in spaces:
                 spaces[size] = StackedWorkspace(model, size)
             space = spaces[size]
-            space.set_inputs(x[idx])
+            space.set_inputs(x[idx])  # size < n: never the full-data workspace
             target = t[idx].transpose(1, 2)
-            if size == n:
-                full.set_inputs(x)  # the full-data buffers were overwritten
         space.forward(drop_gens)
         if not with_grads:
             space.backward(target, None, lr)
-            if samplers is not None and space is full:
-                full.set_inputs(x)
             return
         space.backward(target, grads)
-        if samplers is not None and space is full:
-            full.set_inputs(x)
         if l2:
             for g, w in zip(g_views[: len(weights)], w_views[: len(weights)], strict=True):
                 g.add_(w, alpha=l2 / space.n)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .._random import seeded_global_rng
 from .._validation import unknown_name_error
 from ..apply import init_model
 from ..doctor import diagnose, fix
@@ -114,8 +115,7 @@ def load_model(spec: str, seed: int = 0) -> nn.Module:
         choices = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
         raise unknown_name_error(f"factory in {path_text}:", name, choices or ["(none)"])
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_global_rng(seed):
             model = factory()
     except Exception as error:
         raise ValueError(
