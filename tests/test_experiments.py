@@ -195,6 +195,17 @@ def test_monitor_series_json_keeps_non_finite_values():
         back.series("rmss")
 
 
+def test_public_result_types_and_functions_are_exported():
+    # Comparison.monitors holds MonitorSeries; recommend and train_stacked are public in
+    # their modules (doctor.__all__, train.__all__)
+    from initlab.doctor import recommend
+    from initlab.train import train_stacked
+
+    for name, value in (("MonitorSeries", MonitorSeries), ("recommend", recommend),
+                        ("train_stacked", train_stacked)):  # fmt: skip
+        assert name in initlab.__all__ and getattr(initlab, name) is value
+
+
 def test_monitored_divergence_is_the_batched_one():
     options = {"activation": "linear", "output": "linear", "lr": 0.5, "iterations": 60,
                "init_style": "model", "seeds": [0], "progress": False}  # fmt: skip

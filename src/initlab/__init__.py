@@ -20,8 +20,9 @@ from .doctor import (
     Verdict,
     diagnose,
     fix,
+    recommend,
 )
-from .experiments import Comparison, compare
+from .experiments import Comparison, MonitorSeries, compare
 from .fans import fan_in_fan_out, parameter_fans, receptive_field
 from .gains import gain
 from .gradcheck import GradCheck, gradcheck, gradcheck_function, plant_bug, with_l2
@@ -45,7 +46,7 @@ from .schemes import (
     VarianceScaling,
     Xavier,
 )
-from .train import History, Run, train
+from .train import History, Run, train, train_stacked
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "LayerStats",
     "Lecun",
     "Monitor",
+    "MonitorSeries",
     "Normal",
     "Orthogonal",
     "Random",
@@ -100,6 +102,8 @@ __all__ = [
     "parameter_fans",
     "plant_bug",
     "receptive_field",
+    "recommend",
     "train",
+    "train_stacked",
     "with_l2",
 ]
