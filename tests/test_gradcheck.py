@@ -433,6 +433,10 @@ def test_bad_models_and_inputs():
         plant_bug(_mlp(), "linear2.bais")
     with pytest.raises(ValueError, match="Linear or Conv"):
         plant_bug(_built(SmallCNN), "1.weight")
+    # a transposed convolution has no _conv_forward: its planted copy would return None
+    transposed = _built(lambda: nn.Sequential(nn.ConvTranspose1d(2, 3, 3)))
+    with pytest.raises(ValueError, match=r"Linear or Conv.*ConvTranspose1d"):
+        plant_bug(transposed, "0.weight")
 
 
 def test_str_and_to_dict():

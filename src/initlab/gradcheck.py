@@ -423,7 +423,7 @@ class _ScaleGrad(torch.autograd.Function):
 def plant_bug(model: nn.Module, parameter: str, factor: float = -1.0) -> nn.Module:
     """A deep copy of ``model`` whose backward pass is wrong for one parameter, for demos.
 
-    The layer owning ``parameter`` (a ``Linear`` or ``Conv`` weight or bias, e.g.
+    The layer owning ``parameter`` (a ``Linear`` or ``Conv1d/2d/3d`` weight or bias, e.g.
     ``"linear2.bias"``) computes the same forward pass, but routes that parameter through a
     custom ``autograd.Function`` whose backward multiplies its gradient by ``factor``:
     ``-1`` is a wrong sign, ``2`` a forgotten ``1/2``. :func:`gradcheck` should name it.
@@ -437,7 +437,8 @@ def plant_bug(model: nn.Module, parameter: str, factor: float = -1.0) -> nn.Modu
     layer_name, _, attr = parameter.rpartition(".")
     buggy = copy.deepcopy(model)
     layer = buggy.get_submodule(layer_name)
-    if not isinstance(layer, nn.Linear | nn.modules.conv._ConvNd) or attr not in (
+    # Conv1d/2d/3d, not _ConvNd: transposed convolutions have no _conv_forward to call
+    if not isinstance(layer, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d) or attr not in (
         "weight",
         "bias",
     ):
