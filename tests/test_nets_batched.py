@@ -80,8 +80,10 @@ def test_dropout_backward_uses_the_mask_exactly():
 
 
 def test_from_models_rejects_mismatched_models():
-    with pytest.raises(ValueError, match="differs"):
+    with pytest.raises(ValueError, match=r"differs.*got \(\(2, 4, 1\).*has \(\(2, 3, 1\)"):
         StackedMLP.from_models([initlab.mlp([2, 3, 1]), initlab.mlp([2, 4, 1])])
+    with pytest.raises(ValueError, match=r"one entry per member \(2\); got 1 labels and 2 seeds"):
+        initlab.train_stacked(StackedMLP([2, 3, 1], 2), "circles", labels=["a"], seeds=[0, 1])
     with pytest.raises(ValueError, match="at least one"):
         StackedMLP.from_models([])
     assert not StackedMLP([2, 3, 1], 2, "gelu").fast

@@ -226,8 +226,12 @@ class StackedMLP(nn.Module):
             if not isinstance(m, MLP):
                 raise TypeError(f"models[{i}] must be an initlab MLP; got {type(m).__name__}")
             same = (m.layer_dims, m.activations, m.output, m.dropout)
-            if same != (first.layer_dims, first.activations, first.output, first.dropout):
-                raise ValueError(f"models[{i}] differs from models[0] in sizes or activations")
+            expected = (first.layer_dims, first.activations, first.output, first.dropout)
+            if same != expected:
+                raise ValueError(
+                    f"models[{i}] differs from models[0] in (layer_dims, activations, output, "
+                    f"dropout): got {same}, models[0] has {expected}"
+                )
         dtype = first.linears[0].weight.dtype
         stacked = cls(first.layer_dims, len(models), list(first.activations), first.output,
                       first.dropout, dtype)  # fmt: skip

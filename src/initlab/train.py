@@ -600,7 +600,10 @@ def train_stacked(
     """
     members = model.members
     if len(labels) != members or len(seeds) != members:
-        raise ValueError(f"need one label and one seed per member ({members})")
+        raise ValueError(
+            f"labels and seeds need one entry per member ({members}); got {len(labels)} "
+            f"labels and {len(seeds)} seeds"
+        )
     if not model.fast:
         slow = sorted(set(model.activations) - set(_FAST_ACTIVATIONS))
         raise ValueError(
