@@ -287,6 +287,8 @@ def test_input_validation():
         initlab.diagnose("model", torch.zeros(1, 2))
     with pytest.raises(ValueError, match="samples must be >= 0"):
         initlab.diagnose(model, torch.zeros(1, 2), samples=-1)
+    with pytest.raises(ValueError, match=r"seed must be an integer; got 1\.5"):
+        initlab.diagnose(model, torch.zeros(1, 2), seed=1.5)  # was silently seed 1
 
 
 def test_targets_and_loss_function():

@@ -129,6 +129,7 @@ def diagnose(
     if targets is not None and not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a tensor or None; got {type(targets).__name__}")
     samples = int(check_number("samples", samples, minimum=0, integer=True))
+    seed = int(check_number("seed", seed, minimum=0, integer=True))
 
     probe = _Probe(model, thresholds, samples)
     flags = [(m, m.training) for m in model.modules()]
