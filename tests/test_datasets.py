@@ -42,6 +42,9 @@ def test_builtin_shapes_and_determinism(name, features, classes, n_train):
 
 def test_options_change_the_data():
     assert datasets.load("moons", n_train=50, seed=7).x_train.shape == (50, 2)
+    for name in ("spiral", "blobs"):  # a test split larger than 90%: n_test, not a fraction
+        small = datasets.load(name, n_train=10, n_test=100)
+        assert small.x_train.shape == (10, 2) and small.x_test.shape == (100, 2)
     assert not torch.equal(
         datasets.load("circles", seed=5).x_train, datasets.load("circles").x_train
     )

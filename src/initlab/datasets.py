@@ -88,8 +88,14 @@ def _split(
     name: str, x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, classes: Any = None
 ) -> Dataset:
     check_number("test_fraction", test_fraction, minimum=0.0, maximum=0.9)
+    return _split_rows(name, x, y, round(len(x) * test_fraction), seed, classes)
+
+
+def _split_rows(
+    name: str, x: np.ndarray, y: np.ndarray, n_test: int, seed: int, classes: Any = None
+) -> Dataset:
+    """``n_test`` rows at random (``RandomState(seed)``'s permutation) for test, the rest train."""
     order = np.random.RandomState(seed).permutation(len(x))
-    n_test = round(len(x) * test_fraction)
     test, train = order[:n_test], order[n_test:]
     return _make(name, x[train], y[train], x[test], y[test], classes)
 
@@ -157,7 +163,7 @@ def spiral(
     t = rng.uniform(0.05, 1.0, total)
     angle = 4.0 * t + 2.0 * math.pi * labels / classes + noise * rng.randn(total)
     x = np.stack([t * np.sin(angle), t * np.cos(angle)], axis=1)
-    return _split("spiral", x, labels, n_test / total, seed + 1)
+    return _split_rows("spiral", x, labels, n_test, seed + 1)
 
 
 def blobs(
@@ -177,7 +183,7 @@ def blobs(
         n_samples=total, centers=classes, n_features=features, cluster_std=std,
         random_state=np.random.RandomState(seed),
     )  # fmt: skip
-    return _split("blobs", x, y, n_test / total, seed + 1)
+    return _split_rows("blobs", x, y, n_test, seed + 1)
 
 
 def digits(test_fraction: float = 0.25, seed: int = 1) -> Dataset:
