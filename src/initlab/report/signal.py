@@ -11,29 +11,14 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..experiments import atomic_write
+from .plots import _log_safe
+
 _HISTOGRAMS = 8
-
-
-def _finite_positive(values: Sequence[float | None]) -> list[float]:
-    """Log-scale-safe values: zeros, negatives, inf and nan become nan (gaps in the line)."""
-    return [v if v is not None and math.isfinite(v) and v > 0 else math.nan for v in values]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def render_signal(diagnoses: Sequence[Any]) -> bytes:
@@ -57,7 +42,7 @@ def render_signal(diagnoses: Sequence[Any]) -> bytes:
             (forward, [r.rms for r in rows]),
             (backward, [r.grad_output for r in rows]),
         ):
-            shown = _finite_positive(values)
+            shown = _log_safe(values)
             hidden = sum(1 for v in shown if math.isnan(v))
             label = diagnosis.label + (f" ({hidden} zero/non-finite not shown)" if hidden else "")
             ax.plot(depth, shown, marker=".", label=label)
@@ -117,5 +102,5 @@ def plot_signal(diagnoses: Sequence[Any], path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     if not target.parent.exists():
         raise FileNotFoundError(f"directory {str(target.parent)!r} does not exist (for {path})")
-    _atomic_write(target, render_signal(diagnoses))
+    atomic_write(target, render_signal(diagnoses))
     return target
