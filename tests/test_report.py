@@ -66,3 +66,10 @@ def test_monitor_plot_handles_a_diverged_run_and_refuses_no_data():
     assert plots.monitor_curves(result.runs, result.monitors).startswith(PNG)
     with pytest.raises(ValueError, match="no monitor data"):
         plots.monitor_curves(result.runs, {})
+
+
+def test_write_report_creates_its_folder(tmp_path):
+    result = compare(["he"], iterations=20, progress=False)
+    out = tmp_path / "new" / "folder"
+    written = write_report(result, str(out))
+    assert (out / "report.html").exists() and len(written) >= 3

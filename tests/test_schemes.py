@@ -496,3 +496,9 @@ def test_str_and_formula():
     assert str(get("trunc_normal_")) == "truncated_normal:low=-2.0,high=2.0"
     for cls in initlab.schemes.SCHEME_CLASSES:
         assert cls.formula and cls.__doc__
+
+
+def test_sample_takes_an_int_shape_and_names_a_bad_one():
+    assert initlab.get("normal").sample(5, seed=0).shape == (5,)
+    with pytest.raises(TypeError, match="expected a shape"):
+        initlab.get("normal").sample("ab", seed=0)

@@ -37,7 +37,7 @@ from scipy import stats
 from . import gains
 from ._random import SeedLike, make_generator, truncated_standard_normal_
 from ._validation import check_choice, check_number
-from .fans import LAYOUTS, Layout, fan_in_fan_out
+from .fans import LAYOUTS, Layout, _shape_of, fan_in_fan_out
 
 Mode = Literal["fan_in", "fan_out", "fan_avg"]
 Distribution = Literal["normal", "truncated_normal", "uniform"]
@@ -125,7 +125,7 @@ class Initializer:
         schemes (orthogonal, dirac, identity) then act on the right axes.
         """
         check_choice("layout", layout, LAYOUTS)
-        shape = tuple(int(d) for d in shape)
+        shape = _shape_of(shape)
         if any(d < 0 for d in shape):
             raise ValueError(f"shape dimensions must be >= 0; got {shape}")
         try:

@@ -85,6 +85,7 @@ def write_report(comparison: Comparison, out: str) -> list[str]:
                 _MONITOR_CAPTION.format(every=every),
             )
         )
+    os.makedirs(out, exist_ok=True)
     written = []
     for _, name, png, _ in images:
         path = os.path.join(out, name)
