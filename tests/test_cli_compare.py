@@ -26,13 +26,15 @@ def test_options_reach_the_library(tmp_path, capsys):
     code = main(["compare", "--schemes", "he", "xavier_uniform", "--data", "moons", "--dims",
                  "2,6,1", "--activation", "tanh", "--iterations", "50", "--lr", "0.1",
                  "--optimizer", "momentum", "--seed", "0", "1", "--l2", "0.1", "--dropout", "0.1",
-                 "--clip-norm", "1.0", "--init-style", "model", "--out", str(out),
+                 "--clip-norm", "1.0", "--clip-adaptive", "0.5", "--init-style", "model",
+                 "--out", str(out),
                  "--no-progress", "--no-report"])  # fmt: skip
     assert code == 0
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["layer_dims"] == [2, 6, 1] and config["activation"] == ["tanh"]
     assert config["optimizer"] == "momentum" and config["seeds"] == [0, 1]
     assert config["l2"] == 0.1 and config["dropout"] == 0.1 and config["clip_norm"] == 1.0
+    assert config["clip_adaptive"] == 0.5
     assert len(json.loads((out / "results.json").read_text())["runs"]) == 4
 
 

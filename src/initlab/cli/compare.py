@@ -60,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--dropout", type=float, default=0.0, help="dropout probability (default 0)")
     add("--clip-norm", type=float, default=None, help="clip gradients to this global L2 norm")
     add("--clip-value", type=float, default=None, help="clip gradient elements to +-value")
+    add("--clip-adaptive", type=float, default=None,
+        help="cap each tensor's gradient norm at this fraction of its weight norm")  # fmt: skip
     add("--init-style", default="course", choices=("course", "model"),
         help="course: initialize_parameters draws (default); model: init_model")  # fmt: skip
     add("--dtype", default="float64", choices=("float32", "float64"))
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         args.schemes, data, args.dims, activation=args.activation, dropout=args.dropout,
         init_style=args.init_style, seeds=args.seed, optimizer=args.optimizer, lr=args.lr,
         iterations=args.iterations, batch_size=args.batch_size, l2=args.l2,
-        clip_norm=args.clip_norm, clip_value=args.clip_value, dtype=args.dtype, out=out,
+        clip_norm=args.clip_norm, clip_value=args.clip_value,
+        clip_adaptive=args.clip_adaptive, dtype=args.dtype, out=out,
         force=True, resume=args.resume, progress=not args.no_progress,
         monitor_every=args.monitor_every,
     )  # fmt: skip
