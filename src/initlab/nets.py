@@ -159,19 +159,28 @@ def load_parameters(model: MLP, params: Mapping[str, np.ndarray]) -> MLP:
 # Activations whose backward the stacked fast path computes from the activation's output.
 # Each writes dLoss/dZ into ``result`` given dLoss/dA (``grad``) and ``out`` = act(Z).
 _aten = torch.ops.aten
-_FAST_BACKWARD = {
-    "relu": lambda grad, out, result: _aten.threshold_backward.grad_input(
-        grad, out, 0, grad_input=result
-    ),
-    "leaky_relu": lambda grad, out, result: _aten.leaky_relu_backward.grad_input(
-        grad, out, 0.01, True, grad_input=result
-    ),
-    "tanh": lambda grad, out, result: _aten.tanh_backward.grad_input(grad, out, grad_input=result),
-    "sigmoid": lambda grad, out, result: _aten.sigmoid_backward.grad_input(
-        grad, out, grad_input=result
-    ),
-    "linear": lambda grad, out, result: result.copy_(grad),
+# name -> (op, extra args): ``op(dL/dA, act(Z), *extra, grad_input=dL/dZ)``.
+_BACKWARD_OPS = {
+    "relu": (_aten.threshold_backward.grad_input, (0,)),
+    "leaky_relu": (_aten.leaky_relu_backward.grad_input, (0.01, True)),
+    "tanh": (_aten.tanh_backward.grad_input, ()),
+    "sigmoid": (_aten.sigmoid_backward.grad_input, ()),
 }
+_FAST_BACKWARD = {
+    name: (lambda grad, out, result, op=op, extra=extra: op(grad, out, *extra, grad_input=result))
+    for name, (op, extra) in _BACKWARD_OPS.items()
+}
+_FAST_BACKWARD["linear"] = lambda grad, out, result: result.copy_(grad)
+# In-place activations of a tensor, as zero-argument calls bound once (None: identity).
+_INPLACE = {
+    "relu": lambda t: t.relu_,
+    "leaky_relu": lambda t: partial(torch.nn.functional.leaky_relu_, t, 0.01),
+    "tanh": lambda t: t.tanh_,
+    "sigmoid": lambda t: t.sigmoid_,
+    "linear": lambda t: None,
+}
+# Activations written from one tensor into another (``out=``), for the shared-input first layer.
+_INTO = {"relu": partial(torch.clamp_min, min=0), "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 _FUNCTIONAL = {
     "relu": torch.relu, "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, 0.01),
     "tanh": torch.tanh, "sigmoid": torch.sigmoid, "selu": torch.selu,
@@ -369,11 +378,16 @@ class StackedWorkspace:
                 self.backwards[i - 1](da, out, self.dz[i - 1])
         return loss
 
-    def fused_gd_plan(self, target: torch.Tensor, lr: float) -> list[Any]:
+    def fused_gd_plan(
+        self, target: torch.Tensor, lr: float, shared_input: bool = False
+    ) -> list[Any]:
         """One full gradient-descent step as a list of zero-argument calls (no dropout).
 
         The same ops as ``forward(); backward(target, None, lr)``, bound once so that a step
         costs only the kernels: the per-op Python overhead matters for nets this small.
+        ``shared_input``: every member sees the same batch (``set_inputs`` with an
+        ``(n, n0)`` tensor), so the first layer of all members is one ``mm`` of the stacked
+        weights ``(B * n1, n0 + 1)`` with the data instead of ``B`` products.
         """
         if self.model.dropout:
             raise ValueError("fused_gd_plan does not cover dropout")
@@ -381,11 +395,22 @@ class StackedWorkspace:
         last = len(weights) - 1
         plan: list[Any] = []
         for i, w in enumerate(weights):
-            if i == last:
-                plan.append(partial(torch.bmm, w, inputs[i], out=self.dz[i]))
-            else:
-                plan.append(partial(torch.bmm, w, inputs[i], out=acts[i + 1]))
-                plan.append(partial(_activate_, model.activations[i], acts[i + 1]))
+            out = self.dz[i] if i == last else acts[i + 1]
+            first_act = None if i == last else model.activations[i]
+            if i == 0 and shared_input and (i == last or first_act in _INTO):
+                b, rows, cols = w.shape
+                flat = torch.empty(b * rows, self.n, dtype=w.dtype)
+                plan.append(partial(torch.mm, w.view(b * rows, cols), inputs[0][0], out=flat))
+                if i == last:
+                    plan.append(partial(out.copy_, flat.view(b, rows, self.n)))
+                else:
+                    plan.append(partial(_INTO[first_act], flat.view(b, rows, self.n), out=out))
+                continue
+            plan.append(partial(torch.bmm, w, inputs[i], out=out))
+            if i < last:
+                call = _INPLACE[model.activations[i]](out)
+                if call is not None:
+                    plan.append(call)
         z, n_out = self.dz[-1], self.dz[-1].shape[1]
         if model.output == "sigmoid":
             plan += [z.sigmoid_, partial(z.sub_, target)]
@@ -402,7 +427,12 @@ class StackedWorkspace:
             plan.append(partial(weights[i].baddbmm_, self.dz[i], self.inputs_t[i],
                                 alpha=-lr * scale))  # fmt: skip
             if i > 0:
-                plan.append(partial(self.backwards[i - 1], self.da[i], acts[i], self.dz[i - 1]))
+                name = model.activations[i - 1]
+                if name in _BACKWARD_OPS:
+                    op, extra = _BACKWARD_OPS[name]
+                    plan.append(partial(op, self.da[i], acts[i], *extra, grad_input=self.dz[i - 1]))
+                else:
+                    plan.append(partial(self.dz[i - 1].copy_, self.da[i]))
         return plan
 
 

@@ -741,7 +741,8 @@ def train_stacked(
             else:
                 step(False)
 
-    plan = full.fused_gd_plan(t_full, lr) if fused and samplers is None and not drop_gens else None
+    plan = (full.fused_gd_plan(t_full, lr, shared_input=True)
+            if fused and samplers is None and not drop_gens else None)  # fmt: skip
     start_time = time.perf_counter()
     snap, snap_at = None, 0
     advanced = 0
