@@ -87,3 +87,29 @@ def test_from_models_rejects_mismatched_models():
     with pytest.raises(ValueError, match="at least one"):
         StackedMLP.from_models([])
     assert not StackedMLP([2, 3, 1], 2, "gelu").fast
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "tanh", "sigmoid", "linear"])
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "linear"])
+@pytest.mark.parametrize("dims", [(3, 6, 4, 2), (3, 2)])
+def test_fused_plan_equals_forward_backward_step(activation, output, dims):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(17, 3, generator=g, dtype=torch.float64)
+    target = _target(output, 17, 2, g).T.unsqueeze(0)
+    stepped = []
+    for shared in (None, False, True):  # None: forward() + backward(); else the fused plan
+        stacked, _ = _stacked(activation, output, dims=dims)
+        space = StackedWorkspace(stacked, 17)
+        space.set_inputs(x)
+        with torch.no_grad():
+            for _ in range(3):
+                if shared is None:
+                    space.forward()
+                    space.backward(target, None, 0.1)
+                else:
+                    for call in space.fused_gd_plan(target, 0.1, shared_input=shared):
+                        call()
+        stepped.append([w.detach().clone() for w in stacked.weights])
+    for variant in stepped[1:]:
+        for a, b in zip(stepped[0], variant, strict=True):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
