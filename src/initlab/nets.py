@@ -437,15 +437,11 @@ class StackedWorkspace:
 
 
 def _activate_(name: str, tensor: torch.Tensor) -> None:
-    if name == "relu":
-        tensor.relu_()
-    elif name == "leaky_relu":
-        torch.nn.functional.leaky_relu_(tensor, 0.01)
-    elif name == "tanh":
-        tensor.tanh_()
-    elif name == "sigmoid":
-        tensor.sigmoid_()
-    elif name != "linear":
+    if name in _INPLACE:
+        call = _INPLACE[name](tensor)
+        if call is not None:
+            call()
+    else:
         tensor.copy_(_FUNCTIONAL[name](tensor))
 
 
