@@ -97,7 +97,7 @@ def main() -> None:
             numpy_course(
                 x, y, initlab.initialize_parameters(DIMS, s, seed=3), args.iterations, 0.01
             )
-            for s in initlab.experiments.CLASSIC_SCHEMES
+            for s in initlab.bench.compare.CLASSIC_SCHEMES
         ]
         numpy_times.append(time.perf_counter() - start)
         start = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 import initlab
-from initlab.gradcheck import gradcheck, plant_bug
+from initlab.gradient_check.check import gradcheck, plant_bug
 
 FACTORS = (-1.0, 2.0, 1.1, 0.5)
 

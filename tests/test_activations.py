@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.activations import following_activations, module_activation
+from initlab.initializers.activations import following_activations, module_activation
 
 
 def _build(factory):
@@ -121,7 +121,7 @@ def test_sequential_with_a_custom_leaf_is_traced():
 
 
 def test_plain_sequential_is_not_traced(monkeypatch):
-    import initlab.activations as acts
+    import initlab.initializers.activations as acts
 
     monkeypatch.setattr(acts, "_trace", lambda model: pytest.fail("traced a plain Sequential"))
     model = _build(

@@ -304,7 +304,7 @@ def test_pytorch_default_is_not_he():
 
 
 def test_report_table_right_aligns_numbers_with_missing_values():
-    from initlab._table import format_table
+    from initlab._core.table import format_table
 
     text = format_table(
         ["name", "std", "flag"], [("a", 1.5, True), ("bb", None, None), ("c", 10, False)]
@@ -336,7 +336,7 @@ def test_meta_model_gets_a_plan_without_values():
 
 
 def test_reused_generator_gives_the_same_values_as_a_fresh_one():
-    from initlab._random import make_generator, reseeded_generator
+    from initlab._core.rng import make_generator, reseeded_generator
 
     first = torch.empty(1000).normal_(generator=reseeded_generator(7))
     torch.empty(50).normal_(generator=reseeded_generator(8))  # advance the cached one

@@ -198,7 +198,7 @@ def test_build_peak_memory_is_about_the_parameters():
 
 def test_init_model_parallel_fill_equals_serial_fill(monkeypatch):
     """init_model fills big CPU models on threads; per-parameter generators keep the values."""
-    from initlab import apply
+    from initlab.initializers import apply
 
     model, report = build(Net, "he_truncated", seed=4)
     monkeypatch.setattr(apply, "_PARALLEL_NUMEL", 0)  # force the threaded path

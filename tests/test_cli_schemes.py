@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 
-from initlab import registry
 from initlab.cli import main
+from initlab.initializers import registry
 
 
 def test_table_lists_every_scheme_with_formula_and_aliases(capsys):

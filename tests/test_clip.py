@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from initlab import clip
+from initlab.bench import clip
 
 
 def _grads():

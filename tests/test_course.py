@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from initlab import initialize_parameters
-from initlab.schemes import TRUNCATED_STD
+from initlab.initializers.schemes import TRUNCATED_STD
 
 DIMS = [2, 10, 5, 1]
 

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
-from initlab.doctor import recommend
-from initlab.probe import _identical_rows
+from initlab.doctor.diagnose import recommend
+from initlab.doctor.probe import _identical_rows
 
 DEPTH, WIDTH, BATCH = 50, 256, 256
 
@@ -389,15 +389,15 @@ def test_plot_overlays_and_writes_atomically(tmp_path, x):
     model = built(lambda: initlab.mlp([32] * 8 + [1], activation="tanh"))
     initlab.init_model(model, "normal:std=0.05", seed=0)
     result = initlab.fix(model, x[:64, :32])
-    path = result.before.plot(tmp_path / "signal.png", result.after)
+    path = initlab.plot_signal([result.before, result.after], tmp_path / "signal.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["signal.png"]  # no temp files left
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        result.before.plot(tmp_path / "missing" / "signal.png")
+        initlab.plot_signal([result.before], tmp_path / "missing" / "signal.png")
 
 
 def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
-    import initlab.probe as probe
+    import initlab.doctor.probe as probe
 
     model = built(
         lambda: torch.nn.Sequential(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import initlab
-from initlab.experiments import Comparison, MonitorSeries, compare
+from initlab.bench.compare import Comparison, MonitorSeries, compare
 
 
 @pytest.mark.slow
@@ -198,8 +198,8 @@ def test_monitor_series_json_keeps_non_finite_values():
 def test_public_result_types_and_functions_are_exported():
     # Comparison.monitors holds MonitorSeries; recommend and train_stacked are public in
     # their modules (doctor.__all__, train.__all__)
-    from initlab.doctor import recommend
-    from initlab.train import train_stacked
+    from initlab.bench.train import train_stacked
+    from initlab.doctor.diagnose import recommend
 
     for name, value in (("MonitorSeries", MonitorSeries), ("recommend", recommend),
                         ("train_stacked", train_stacked)):  # fmt: skip

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from initlab import fan_in_fan_out, parameter_fans, receptive_field
-from initlab.fans import FanChunk
+from initlab.initializers.fans import FanChunk
 
 
 def _torch_fans(shape):

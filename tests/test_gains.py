@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from scipy import integrate
 
 from initlab import gain
-from initlab.gains import ACTIVATIONS, canonical_activation, gain_method
+from initlab.initializers.gains import ACTIVATIONS, canonical_activation, gain_method
 
 TORCH_NAMES = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu"]  # fmt: skip

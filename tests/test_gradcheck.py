@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
-from initlab.gradcheck import (
+from initlab.gradient_check.check import (
     L2Loss,
     gradcheck,
     gradcheck_function,

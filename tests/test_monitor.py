@@ -109,7 +109,7 @@ def test_validation_and_protocol():
     monitor = initlab.Monitor(model)
     with pytest.raises(RuntimeError, match="outside"):
         monitor.step(0)
-    from initlab.train import Monitor as Protocol
+    from initlab.bench.train import Monitor as Protocol
 
     assert isinstance(monitor, Protocol)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import initlab
-from initlab.nets import StackedMLP, StackedWorkspace, _stacked_loss
+from initlab.bench.nets import StackedMLP, StackedWorkspace, _stacked_loss
 
 
 def _stacked(activation, output, dims=(3, 6, 4, 2), members=3, dropout=0.0):

@@ -10,8 +10,8 @@ import torch
 from scipy import stats
 
 from _stats import check_sample
-from initlab import _random
-from initlab._random import (
+from initlab._core import rng as _random
+from initlab._core.rng import (
     as_seed,
     derive_seed,
     make_generator,

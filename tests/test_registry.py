@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import initlab
-from initlab import get, registry
-from initlab import schemes as s
+from initlab import get
+from initlab.initializers import registry
+from initlab.initializers import schemes as s
 
 ALL_NAMES = registry.all_names()
 

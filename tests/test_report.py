@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from initlab.experiments import compare
+from initlab.bench.compare import compare
 from initlab.report import plots, write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,7 @@ from scipy import stats
 import initlab
 from _stats import check_sample
 from initlab import get
-from initlab.schemes import TRUNCATED_STD
+from initlab.initializers.schemes import TRUNCATED_STD
 
 SHAPE = (256, 128)  # 32768 samples; fan_in 128, fan_out 256
 FAN_IN, FAN_OUT = 128, 256
@@ -494,7 +494,7 @@ def test_str_and_formula():
     assert str(get("he_normal")) == "he_normal"
     assert str(get("HeNormal")) == "he_truncated:nonlinearity=relu"
     assert str(get("trunc_normal_")) == "truncated_normal:low=-2.0,high=2.0"
-    for cls in initlab.schemes.SCHEME_CLASSES:
+    for cls in initlab.initializers.schemes.SCHEME_CLASSES:
         assert cls.formula and cls.__doc__
 
 

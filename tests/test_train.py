@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import initlab
-from initlab.train import Monitor as MonitorProtocol
-from initlab.train import train
+from initlab.bench.train import Monitor as MonitorProtocol
+from initlab.bench.train import train
 
 
 def _course_model(scheme="he", dims=(2, 10, 5, 1)):

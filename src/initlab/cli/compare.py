@@ -10,10 +10,11 @@ import argparse
 import datetime
 import os
 
-from .._validation import check_number
-from ..experiments import CLASSIC_SCHEMES, compare, prepare_out
-from ..report import write_report
-from ..train import OPTIMIZERS
+from initlab._core.files import prepare_out
+from initlab._core.validation import check_number
+from initlab.bench.compare import CLASSIC_SCHEMES, compare
+from initlab.bench.train import OPTIMIZERS
+from initlab.report import write_report
 
 
 def _ints(text: str) -> list[int]:
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
     data: object = args.data
     if args.label is not None:
-        from ..datasets import load
+        from initlab.bench.datasets import load
 
         data = load(args.data, label=int(args.label) if args.label.lstrip("-").isdigit()
                     else args.label)  # fmt: skip

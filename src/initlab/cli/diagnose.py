@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .._random import seeded_global_rng
-from .._validation import unknown_name_error
-from ..apply import init_model
-from ..doctor import diagnose, fix
-from ..nets import HIDDEN_ACTIVATIONS, mlp
+from initlab._core.rng import seeded_global_rng
+from initlab._core.validation import unknown_name_error
+from initlab.bench.nets import HIDDEN_ACTIVATIONS, mlp
+from initlab.doctor.diagnose import diagnose, fix
+from initlab.initializers.apply import init_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         text, data = str(diagnosis), diagnosis.to_dict()
     print(json.dumps(data, indent=2) if args.json else text)
     if args.plot is not None:
-        path = diagnoses[0].plot(args.plot, *diagnoses[1:])
+        from initlab.report.signal import plot_signal
+
+        path = plot_signal(diagnoses, args.plot)
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .._validation import check_number
+from initlab._core.validation import check_number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,11 +98,11 @@ def _bug(text: str) -> tuple[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apply import init_model
-    from ..datasets import load
-    from ..gradcheck import gradcheck, plant_bug, with_l2
-    from ..nets import mlp
-    from ..train import train
+    from initlab.bench.datasets import load
+    from initlab.bench.nets import mlp
+    from initlab.bench.train import train
+    from initlab.gradient_check.check import gradcheck, plant_bug, with_l2
+    from initlab.initializers.apply import init_model
 
     dims = _dims(args.dims)
     l2 = check_number("--l2", args.l2, minimum=0.0)

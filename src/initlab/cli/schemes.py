@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .._table import format_table
-from ..registry import describe
+from initlab._core.table import format_table
+from initlab.initializers.registry import describe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 def write_report(comparison: Any, out: str) -> list[str]:
     """Write the plots and ``report.html`` of a :class:`~initlab.experiments.Comparison`."""
-    from .compare import write_report as _write
+    from initlab.report.compare import write_report as _write
 
     return _write(comparison, out)
 

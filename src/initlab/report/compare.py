@@ -7,8 +7,9 @@ import html
 import os
 from typing import Any
 
-from ..experiments import Comparison, atomic_write
-from . import plots
+from initlab._core.files import atomic_write
+from initlab.bench.compare import Comparison
+from initlab.report import plots
 
 _MONITOR_CAPTION = (
     "Recorded by initlab.Monitor every {every} iterations: for each scheme, the rms of each "
@@ -52,7 +53,7 @@ def _page(comparison: Comparison, images: list[tuple[str, str, bytes, str]]) -> 
 
 
 def _cells(run: Any) -> tuple[Any, ...]:
-    from .._table import format_value
+    from initlab._core.table import format_value
 
     return tuple(format_value(v) for v in run.row())
 

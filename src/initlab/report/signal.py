@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..experiments import atomic_write
-from .plots import _log_safe
+from initlab._core.files import atomic_write
+from initlab.report.plots import _log_safe
 
 _HISTOGRAMS = 8
 

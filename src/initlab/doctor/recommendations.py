@@ -15,12 +15,12 @@ from typing import Any
 
 from torch import nn
 
-from .activations import _PASS_MODULES, following_activations, module_activation
-from .diagnosis import Recommendation
-from .fans import parameter_fans
-from .probe import _Call, _weight_of
-from .registry import get
-from .schemes import Activation
+from initlab.doctor.diagnosis import Recommendation
+from initlab.doctor.probe import _Call, _weight_of
+from initlab.initializers.activations import _PASS_MODULES, following_activations, module_activation
+from initlab.initializers.fans import parameter_fans
+from initlab.initializers.registry import get
+from initlab.initializers.schemes import Activation
 
 
 def recommend(activation: Activation) -> tuple[str, str]:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._random import seeded_global_rng
-from ._validation import check_choice, check_number
+from initlab._core.rng import seeded_global_rng
+from initlab._core.validation import check_choice, check_number
 
 HIDDEN_ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -30,12 +30,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._random import as_seed, derive_seed, parallel_map, reseeded_generator
-from ._table import format_table
-from .activations import following_activations
-from .fans import FanChunk, fan_in_fan_out, parameter_fans
-from .registry import Spec, get
-from .schemes import Initializer, Uniform
+from initlab._core.rng import as_seed, derive_seed, parallel_map, reseeded_generator
+from initlab._core.table import format_table
+from initlab.initializers.activations import following_activations
+from initlab.initializers.fans import FanChunk, fan_in_fan_out, parameter_fans
+from initlab.initializers.registry import Spec, get
+from initlab.initializers.schemes import Initializer, Uniform
 
 RuleKey = str | type
 Rules = Mapping[RuleKey, Spec] | None

@@ -71,9 +71,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._random import make_generator
-from ._table import format_table, format_value
-from ._validation import check_choice, check_number, unknown_name_error
+from initlab._core.rng import make_generator
+from initlab._core.table import format_table, format_value
+from initlab._core.validation import check_choice, check_number, unknown_name_error
 
 Mode = Literal["full", "sample", "fast"]
 MODES = ("full", "sample", "fast")

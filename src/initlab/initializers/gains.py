@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._validation import check_choice, check_number, unknown_name_error
+from initlab._core.validation import check_choice, check_number, unknown_name_error
 
 Method = Literal["auto", "closed_form", "second_moment"]
 

@@ -21,9 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import check_number
-from .apply import init_model
-from .diagnosis import (
+from initlab._core.validation import check_number
+from initlab.doctor.diagnosis import (
     KINDS,
     Diagnosis,
     Fix,
@@ -33,9 +32,10 @@ from .diagnosis import (
     Verdict,
     VerdictKind,
 )
-from .probe import _build_rows, _Call, _first_tensor, _Probe, _queue_norms, _sync
-from .recommendations import _recommendations, recommend
-from .verdicts import _verdicts
+from initlab.doctor.probe import _build_rows, _Call, _first_tensor, _Probe, _queue_norms, _sync
+from initlab.doctor.recommendations import _recommendations, recommend
+from initlab.doctor.verdicts import _verdicts
+from initlab.initializers.apply import init_model
 
 __all__ = [
     "KINDS",

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-from ._table import format_value
-from .diagnosis import KINDS, LayerStats, Thresholds, Verdict
+from initlab._core.table import format_value
+from initlab.doctor.diagnosis import KINDS, LayerStats, Thresholds, Verdict
 
 
 def _fmt(value: float) -> str:

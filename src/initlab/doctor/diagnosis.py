@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from ._table import format_table
-from ._validation import check_number
-from .apply import InitReport
+from initlab._core.table import format_table
+from initlab._core.validation import check_number
+from initlab.initializers.apply import InitReport
 
 VerdictKind = Literal["symmetric", "dead", "saturated", "exploding", "vanishing", "healthy"]
 KINDS: tuple[str, ...] = ("symmetric", "dead", "saturated", "exploding", "vanishing", "healthy")
@@ -249,14 +248,6 @@ class Diagnosis:
             "recommendations": [r.to_dict() for r in self.recommendations],
             "layers": [r.to_dict() for r in self.layers],
         }
-
-    def plot(self, path: str | Path, *others: Diagnosis) -> Path:
-        """Write a PNG: activation rms and gradient norm per layer (log scale; ``others``
-        overlaid, each labelled by its ``label``) and histograms of this diagnosis's outputs
-        at a few layers. Atomic write; returns the path."""
-        from .report.signal import plot_signal  # matplotlib is imported only when plotting
-
-        return plot_signal([self, *others], path)
 
 
 def _json_number(value: Any) -> Any:

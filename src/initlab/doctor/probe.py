@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .diagnosis import LayerStats, Thresholds
+from initlab.doctor.diagnosis import LayerStats, Thresholds
 
 _RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.LeakyReLU, nn.PReLU)
 # Keys per row of the random projections used to find identical weight rows.

@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import schemes as s
-from ._validation import unknown_name_error
+from initlab._core.validation import unknown_name_error
+from initlab.initializers import schemes as s
 
 Spec = str | Mapping[str, Any] | s.Initializer
 
@@ -278,7 +278,7 @@ def get(spec: Spec, **overrides: Any) -> s.Initializer:
                 f"Choose the scheme by name instead (e.g. {canonical.rsplit('_', 1)[0]}_uniform)"
             )
         if key not in valid:
-            from ._validation import closest
+            from initlab._core.validation import closest
 
             hint = closest(key, valid)
             raise ValueError(

@@ -36,10 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._random import as_seed, derive_seed, seeded_global_rng
-from ._validation import check_choice
-from .apply import InitReport, Rules, _kept_parameters, init_model
-from .registry import Spec
+from initlab._core.rng import as_seed, derive_seed, seeded_global_rng
+from initlab._core.validation import check_choice
+from initlab.initializers.apply import InitReport, Rules, _kept_parameters, init_model
+from initlab.initializers.registry import Spec
 
 _DTYPES = {
     "float16": torch.float16,

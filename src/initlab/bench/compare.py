@@ -20,58 +20,33 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 
-from ._table import format_table
-from ._validation import check_choice, check_number
-from .apply import init_model
-from .course import initialize_parameters
-from .datasets import Dataset
-from .monitor import Monitor
-from .nets import MLP, StackedMLP, load_parameters, mlp
-from .registry import Spec, get
-from .train import DTYPES, Run, as_dataset, few_threads, progress_bar, train, train_stacked
+from initlab._core.files import atomic_write, prepare_out
+from initlab._core.table import format_table
+from initlab._core.validation import check_choice, check_number
+from initlab.bench.datasets import Dataset
+from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
+from initlab.bench.train import (
+    DTYPES,
+    Run,
+    as_dataset,
+    few_threads,
+    progress_bar,
+    train,
+    train_stacked,
+)
+from initlab.doctor.monitor import Monitor
+from initlab.initializers.apply import init_model
+from initlab.initializers.course import initialize_parameters
+from initlab.initializers.registry import Spec, get
 
 CLASSIC_SCHEMES = ("zeros", "random:scale=10", "he")
 InitStyle = Literal["course", "model"]
-
-
-# ---------------------------------------------------------------------------- files
-def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def prepare_out(
-    out: str | os.PathLike[str], force: bool = False, resume: bool = False, create: bool = True
-) -> str:
-    """Create ``out``; refuse an existing non-empty folder unless ``force`` or ``resume``."""
-    out = os.fspath(out)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise NotADirectoryError(f"--out {out} exists and is not a folder")
-    if os.path.isdir(out) and os.listdir(out) and not (force or resume):
-        raise FileExistsError(
-            f"output folder {out} is not empty; pass --force to overwrite it or --resume to "
-            f"continue the comparison saved there"
-        )
-    if create:
-        os.makedirs(os.path.join(out, "models"), exist_ok=True)
-    return out
 
 
 # ---------------------------------------------------------------------------- results
@@ -386,7 +361,7 @@ def compare(
     torch_dtype = DTYPES[dtype]
     # Validate the architecture and options once, before any training.
     probe = StackedMLP(layer_dims, 1, activation, output, dropout, torch_dtype)
-    from .train import check_options
+    from initlab.bench.train import check_options
 
     check_options(optimizer, lr, iterations, batch_size, l2, clip_norm, clip_value,
                   clip_adaptive, log_every, 0.9)  # fmt: skip

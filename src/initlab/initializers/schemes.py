@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import gains
-from ._random import SeedLike, make_generator, truncated_standard_normal_
-from ._validation import check_choice, check_number
-from .fans import LAYOUTS, Layout, _shape_of, fan_in_fan_out
+from initlab._core.rng import SeedLike, make_generator, truncated_standard_normal_
+from initlab._core.validation import check_choice, check_number
+from initlab.initializers import gains
+from initlab.initializers.fans import LAYOUTS, Layout, _shape_of, fan_in_fan_out
 
 Mode = Literal["fan_in", "fan_out", "fan_avg"]
 Distribution = Literal["normal", "truncated_normal", "uniform"]

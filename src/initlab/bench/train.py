@@ -35,15 +35,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import clip as _clip
-from ._random import derive_seed, seeded_global_rng
-from ._table import format_table
-from ._validation import check_choice, check_number
-from .apply import init_model
-from .datasets import Dataset
-from .datasets import load as load_dataset
-from .nets import StackedMLP, StackedWorkspace, _stacked_loss
-from .registry import Spec, get
+from initlab._core.rng import derive_seed, seeded_global_rng
+from initlab._core.table import format_table
+from initlab._core.validation import check_choice, check_number
+from initlab.bench import clip as _clip
+from initlab.bench.datasets import Dataset
+from initlab.bench.datasets import load as load_dataset
+from initlab.bench.nets import StackedMLP, StackedWorkspace, _stacked_loss
+from initlab.initializers.apply import init_model
+from initlab.initializers.registry import Spec, get
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
 Optimizer = Literal["gd", "sgd", "momentum", "adam"]
@@ -196,7 +196,7 @@ def as_dataset(data: Dataset | str | Sequence[Any]) -> Dataset:
     if isinstance(data, tuple | list) and len(data) in (2, 4):
         import numpy as np
 
-        from .datasets import _make
+        from initlab.bench.datasets import _make
 
         arrays = [np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
                   for a in data]  # fmt: skip
@@ -821,7 +821,7 @@ _FAST_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "linear")
 
 
 def _stacked_act(name: str, z: torch.Tensor) -> torch.Tensor:
-    from .nets import _FUNCTIONAL
+    from initlab.bench.nets import _FUNCTIONAL
 
     return _FUNCTIONAL[name](z)
 

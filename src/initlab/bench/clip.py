@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._validation import check_number
+from initlab._core.validation import check_number
 
 
 def _sq_sums(tensors: Sequence[torch.Tensor], batched: bool) -> torch.Tensor:

@@ -30,11 +30,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._table import format_table
-from ._validation import check_choice, check_number
-from .diagnosis import Diagnosis, Thresholds
-from .doctor import _assemble
-from .probe import _Probe, _queue_norms, _sync
+from initlab._core.table import format_table
+from initlab._core.validation import check_choice, check_number
+from initlab.doctor.diagnose import _assemble
+from initlab.doctor.diagnosis import Diagnosis, Thresholds
+from initlab.doctor.probe import _Probe, _queue_norms, _sync
 
 STATS = (
     "rms",

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .schemes import Activation
+from initlab.initializers.schemes import Activation
 
 
 @dataclass(frozen=True)

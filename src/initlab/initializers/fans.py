@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._validation import check_choice
+from initlab._core.validation import check_choice
 
 Layout = Literal["torch", "keras"]
 LAYOUTS = ("torch", "keras")

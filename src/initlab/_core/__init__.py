@@ -1,0 +1,1 @@
+"""Private ground floor: seeds and generators, error wording, tables, files, progress."""

@@ -1,0 +1,1 @@
+"""The training bench: nets, datasets, training runs, the batched engine, compare."""

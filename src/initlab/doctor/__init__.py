@@ -1,0 +1,1 @@
+"""The doctor: signal-propagation probes, verdicts, recommendations, diagnose/fix, monitor."""

@@ -1,0 +1,1 @@
+"""Gradient checks: autograd checks for models and functions."""

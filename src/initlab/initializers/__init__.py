@@ -1,0 +1,1 @@
+"""Initializers: fans, gains, schemes, the registry, activation discovery, init_model, build."""
