@@ -80,3 +80,10 @@ def test_load_parameters_errors():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         _build(**kwargs)
+
+
+def test_the_cli_lists_the_same_activations_the_nets_build():
+    from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
+    from initlab.bench.nets import HIDDEN_ACTIVATIONS
+
+    assert tuple(HIDDEN_ACTIVATIONS) == HIDDEN_ACTIVATION_NAMES

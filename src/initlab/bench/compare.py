@@ -29,6 +29,7 @@ import torch
 from initlab._core.files import atomic_write, prepare_out
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
+from initlab.bench.choices import CLASSIC_SCHEMES
 from initlab.bench.datasets import Dataset
 from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
 from initlab.bench.train import (
@@ -45,7 +46,6 @@ from initlab.initializers.apply import init_model
 from initlab.initializers.course import initialize_parameters
 from initlab.initializers.registry import Spec, get
 
-CLASSIC_SCHEMES = ("zeros", "random:scale=10", "he")
 InitStyle = Literal["course", "model"]
 
 

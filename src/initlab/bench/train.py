@@ -39,13 +39,13 @@ from initlab._core.rng import derive_seed, seeded_global_rng
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
 from initlab.bench import clip as _clip
+from initlab.bench.choices import OPTIMIZERS
 from initlab.bench.datasets import Dataset
 from initlab.bench.datasets import load as load_dataset
 from initlab.bench.nets import StackedMLP, StackedWorkspace, _stacked_loss
 from initlab.initializers.apply import init_model
 from initlab.initializers.registry import Spec, get
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "adam")
 Optimizer = Literal["gd", "sgd", "momentum", "adam"]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 

@@ -10,11 +10,8 @@ import argparse
 import datetime
 import os
 
-from initlab._core.files import prepare_out
 from initlab._core.validation import check_number
-from initlab.bench.compare import CLASSIC_SCHEMES, compare
-from initlab.bench.train import OPTIMIZERS
-from initlab.report import write_report
+from initlab.bench.choices import CLASSIC_SCHEMES, OPTIMIZERS
 
 
 def _ints(text: str) -> list[int]:
@@ -88,6 +85,10 @@ def _default_out() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab._core.files import prepare_out
+    from initlab.bench.compare import compare
+    from initlab.report import write_report
+
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the folder of the comparison to continue)")
     if args.monitor_every is not None:

@@ -4,20 +4,18 @@ and with ``--fix`` the re-initialization the doctor recommends, before and after
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
+from initlab.cli.model_file import _split_spec, load_model, parse_shape
 
-from initlab._core.rng import seeded_global_rng
-from initlab._core.validation import unknown_name_error
-from initlab.bench.nets import HIDDEN_ACTIVATIONS, mlp
-from initlab.doctor.diagnose import diagnose, fix
-from initlab.initializers.apply import init_model
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["load_model", "parse_shape", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     built_in.add_argument("--depth", type=int, default=20, help="weight layers (default 20)")
     built_in.add_argument("--width", type=int, default=256, help="units per layer (default 256)")
     built_in.add_argument(
-        "--activation", default="relu", help=f"one of {', '.join(HIDDEN_ACTIVATIONS)}"
+        "--activation", default="relu", help=f"one of {', '.join(HIDDEN_ACTIVATION_NAMES)}"
     )
     parser.add_argument(
         "--init",
@@ -70,63 +68,12 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3,32,32"`` -> ``(3, 32, 32)``; every entry a positive integer."""
-    try:
-        shape = tuple(int(part) for part in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(
-            f"--input-shape must be positive integers separated by commas (e.g. 3,32,32); "
-            f"got {text!r}"
-        ) from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"--input-shape entries must be >= 1; got {text!r}")
-    return shape
-
-
-def _split_spec(spec: str) -> tuple[str, str]:
-    path_text, sep, name = spec.rpartition(":")
-    if not sep or not path_text or not name:
-        raise ValueError(f"--model must be path/to/file.py:factory; got {spec!r}")
-    return path_text, name
-
-
-def load_model(spec: str, seed: int = 0) -> nn.Module:
-    """Import ``path/to/file.py`` and call its ``factory()``: ``"file.py:factory"``.
-
-    The factory runs with torch's RNG seeded by ``seed`` inside ``fork_rng``: PyTorch's default
-    init is then reproducible and the caller's global RNG is left as it was.
-    """
-    path_text, name = _split_spec(spec)
-    path = Path(path_text)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path_text!r} does not exist")
-    digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=6).hexdigest()
-    module_spec = importlib.util.spec_from_file_location(f"_initlab_user_{digest}", path)
-    if module_spec is None or module_spec.loader is None:
-        raise ValueError(f"cannot import {path_text!r}: not a Python file")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
-        raise ValueError(f"importing {path_text} failed: {type(error).__name__}: {error}") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        choices = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise unknown_name_error(f"factory in {path_text}:", name, choices or ["(none)"])
-    try:
-        with seeded_global_rng(seed):
-            model = factory()
-    except Exception as error:
-        raise ValueError(
-            f"{name}() in {path_text} failed: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{name}() in {path_text} returned {type(model).__name__}, not nn.Module")
-    return model
-
-
 def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, ...]]:
+    import torch
+
+    from initlab.bench.nets import mlp
+    from initlab.initializers.apply import init_model
+
     if args.model is None:
         if args.input_shape is not None:
             raise ValueError("--input-shape goes with --model (the built-in MLP takes --width)")
@@ -147,6 +94,10 @@ def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from initlab.doctor.diagnose import diagnose, fix
+
     batch = _positive("--batch", args.batch)
     if args.plot is not None and not Path(args.plot).resolve().parent.is_dir():
         raise FileNotFoundError(f"--plot: directory of {args.plot!r} does not exist")

@@ -6,7 +6,6 @@ import argparse
 import json
 
 from initlab._core.table import format_table
-from initlab.initializers.registry import describe
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab.initializers.registry import describe
+
     rows = describe()
     if args.json:
         print(json.dumps(rows, indent=2))
