@@ -31,3 +31,20 @@ def test_closed_pipe_is_not_a_traceback():
     )
     assert proc.stdout.startswith("scheme")
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_help_imports_no_torch_scipy_or_matplotlib():
+    """``initlab --help`` and every ``initlab CMD --help`` parse without the heavy libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from initlab.cli import COMMANDS, build_parser\n"
+        "build_parser()\n"
+        "heavy = [m for m in ('torch', 'scipy', 'matplotlib', 'sklearn', 'rich', 'transformers')"
+        " if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
