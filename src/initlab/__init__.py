@@ -74,6 +74,9 @@ _EXPORTS: dict[str, str] = {
     "VarianceScaling": "initlab.initializers.schemes",
     "Xavier": "initlab.initializers.schemes",
     "plot_signal": "initlab.report.signal",
+    "reproduce": "initlab.papers.base",
+    "Reproduction": "initlab.papers.base",
+    "write_reproduction": "initlab.report.papers",
 }
 _MODULES = ("datasets", "course")
 
@@ -143,4 +146,6 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         VarianceScaling,
         Xavier,
     )
+    from initlab.papers.base import Reproduction, reproduce
+    from initlab.report.papers import write_reproduction
     from initlab.report.signal import plot_signal

@@ -1,0 +1,62 @@
+"""The reproducible papers, by name: title, citation and the claim each run checks.
+
+Torch-free, so ``initlab reproduce --list`` is instant. The code of paper ``NAME`` lives in
+``initlab.papers.NAME`` and defines ``run(quick: bool) -> Reproduction``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PaperInfo:
+    name: str
+    title: str
+    citation: str
+    claim: str
+
+
+PAPERS: dict[str, PaperInfo] = {
+    p.name: p
+    for p in (
+        PaperInfo(
+            "glorot2010",
+            "Understanding the difficulty of training deep feedforward neural networks",
+            "Glorot & Bengio, AISTATS 2010",
+            "Under the 'standard' init U(+-1/sqrt(n)), tanh activations shrink by about "
+            "1/sqrt(3) per layer and back-propagated gradients shrink toward the input; the "
+            "normalized init U(+-sqrt(6/(n_in+n_out))) keeps both about constant.",
+        ),
+        PaperInfo(
+            "he2015",
+            "Delving deep into rectifiers",
+            "He, Zhang, Ren & Sun, ICCV 2015",
+            "A 30-layer ReLU net with Xavier init stalls at the start loss (ln of the class "
+            "count) while He init, N(0, 2/fan_in), trains; at 22 layers both train.",
+        ),
+        PaperInfo(
+            "saxe2014",
+            "Exact solutions to the nonlinear dynamics of learning in deep linear networks",
+            "Saxe, McClelland & Ganguli, ICLR 2014",
+            "In deep linear networks, learning time is about independent of depth with random "
+            "orthogonal init and grows with depth (or never ends) with scaled Gaussian init.",
+        ),
+        PaperInfo(
+            "fixup2019",
+            "Fixup initialization: residual learning without normalization",
+            "Zhang, Dauphin & Ma, ICLR 2019",
+            "Unnormalized residual networks explode at init as depth grows; with Fixup (last "
+            "layer of each branch and the classifier zero, other layers He x L^-1/2) the loss "
+            "and gradient norm at init do not grow with depth and deep nets train.",
+        ),
+        PaperInfo(
+            "skipinit2020",
+            "Batch normalization biases residual blocks towards the identity function",
+            "De & Smith, NeurIPS 2020",
+            "With batch norm the residual branch's variance relative to the skip path falls "
+            "like 1/depth; SkipInit (a scalar alpha = 0 on each branch, no normalization) "
+            "makes the network the identity at init and deep unnormalized nets train.",
+        ),
+    )
+}
