@@ -74,6 +74,13 @@ _EXPORTS: dict[str, str] = {
     "VarianceScaling": "initlab.initializers.schemes",
     "Xavier": "initlab.initializers.schemes",
     "plot_signal": "initlab.report.signal",
+    "Critical": "initlab.initializers.critical",
+    "critical": "initlab.initializers.critical",
+    "edge_of_chaos": "initlab.initializers.critical",
+    "mean_field": "initlab.initializers.critical",
+    "LSUVReport": "initlab.initializers.lsuv",
+    "LSUVRow": "initlab.initializers.lsuv",
+    "lsuv": "initlab.initializers.lsuv",
 }
 _MODULES = ("datasets", "course")
 
@@ -143,4 +150,6 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         VarianceScaling,
         Xavier,
     )
+    from initlab.initializers.critical import Critical, critical, edge_of_chaos, mean_field
+    from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
     from initlab.report.signal import plot_signal

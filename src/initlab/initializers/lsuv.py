@@ -33,22 +33,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_number
+from initlab.initializers.residual import Flow as _Flow
 
 _LAYERS = (nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention, nn.modules.conv._ConvNd)
-_ADDS = {torch.add, torch.Tensor.add, torch.Tensor.add_, torch.Tensor.__add__,
-         torch.Tensor.__iadd__, torch.Tensor.__radd__}  # fmt: skip
 
 
 class _Stop(Exception):
@@ -196,63 +193,6 @@ def _generator_for(generator: torch.Generator, tensor: torch.Tensor) -> torch.Ge
     # order devices are met in
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     return make_generator(seed, tensor.device)
-
-
-# ------------------------------------------------------------------ data flow
-class _Flow(TorchFunctionMode):
-    """Tags each tensor with (last weight layer it came through, weight layers on the path)
-    and finds residual merges: additions of two tagged tensors of equal shape whose depths
-    differ (the deeper operand is the branch)."""
-
-    def __init__(self, on_merge: Callable[..., Any] | None = None) -> None:
-        super().__init__()
-        self.tags: dict[int, tuple[int | None, int]] = {}
-        self.alive: list[torch.Tensor] = []
-        self.on_merge = on_merge
-        self.quiet = False
-
-    def tag(self, tensor: torch.Tensor, tag: tuple[int | None, int]) -> None:
-        self.tags[id(tensor)] = tag
-        self.alive.append(tensor)
-
-    def get(self, tensor: Any) -> tuple[int | None, int] | None:
-        return self.tags.get(id(tensor)) if isinstance(tensor, torch.Tensor) else None
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
-        kwargs = kwargs or {}
-        if self.quiet:
-            return func(*args, **kwargs)
-        if func in _ADDS and len(args) >= 2 and self.on_merge is not None:
-            a, b = args[0], args[1]
-            ta, tb = self.get(a), self.get(b)
-            if (ta is not None and tb is not None and ta[1] != tb[1]
-                    and isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
-                    and a.shape == b.shape):  # fmt: skip
-                branch_first = ta[1] > tb[1]
-                branch, skip = (a, b) if branch_first else (b, a)
-                tbranch = ta if branch_first else tb
-                self.quiet = True
-                try:
-                    factor = self.on_merge(tbranch[0], branch, skip)
-                finally:
-                    self.quiet = False
-                if factor is not None:
-                    if branch is a and func in (torch.Tensor.add_, torch.Tensor.__iadd__):
-                        with torch.no_grad():
-                            a.mul_(factor)
-                    elif branch_first:
-                        args = (a * factor, *args[1:])
-                    else:
-                        args = (a, b * factor, *args[2:])
-        out = func(*args, **kwargs)
-        inputs = [self.get(t) for t in tree_flatten((args, kwargs))[0]]
-        tags = [t for t in inputs if t is not None]
-        if tags:
-            best = max(tags, key=lambda t: t[1])
-            for t in tree_flatten(out)[0]:
-                if isinstance(t, torch.Tensor):
-                    self.tag(t, best)
-        return out
 
 
 # ------------------------------------------------------------------ the algorithm
