@@ -130,8 +130,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
+    from initlab.initializers.critical import Critical, critical, edge_of_chaos, mean_field
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field
     from initlab.initializers.gains import gain
+    from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
     from initlab.initializers.registry import get
     from initlab.initializers.schemes import (
         Constant,
@@ -150,6 +152,4 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         VarianceScaling,
         Xavier,
     )
-    from initlab.initializers.critical import Critical, critical, edge_of_chaos, mean_field
-    from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
     from initlab.report.signal import plot_signal
