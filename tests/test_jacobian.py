@@ -54,7 +54,12 @@ def test_matches_exact_svd(orthogonal):
     # s = sqrt(theta): an eigenvalue error of 1e-10 is 1e-5 on a singular value near 0
     assert full.s_min == pytest.approx(float(exact.min()), abs=1e-4)
     ordered = exact.sort().values
-    assert full.s_median == pytest.approx(float(ordered[24]), rel=1e-6)
+    if orthogonal:  # well conditioned: Lanczos runs all 48 steps and the spectrum is exact
+        assert full.exact
+        assert full.s_median == pytest.approx(float(ordered[24]), rel=1e-6)
+    else:  # singular values down to 1e-16 end Lanczos early: the median is an SLQ estimate
+        slq = jacobian_spectrum(net, x, steps=48, probes=8)
+        assert float(ordered[12]) <= slq.s_median <= float(ordered[36])
     # a few steps already give the largest singular value
     short = jacobian_spectrum(net, x, steps=15, probes=2)
     assert short.s_max == pytest.approx(float(exact.max()), rel=1e-3)
