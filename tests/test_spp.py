@@ -54,6 +54,7 @@ def test_unnormalized_resnet_explodes_and_stats_are_exact():
         assert stats.residual_var == pytest.approx(
             branch.double().var(0, correction=0).mean().item(), rel=1e-6
         )
+        h = out
     assert result.verdict.startswith("unhealthy")
     assert result.blocks[-1].avg_channel_var / result.blocks[0].avg_channel_var > 100
 
