@@ -168,8 +168,14 @@ def coord_check(
             if next(module.children(), None) is not None or not name:
                 continue
 
-            def hook(mod: nn.Module, args: Any, out: Any, name: str = name,
-                     current: dict[str, float] = current, last_name: list = last_name) -> None:  # fmt: skip
+            def hook(
+                mod: nn.Module,
+                args: Any,
+                out: Any,
+                name: str = name,
+                current: dict[str, float] = current,
+                last_name: list = last_name,
+            ) -> None:
                 y = out[0] if isinstance(out, tuple) else out
                 if isinstance(y, torch.Tensor) and y.is_floating_point() and name not in current:
                     current[name] = float(y.detach().abs().mean())
