@@ -14,7 +14,10 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``initlab --help`` lists them.
-COMMANDS = ("schemes", "compare", "gradcheck", "diagnose")
+COMMANDS = (
+    "schemes", "compare", "gradcheck", "diagnose",
+    "lsuv", "critical", "coord_check", "spp", "spectrum",
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):
