@@ -81,6 +81,19 @@ _EXPORTS: dict[str, str] = {
     "LSUVReport": "initlab.initializers.lsuv",
     "LSUVRow": "initlab.initializers.lsuv",
     "lsuv": "initlab.initializers.lsuv",
+    "CoordCheck": "initlab.doctor.coord_check",
+    "coord_check": "initlab.doctor.coord_check",
+    "MLPCriticality": "initlab.doctor.criticality",
+    "mlp_criticality": "initlab.doctor.criticality",
+    "JacobianSpectrum": "initlab.doctor.jacobian",
+    "jacobian_spectrum": "initlab.doctor.jacobian",
+    "SPP": "initlab.doctor.spp",
+    "spp": "initlab.doctor.spp",
+    "plot_coord_check": "initlab.report.theory",
+    "plot_edge_of_chaos": "initlab.report.theory",
+    "plot_jacobian": "initlab.report.theory",
+    "plot_lsuv": "initlab.report.theory",
+    "plot_spp": "initlab.report.theory",
 }
 _MODULES = ("datasets", "course")
 
@@ -108,6 +121,8 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.bench.datasets import Dataset
     from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
     from initlab.bench.train import History, Run, train, train_stacked
+    from initlab.doctor.coord_check import CoordCheck, coord_check
+    from initlab.doctor.criticality import MLPCriticality, mlp_criticality
     from initlab.doctor.diagnose import (
         Diagnosis,
         Fix,
@@ -119,7 +134,9 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         fix,
         recommend,
     )
+    from initlab.doctor.jacobian import JacobianSpectrum, jacobian_spectrum
     from initlab.doctor.monitor import Monitor
+    from initlab.doctor.spp import SPP, spp
     from initlab.gradient_check.check import (
         GradCheck,
         gradcheck,
@@ -153,3 +170,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         Xavier,
     )
     from initlab.report.signal import plot_signal
+    from initlab.report.theory import (
+        plot_coord_check,
+        plot_edge_of_chaos,
+        plot_jacobian,
+        plot_lsuv,
+        plot_spp,
+    )
