@@ -77,6 +77,26 @@ _EXPORTS: dict[str, str] = {
     "reproduce": "initlab.papers.base",
     "Reproduction": "initlab.papers.base",
     "write_reproduction": "initlab.report.papers",
+    "Critical": "initlab.initializers.critical",
+    "critical": "initlab.initializers.critical",
+    "edge_of_chaos": "initlab.initializers.critical",
+    "mean_field": "initlab.initializers.critical",
+    "LSUVReport": "initlab.initializers.lsuv",
+    "LSUVRow": "initlab.initializers.lsuv",
+    "lsuv": "initlab.initializers.lsuv",
+    "CoordCheck": "initlab.doctor.coord_check",
+    "coord_check": "initlab.doctor.coord_check",
+    "MLPCriticality": "initlab.doctor.criticality",
+    "mlp_criticality": "initlab.doctor.criticality",
+    "JacobianSpectrum": "initlab.doctor.jacobian",
+    "jacobian_spectrum": "initlab.doctor.jacobian",
+    "SPP": "initlab.doctor.spp",
+    "spp": "initlab.doctor.spp",
+    "plot_coord_check": "initlab.report.theory",
+    "plot_edge_of_chaos": "initlab.report.theory",
+    "plot_jacobian": "initlab.report.theory",
+    "plot_lsuv": "initlab.report.theory",
+    "plot_spp": "initlab.report.theory",
 }
 _MODULES = ("datasets", "course")
 
@@ -104,6 +124,8 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.bench.datasets import Dataset
     from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
     from initlab.bench.train import History, Run, train, train_stacked
+    from initlab.doctor.coord_check import CoordCheck, coord_check
+    from initlab.doctor.criticality import MLPCriticality, mlp_criticality
     from initlab.doctor.diagnose import (
         Diagnosis,
         Fix,
@@ -115,7 +137,9 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         fix,
         recommend,
     )
+    from initlab.doctor.jacobian import JacobianSpectrum, jacobian_spectrum
     from initlab.doctor.monitor import Monitor
+    from initlab.doctor.spp import SPP, spp
     from initlab.gradient_check.check import (
         GradCheck,
         gradcheck,
@@ -126,8 +150,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
+    from initlab.initializers.critical import Critical, critical, edge_of_chaos, mean_field
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field
     from initlab.initializers.gains import gain
+    from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
     from initlab.initializers.registry import get
     from initlab.initializers.schemes import (
         Constant,
@@ -149,3 +175,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.papers.base import Reproduction, reproduce
     from initlab.report.papers import write_reproduction
     from initlab.report.signal import plot_signal
+    from initlab.report.theory import (
+        plot_coord_check,
+        plot_edge_of_chaos,
+        plot_jacobian,
+        plot_lsuv,
+        plot_spp,
+    )

@@ -14,7 +14,11 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``initlab --help`` lists them.
-COMMANDS = ("schemes", "compare", "gradcheck", "diagnose", "reproduce")
+COMMANDS = (
+    "schemes", "compare", "gradcheck", "diagnose",
+    "lsuv", "critical", "coord_check", "spp", "spectrum",
+    "reproduce",
+)  # fmt: skip
 
 
 class _Parser(argparse.ArgumentParser):

@@ -115,6 +115,12 @@ def run(args: argparse.Namespace) -> int:
         diagnosis = diagnose(model, inputs, seed=args.seed)
         diagnoses = [diagnosis]
         text, data = str(diagnosis), diagnosis.to_dict()
+    from initlab.doctor.criticality import criticality_section
+
+    section = criticality_section(model)  # mean-field reading of MLP stacks (issue 15)
+    if section is not None:
+        data["criticality"] = section.to_dict()
+        text += "\n\nmean-field criticality (MLP stack):\n" + str(section)
     print(json.dumps(data, indent=2) if args.json else text)
     if args.plot is not None:
         from initlab.report.signal import plot_signal
