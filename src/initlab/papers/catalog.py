@@ -58,5 +58,37 @@ PAPERS: dict[str, PaperInfo] = {
             "like 1/depth; SkipInit (a scalar alpha = 0 on each branch, no normalization) "
             "makes the network the identity at init and deep unnormalized nets train.",
         ),
+        PaperInfo(
+            "mishkin2016",
+            "All you need is a good init (LSUV)",
+            "Mishkin & Matas, ICLR 2016",
+            "Layer-sequential unit-variance init (orthogonal, then each layer rescaled in turn "
+            "to output variance 1) brings every layer within tolerance in at most 5 iterations, "
+            "and the net trains at least as well as with orthogonal init alone.",
+        ),
+        PaperInfo(
+            "schoenholz2017",
+            "Deep information propagation",
+            "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein, ICLR 2017",
+            "Random tanh networks are trainable only up to a depth of about 6 xi_c, the "
+            "correlation depth scale, which diverges at the order-to-chaos transition "
+            "(critical sigma_w^2 = 1.76 at sigma_b^2 = 0.05).",
+        ),
+        PaperInfo(
+            "pennington2017",
+            "Resurrecting the sigmoid in deep learning through dynamical isometry",
+            "Pennington, Schoenholz & Ganguli, NeurIPS 2017",
+            "At criticality, orthogonal tanh networks keep the input-output Jacobian's singular "
+            "values concentrated near 1 as depth grows (dynamical isometry); Gaussian tanh "
+            "networks and ReLU networks do not.",
+        ),
+        PaperInfo(
+            "xiao2018",
+            "Dynamical isometry and a mean field theory of CNNs",
+            "Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington, ICML 2018",
+            "Delta-orthogonal convolution kernels keep the signal and the Jacobian's "
+            "conditioning O(1) in vanilla tanh CNNs hundreds of layers deep, where Gaussian "
+            "kernels at the same variance do not.",
+        ),
     )
 }
