@@ -33,7 +33,7 @@ def _labels_to_classes(raw: list[str] | np.ndarray, where: str) -> tuple[np.ndar
         bad = np.flatnonzero(~np.isfinite(numeric))
         if bad.size:
             raise ValueError(
-                f"{where}: missing or non-finite label {array[bad[0]]!r} at row {bad[0]}"
+                f"{where}: missing or non-finite label {array[bad[0]].item()!r} at row {bad[0]}"
             )
         values: list[Any] = [str(v) for v in array.tolist()]
     else:
@@ -86,7 +86,7 @@ def _csv_rows(path: str) -> list[tuple[int, list[str]]]:
                 rows.append((reader.line_num, row))
     except csv.Error as error:
         raise ValueError(
-            f"{path}: line {reader.line_num + 1} is not valid CSV ({error}); is this a CSV file?"
+            f"{path}: line {reader.line_num} is not valid CSV ({error}); is this a CSV file?"
         ) from None
     return rows
 
@@ -195,7 +195,13 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         )
     arrays = {}
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+            foreign = [n for n in archive.zip.namelist() if not n.endswith(".npy")]
+            if foreign:
+                raise ValueError(
+                    f"{path}: not an .npz of NumPy arrays (member {foreign[0]!r} is not a .npy "
+                    f"file); save the data with np.savez(path, X=features, y=labels)"
+                )
             for key in archive.files:
                 try:
                     arrays[key] = archive[key]

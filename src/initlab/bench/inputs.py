@@ -79,13 +79,14 @@ def _check_labels(y: np.ndarray, name: str) -> None:
         bad = np.flatnonzero(y != np.round(y))
         if bad.size:
             raise ValueError(
-                f"data: {name} must hold whole class numbers 0, 1, ...; got {y[bad[0]]!r} at "
-                f"row {bad[0]}"
+                f"data: {name} must hold whole class numbers 0, 1, ...; got {y[bad[0]].item()!r} "
+                f"at row {bad[0]}"
             )
     bad = np.flatnonzero(y < 0)
     if bad.size:
         raise ValueError(
-            f"data: {name} must hold class numbers 0, 1, ...; got {y[bad[0]]!r} at row {bad[0]}"
+            f"data: {name} must hold class numbers 0, 1, ...; got {y[bad[0]].item()!r} at row "
+            f"{bad[0]}"
         )
 
 
