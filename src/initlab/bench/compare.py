@@ -111,6 +111,8 @@ def compare(
     initlab files, ``results.json`` carries a fingerprint of the data
     (:meth:`~initlab.bench.datasets.Dataset.fingerprint`), and ``resume=True`` refuses
     different settings or data, naming what changed. See :mod:`initlab.bench.store`.
+
+    (Long only by its keywords and this text: the work is in ``_Plan`` and ``_Session``.)
     """
 
     opts = merge_options(options, "compare", optimizer=optimizer, lr=lr, iterations=iterations,

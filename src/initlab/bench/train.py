@@ -124,7 +124,16 @@ def train(
     ):
         status, diverged_at, diverged_layer = _loop(setup, opts, monitor, advance)
     seconds = time.perf_counter() - start
-    history, config = setup.history, setup.config(opts, dataset.name)
+    return _result(setup, opts, dataset, scheme, seed, seconds, status, diverged_at,
+                   diverged_layer)  # fmt: skip
+
+
+def _result(
+    setup: _Setup, opts: RunOptions, dataset: Any, scheme: str, seed: int, seconds: float,
+    status: str, diverged_at: int | None, diverged_layer: str | None,
+) -> Run:  # fmt: skip
+    """The :class:`Run` of a finished loop (test accuracy measured here)."""
+    model, history, config = setup.model, setup.history, setup.config(opts, dataset.name)
     if status == "diverged":
         return Run(scheme, seed, "diverged", int(diverged_at or 0), None, None, None, seconds,
                    history, diverged_at, diverged_layer, config, model)  # fmt: skip
