@@ -78,6 +78,13 @@ def train_stacked(
                          clip_norm=clip_norm, clip_value=clip_value,
                          clip_adaptive=clip_adaptive, momentum=momentum, betas=betas, eps=eps,
                          log_every=log_every)  # fmt: skip
+    model_dtype = str(model.weights[0].dtype).removeprefix("torch.")
+    if opts.dtype not in (None, model_dtype) or opts.dropout not in (0.0, model.dropout):
+        raise ValueError(
+            f"train_stacked trains the model's own dtype ({model_dtype}) and dropout "
+            f"({model.dropout}); got options dtype={opts.dtype!r}, dropout={opts.dropout} (build "
+            f"the StackedMLP with the ones you want)"
+        )
     dataset = as_dataset(data)
     if dataset.n_features != model.layer_dims[0]:
         raise ValueError(
