@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from initlab._core.table import format_table
+from initlab._core.threads import few_threads
 from initlab._core.validation import unknown_name_error
-from initlab.bench.train import few_threads
 from initlab.papers.catalog import PAPERS, PaperInfo
 
 
