@@ -34,6 +34,7 @@ from torch import fx, nn
 
 from initlab.initializers.schemes import Activation
 from initlab.initializers.trace import (
+    DataFlow,
     MeasuredActivation,
     _elementwise_kind,
     _has_own_weight,
@@ -295,8 +296,7 @@ def _nearest_ancestor(name: str, found: dict[str, FoundActivation]) -> FoundActi
     return None
 
 
-def _traced(model: nn.Module, example: Any) -> dict[str, FoundActivation]:
-    flow = trace(model, example)
+def _traced(model: nn.Module, flow: DataFlow) -> dict[str, FoundActivation]:
     found: dict[str, FoundActivation] = {}
     for name, _ in model.named_modules():
         if not flow.called(name) or not name:
@@ -346,7 +346,7 @@ def following_activations(
             if k
         }
     if example is not None:
-        return _traced(model, example)
+        return _traced(model, example if isinstance(example, DataFlow) else trace(model, example))
     order = {
         k: FoundActivation(v, "order" if v != _LINEAR else "none")
         for k, v in _by_order(model).items()
@@ -356,7 +356,7 @@ def following_activations(
     traced = _fx_trace(model)
     if traced is None:
         guessed = [k for k, v in order.items() if v.source == "order"]
-        if warn and len(order) > 1:
+        if warn and guessed:
             warnings.warn(
                 f"initlab could not trace {type(model).__name__} with torch.fx, so the "
                 f"activation after each layer was guessed from the order in which modules are "
@@ -376,3 +376,45 @@ def following_activations(
         ancestor = _nearest_ancestor(name, {k: found[k] for k in traced})
         found[name] = ancestor or by_order
     return found
+
+
+@dataclass
+class Discovery:
+    """What initlab knows about a model's structure, shared by ``init_model`` and the doctor.
+
+    ``activations``: :func:`following_activations`' answer; ``source``: how it was found for
+    the model as a whole (``trace``, ``sequential``, ``fx`` or ``order``); ``flow``: the traced
+    data flow when an example was given (residual streams, execution order, layer shapes), else
+    ``None``.
+    """
+
+    activations: dict[str, FoundActivation]
+    source: str
+    flow: DataFlow | None = None
+
+    def residual(self) -> list[str]:
+        """Layers whose output is added to a residual stream (needs an example)."""
+        return [] if self.flow is None else self.flow.residual_modules()
+
+
+def discover(model: nn.Module, example: Any = None) -> Discovery:
+    """One discovery of a model's data flow and activations, for every caller.
+
+    With ``example`` (tensor, tuple of positional args or dict of keyword args) the model is run
+    once (:func:`~initlab.initializers.trace.trace`); without, plain-Sequential order, fx, or
+    registration order, warning once when that guess decided an activation.
+    """
+    if example is not None and not _plain_sequential(model):
+        flow = trace(model, example)
+        return Discovery(following_activations(model, flow), "trace", flow)
+    found = following_activations(model, example, warn=True)
+    sources = {f.source for f in found.values()}
+    if _plain_sequential(model):
+        source = "sequential"
+    elif "order" in sources:
+        source = "order"
+    elif "fx" in sources or not sources - {"none", "layer"}:
+        source = "fx"
+    else:
+        source = "order"
+    return Discovery(found, source)

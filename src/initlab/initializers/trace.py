@@ -138,6 +138,7 @@ class DataFlow:
         self.names = {id(m): n for n, m in model.named_modules()}
         self._producer: list[int] = []  # value id -> index of the call that produced it
         self._floating: list[bool] = []  # value id -> whether it is a floating-point tensor
+        self._shapes: list[tuple[int, ...]] = []  # value id -> shape
         self._consumers: list[list[int]] = []  # value id -> indices of calls that consumed it
         self._continues: dict[int, list[int]] = {}  # inner value -> module output value
         self._continued_from: dict[int, int] = {}  # module output value -> inner value
@@ -169,6 +170,7 @@ class DataFlow:
             value = len(self._producer)
             self._producer.append(index)
             self._floating.append(tensor.is_floating_point())
+            self._shapes.append(tuple(tensor.shape))
             self._consumers.append([])
             self._value_of[id(tensor)] = value
             self._keep.append(tensor)
@@ -221,6 +223,10 @@ class DataFlow:
 
     def called(self, name: str) -> bool:
         return name in self._module_calls
+
+    def shape(self, value: int) -> tuple[int, ...]:
+        """The shape of a recorded value (as it was produced)."""
+        return self._shapes[value]
 
     def consumers(self, value: int) -> list[Call]:
         return [self.calls[i] for i in self._consumers[value]]
