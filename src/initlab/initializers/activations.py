@@ -194,6 +194,8 @@ def _node_activation(node: fx.Node, modules: dict[str, nn.Module]) -> Activation
 
 
 def _fx_trace(model: nn.Module) -> dict[str, Activation] | None:
+    if type(model).forward is nn.Module.forward:  # ModuleList, ModuleDict: no forward to trace
+        return None
     try:
         graph = fx.symbolic_trace(model).graph
     except Exception:  # tracing fails on data-dependent control flow and most HF models
@@ -287,6 +289,13 @@ def _plain_sequential(model: nn.Module) -> bool:
     return True
 
 
+def _found(by_order: dict[str, Activation], source: str) -> dict[str, FoundActivation]:
+    none = FoundActivation(_LINEAR, "none")  # shared: models of many layers are mostly linear
+    return {
+        k: none if v == _LINEAR else FoundActivation(v, source) for k, v in by_order.items() if k
+    }
+
+
 def _nearest_ancestor(name: str, found: dict[str, FoundActivation]) -> FoundActivation | None:
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
@@ -340,18 +349,10 @@ def following_activations(
     if _plain_sequential(model):
         # Registration order is the execution order: no need to trace (saves milliseconds per
         # call, which matter next to filling a model on a GPU).
-        return {
-            k: FoundActivation(v, "sequential" if v != _LINEAR else "none")
-            for k, v in _by_order(model).items()
-            if k
-        }
+        return _found(_by_order(model), "sequential")
     if example is not None:
         return _traced(model, example if isinstance(example, DataFlow) else trace(model, example))
-    order = {
-        k: FoundActivation(v, "order" if v != _LINEAR else "none")
-        for k, v in _by_order(model).items()
-        if k
-    }
+    order = _found(_by_order(model), "order")
     order.update(_transformer_layers(model))
     traced = _fx_trace(model)
     if traced is None:

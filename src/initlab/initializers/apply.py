@@ -40,6 +40,8 @@ qualified name, so its values do not depend on the other parameters.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -48,7 +50,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab._core.rng import as_seed, derive_seed, parallel_map, reseeded_generator
+from initlab._core.rng import as_seed, parallel_map, reseeded_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice
 from initlab.initializers.activations import discover
@@ -60,8 +62,8 @@ from initlab.initializers.fans import (
     weight_layout,
 )
 from initlab.initializers.registry import Spec, get
-from initlab.initializers.schemes import Initializer, Uniform
-from initlab.initializers.trace import _restored_state, is_norm_module
+from initlab.initializers.schemes import Constant, Initializer, Uniform
+from initlab.initializers.trace import _restored_state
 
 RuleKey = str | type
 Rules = Mapping[RuleKey, Spec] | None
@@ -77,6 +79,7 @@ _WEIGHT_LAYERS = (
     nn.MultiheadAttention,
 )  # fmt: skip
 _SHIFT_NAMES = ("bias", "beta", "shift", "offset")
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
 # Realized std is measured exactly up to _STD_EXACT elements and beyond that on _STD_RUNS
 # evenly spaced contiguous runs totalling _STD_SAMPLE elements (a strided sample would read a
@@ -183,17 +186,30 @@ def _check_rules(rules: Rules) -> dict[RuleKey, Initializer | str]:
     return checked
 
 
+@functools.cache
+def _named(spec: str) -> Initializer:
+    """``get(spec)`` for the fixed specs used per parameter (``zeros``, ``ones``), once."""
+    return get(spec)
+
+
+@functools.cache
+def _is_norm_type(kind: type) -> bool:
+    return issubclass(kind, _NORM_TYPES) or "norm" in kind.__name__.lower()
+
+
 def _bias_scheme(
     bias: Spec, weight: torch.Tensor | None, module: nn.Module | None = None
 ) -> Initializer | None:
     if bias == "keep":
         return None
+    if bias == "zeros":
+        return _named("zeros")
     if bias == "default" and isinstance(module, nn.RNNBase):
         bound = 1 / math.sqrt(module.hidden_size)  # PyTorch's U(-1/sqrt(h), 1/sqrt(h))
         return Uniform(-bound, bound)
     if bias == "default":
         if weight is None or weight.dim() < 2 or weight.numel() == 0:
-            return get("zeros")
+            return _named("zeros")
         bound = 1 / math.sqrt(fan_in_fan_out(weight.shape)[0])
         return Uniform(-bound, bound)
     return get(bias)
@@ -235,12 +251,12 @@ def _decide(
         return rule, "rule", None
     if param.numel() == 0:
         return None, "keep", "empty: nothing to draw"
-    if param.dim() <= 1 and (isinstance(module, _NORM_TYPES) or is_norm_module(module)):
+    if param.dim() <= 1 and _is_norm_type(type(module)):
         if any(s in name for s in _SHIFT_NAMES):
-            return get("zeros"), "norm", None
+            return _named("zeros"), "norm", None
         if zero_centred is not None and zero_centred(module):
-            return get("zeros"), "norm", "zero-centred norm (forward uses 1 + w): zeros"
-        return get("ones"), "norm", None
+            return _named("zeros"), "norm", "zero-centred norm (forward uses 1 + w): zeros"
+        return _named("ones"), "norm", None
     if "bias" in name and (param.dim() <= 1 or isinstance(module, _WEIGHT_LAYERS)):
         return _bias_scheme(bias, own_weight, module), "bias", None
     owner = qualified.rpartition(".")[0].rpartition(".")[2]
@@ -296,15 +312,21 @@ def _probe_one_plus(module: nn.Module) -> bool:
 
 
 def _owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, str]]]:
-    """``id(param)`` -> every (module name, module, attribute) that holds it, in order."""
+    """``id(param)`` -> every (module name, module, attribute) that holds it, in order, for the
+    parameters held in more than one place (tied); others are left out."""
+    first: dict[int, tuple[str, nn.Module, str]] = {}
     owners: dict[int, list[tuple[str, nn.Module, str]]] = {}
     for module_name, module in model.named_modules(remove_duplicate=False):
         for name, param in module._parameters.items():
-            if param is not None:
-                entry = (module_name, module, name)
-                found = owners.setdefault(id(param), [])
-                if all(e[1] is not module or e[2] != name for e in found):
-                    found.append(entry)
+            if param is None:
+                continue
+            entry = (module_name, module, name)
+            earlier = first.setdefault(id(param), entry)
+            if earlier is entry or (earlier[1] is module and earlier[2] == name):
+                continue
+            found = owners.setdefault(id(param), [earlier])
+            if all(e[1] is not module or e[2] != name for e in found):
+                found.append(entry)
     return owners
 
 
@@ -333,9 +355,8 @@ def _qualified(use: tuple[str, nn.Module, str]) -> str:
 def _padding_rows(uses: list[tuple[str, nn.Module, str]]) -> list[int]:
     rows = []
     for _, module, _ in uses:
-        index = getattr(module, "padding_idx", None)
-        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and index is not None:
-            rows.append(int(index))
+        if isinstance(module, nn.Embedding | nn.EmbeddingBag) and module.padding_idx is not None:
+            rows.append(int(module.padding_idx))
     return sorted(set(rows))
 
 
@@ -370,47 +391,45 @@ def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
     return flat.float().std()
 
 
-def _small_stds(targets: list[torch.Tensor]) -> list[float]:
-    """Sample std of many small tensors of one dtype and device, in a few batched reductions."""
-    flat = torch.cat([t.detach().reshape(-1) for t in targets]).float()
-    sizes = torch.tensor([t.numel() for t in targets], device=flat.device)
-    sums = torch.segment_reduce(flat, "sum", lengths=sizes)
-    squares = torch.segment_reduce(flat * flat, "sum", lengths=sizes)
-    n = sizes.to(flat.dtype)
-    variance = ((squares - sums * sums / n) / (n - 1)).clamp_min(0)
-    return variance.sqrt().tolist()
+def _small_stds(targets: list[torch.Tensor]) -> torch.Tensor:
+    """Sample std of many small tensors of one shape, dtype and device: one reduction."""
+    return torch.stack(targets).reshape(len(targets), -1).float().std(dim=1)
 
 
-@dataclass
 class _Fill:
     """One parameter's work: its generator seed, its (block, scheme, fans, activation) list,
     and the rows of an embedding's padding indices to zero afterwards."""
 
-    seed: int
-    device: torch.device
-    blocks: list[tuple[str, torch.Tensor, Initializer, tuple[int, int] | None, Any]]
-    stds: list[torch.Tensor | None] = field(default_factory=list)
-    zero_rows: tuple[torch.Tensor, list[int]] | None = None
+    __slots__ = ("blocks", "device", "seed", "stds", "zero_rows")
+
+    def __init__(self, seed: int, device: torch.device, blocks: list[Any]) -> None:
+        self.seed = seed
+        self.device = device
+        self.blocks: list[tuple[str, torch.Tensor, Initializer, Any, Any]] = blocks
+        self.stds: list[torch.Tensor | None] = []
+        self.zero_rows: tuple[torch.Tensor, list[int]] | None = None
 
     def run(self) -> None:
         if self.device.type == "meta":  # no values to fill; shapes were checked already
             self.stds.extend([None] * len(self.blocks))
             return
         generator = reseeded_generator(self.seed, self.device)
-        for label, target, chosen, fans, act in self.blocks:
-            try:
-                chosen(target.data, generator, fans=fans, activation=act)
-            except ValueError as error:
-                raise ValueError(f"cannot initialize {label}: {error}") from None
-        if self.zero_rows is not None:
-            param, rows = self.zero_rows
-            with torch.no_grad():
-                param[rows] = 0
         with torch.no_grad():
+            for label, target, chosen, fans, act in self.blocks:
+                # shapes and fans were checked when planning: fill directly (what
+                # Initializer.__call__ does after its checks)
+                try:
+                    chosen._fill(target, generator, fans, act)
+                except ValueError as error:
+                    raise ValueError(f"cannot initialize {label}: {error}") from None
+            if self.zero_rows is not None:
+                param, rows = self.zero_rows
+                param[rows] = 0
             for _, target, *_ in self.blocks:
-                # small: the values themselves (1-D), measured in a batch by _record_stds
-                small = target.numel() <= _STD_BATCH
-                self.stds.append(target.reshape(-1) if small else _realized_std(target))
+                # small: the values themselves, measured in batches by _record_stds
+                # (a 0-d entry is a measured std; 0-d parameters have none: None)
+                small = 2 <= target.numel() <= _STD_BATCH
+                self.stds.append(target if small else _realized_std(target))
 
 
 def _check_layouts(layouts: Layouts) -> dict[str | type, str]:
@@ -480,18 +499,28 @@ def init_model(
     zero_centred = _zero_centred_detector()
     seen: dict[int, str] = {}  # id -> first qualified name (tied parameters)
     plans: dict[tuple[Any, ...], tuple[float, float | None]] = {}  # (scheme, shape, ...) -> stds
+    constants: dict[tuple[Any, ...], list[torch.Tensor]] = {}  # (value, device, dtype) -> 1-D
+    derive = _seed_deriver(seed)
 
+    spec_text: dict[int, str] = {}  # id(scheme) -> str(scheme), computed once
+    fan_cache: dict[tuple[Any, ...], list[FanChunk] | None] = {}
     for module_name, module in model.named_modules():
-        for name, param in module.named_parameters(recurse=False):
+        for name, param in module._parameters.items():
+            if param is None:
+                continue
             qualified = f"{module_name}.{name}" if module_name else name
             shape = tuple(param.shape)
             if id(param) in seen:
                 report.rows.append(InitRow(qualified, shape, f"tied to {seen[id(param)]}", "tied"))
                 continue
             seen[id(param)] = qualified
-            uses = owners.get(id(param), [(module_name, module, name)])
-            (use_module_name, use_module, use_name), tie_note = _deciding_use(uses)
-            own_weight = getattr(use_module, "weight", None)
+            uses = owners.get(id(param))
+            if uses is None:  # not tied: the common case, kept cheap (models of many layers)
+                use_module_name, use_module, use_name, tie_note = module_name, module, name, None
+                uses = [(module_name, module, name)]
+            else:
+                (use_module_name, use_module, use_name), tie_note = _deciding_use(uses)
+            own_weight = use_module._parameters.get("weight")
             chosen, action, note = _decide(
                 checked_rules, qualified, use_module, use_name, param, weight_scheme, bias,
                 own_weight, zero_centred,
@@ -500,22 +529,53 @@ def init_model(
                 report.rows.append(InitRow(qualified, shape, "kept", "keep", note=note))
                 continue
             assert isinstance(chosen, Initializer)
-            layout = weight_layout(use_module, use_name, param, checked_layouts, found.flow)
+            layout = (
+                weight_layout(use_module, use_name, param, checked_layouts, found.flow)
+                if param.dim() == 2 and use_name == "weight"
+                else "out_in"
+            )
             view = param.t() if layout == "in_out" else param
             notes = [n for n in (tie_note, note) if n]
             if layout == "in_out":
                 notes.append(f"{type(use_module).__name__} stores (in, out)")
             chunks: list[FanChunk] | None = None
             if chosen.uses_fans or param.dim() >= 2:
-                chunks = parameter_fans(use_module, use_name, view)
+                # fans depend on the layer type, the parameter and its shape (and a conv's groups)
+                attributes = use_module.__dict__
+                fan_key = (
+                    type(use_module),
+                    use_name,
+                    tuple(view.shape),
+                    attributes.get("groups"),
+                    attributes.get("mode"),
+                )
+                if isinstance(use_module, nn.RNNBase | nn.MultiheadAttention):
+                    chunks = parameter_fans(use_module, use_name, view)
+                elif fan_key in fan_cache:
+                    chunks = fan_cache[fan_key]
+                else:
+                    chunks = fan_cache[fan_key] = parameter_fans(use_module, use_name, view)
             if chosen.uses_fans and chunks is None:
                 raise ValueError(
                     f"{qualified} has shape {shape}: {chosen.name} needs fans (>= 2 dims); "
                     f"give it a rule with a scheme that needs none (zeros, normal, uniform)"
                 )
             following = activations.get(use_module_name)
-            fill = _Fill(derive_seed(seed, qualified), param.device, [])
-            padding = _padding_rows(uses) if action in ("weight", "rule") else []
+            if isinstance(chosen, Constant) and param.dim() <= 1:
+                # biases, norm scales: no generator, filled together below; std exactly 0
+                constants.setdefault((chosen.value, param.device, param.dtype), []).append(param)
+                report.rows.append(InitRow(
+                    qualified, shape, spec_text.get(id(chosen)) or str(chosen), action,
+                    target_std=0.0, realized_std=0.0 if param.numel() >= 2 else None,
+                    note="; ".join(notes) or None,
+                ))  # fmt: skip
+                continue
+            fill = _Fill(derive(qualified), param.device, [])
+            padding = (
+                _padding_rows(uses)
+                if action in ("weight", "rule") and (tie_note or isinstance(module, _EMBEDDINGS))
+                else []
+            )
             if padding:
                 fill.zero_rows = (param, padding)
                 notes.append(f"padding row{'s' if len(padding) > 1 else ''} "
@@ -533,7 +593,7 @@ def init_model(
                 fans = None if chunk is None else (chunk.fan_in, chunk.fan_out)
                 label = qualified if whole else f"{qualified}[{chunk.role}]"
                 target_shape = tuple(target.shape)
-                key = (chosen, target_shape, fans, act)
+                key = (id(chosen), target_shape, fans, act)
                 stds = plans.get(key)
                 if stds is None:
                     try:
@@ -543,8 +603,11 @@ def init_model(
                         raise ValueError(f"cannot initialize {label}: {error}") from None
                     plans[key] = stds
                 row_shape = shape if whole_chunk and layout == "in_out" else target_shape
+                text = spec_text.get(id(chosen))
+                if text is None:
+                    text = spec_text[id(chosen)] = str(chosen)
                 row = InitRow(
-                    label, row_shape, str(chosen), action,
+                    label, row_shape, text, action,
                     None if fans is None else fans[0], None if fans is None else fans[1],
                     None if act is None else str(act[0]), source, stds[1], stds[0],
                     note="; ".join(notes) or None,
@@ -557,29 +620,52 @@ def init_model(
     on_cpu = all(f.device.type == "cpu" for f in fills)
     numel = sum(t.numel() for f in fills for _, t, *_ in f.blocks)
     parallel_map(_Fill.run, fills, workers=None if on_cpu and numel >= _PARALLEL_NUMEL else 1)
+    with torch.no_grad():
+        for (value, device, _), tensors in constants.items():
+            if device.type != "meta":
+                torch._foreach_zero_(tensors)
+                if value != 0:
+                    torch._foreach_add_(tensors, value)
     _record_stds(measured, [s for f in fills for s in f.stds])
     return report
+
+
+def _seed_deriver(seed: int) -> Callable[[str], int]:
+    """``derive_seed(seed, name)`` for many names: the hash of the common prefix is computed
+    once and copied per name (same bytes hashed, so the same seeds; a test checks it)."""
+    base = hashlib.blake2b(f"{int(seed)}\x1f".encode(), digest_size=8)
+
+    def derive(name: str) -> int:
+        h = base.copy()
+        h.update(name.encode())
+        return int.from_bytes(h.digest(), "little") >> 1
+
+    return derive
 
 
 def _record_stds(rows: list[InitRow], stds: list[torch.Tensor | None]) -> None:
     """Realized stds: small tensors (``stds`` holds the tensor itself) in batched reductions
     per dtype and device, the others as 0-d tensors; one host sync for all (matters on GPUs)."""
-    small: dict[tuple[torch.dtype, torch.device], list[tuple[InitRow, torch.Tensor]]] = {}
+    small: dict[tuple[Any, ...], list[tuple[InitRow, torch.Tensor]]] = {}
     pending: list[tuple[InitRow, torch.Tensor]] = []
     for row, s in zip(rows, stds, strict=True):
         if s is None:
             continue
-        if s.dim() == 0:
+        if s.dim() == 0:  # a std measured already
             pending.append((row, s))
-        elif s.numel() >= 2:
-            small.setdefault((s.dtype, s.device), []).append((row, s))
+        else:
+            small.setdefault((s.shape, s.dtype, s.device), []).append((row, s))
+    groups = []
     for group in small.values():
-        for (row, _), value in zip(group, _small_stds([t for _, t in group]), strict=True):
-            row.realized_std = value
-    if pending:
-        device = pending[0][1].device
-        values = torch.stack([s.to(device) for _, s in pending]).tolist()
-        for (row, _), value in zip(pending, values, strict=True):
+        groups.append(([r for r, _ in group], _small_stds([t for _, t in group])))
+    if pending or groups:
+        device = (pending[0][1] if pending else groups[0][1]).device
+        parts = [g.to(device) for _, g in groups]
+        if pending:
+            parts.insert(0, torch.stack([s.to(device) for _, s in pending]).float())
+        flat = torch.cat(parts).tolist()  # one host sync
+        ordered = [r for r, _ in pending] + [r for g, _ in groups for r in g]
+        for row, value in zip(ordered, flat, strict=True):
             row.realized_std = value
 
 

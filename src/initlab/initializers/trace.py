@@ -304,7 +304,7 @@ def is_norm_module(module: nn.Module) -> bool:
 
 
 def _has_own_weight(module: nn.Module) -> bool:
-    return any(p.dim() >= 2 for p in module.parameters(recurse=False))
+    return any(p is not None and p.dim() >= 2 for p in module._parameters.values())
 
 
 @dataclass(frozen=True)
