@@ -244,26 +244,31 @@ def _decide(
     zero_centred: Callable[[nn.Module], bool] | None = None,
 ) -> tuple[Initializer | str | None, str, str | None]:  # fmt: skip
     """The scheme (``None`` or ``"keep"``: leave as is), action and note for one parameter."""
-    if not param.dtype.is_floating_point:
-        return None, "keep", f"{str(param.dtype).removeprefix('torch.')}: not floating point"
-    matched, rule = _rule_for(rules, qualified, module)
-    if matched:
-        return rule, "rule", None
-    if param.numel() == 0:
+    # Tensor attribute reads dispatch through Parameter's torch-function handling: read once.
+    dtype, shape = param.dtype, tuple(param.shape)
+    ndim = len(shape)
+    if not dtype.is_floating_point:
+        return None, "keep", f"{str(dtype).removeprefix('torch.')}: not floating point"
+    if rules:
+        matched, rule = _rule_for(rules, qualified, module)
+        if matched:
+            return rule, "rule", None
+    if 0 in shape:
         return None, "keep", "empty: nothing to draw"
-    if param.dim() <= 1 and _is_norm_type(type(module)):
+    if ndim <= 1 and _is_norm_type(type(module)):
         if any(s in name for s in _SHIFT_NAMES):
             return _named("zeros"), "norm", None
         if zero_centred is not None and zero_centred(module):
             return _named("zeros"), "norm", "zero-centred norm (forward uses 1 + w): zeros"
         return _named("ones"), "norm", None
-    if "bias" in name and (param.dim() <= 1 or isinstance(module, _WEIGHT_LAYERS)):
+    if "bias" in name and (ndim <= 1 or isinstance(module, _WEIGHT_LAYERS)):
         return _bias_scheme(bias, own_weight, module), "bias", None
-    owner = qualified.rpartition(".")[0].rpartition(".")[2]
-    if isinstance(module, nn.Embedding) and "bias" in owner:
-        # T5's relative_attention_bias: an Embedding used as an attention bias table
-        return None, "keep", f"attention bias table (an Embedding named {owner!r}): kept"
-    if _is_weight(module, name, param):
+    if isinstance(module, nn.Embedding):
+        owner = qualified.rpartition(".")[0].rpartition(".")[2]
+        if "bias" in owner:
+            # T5's relative_attention_bias: an Embedding used as an attention bias table
+            return None, "keep", f"attention bias table (an Embedding named {owner!r}): kept"
+    if ndim >= 2 and _is_weight(module, name, param):
         return weight_scheme, "weight", None
     return None, "keep", _keep_reason(module, name, param)
 
