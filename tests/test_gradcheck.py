@@ -451,8 +451,21 @@ def test_str_and_to_dict():
 
 
 def test_public_names():
-    for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck"):
+    import initlab.gradient_check.check as check
+
+    for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck", "plant_bug"):
         assert name in initlab.__all__
+        # the same object from the package root and from the old module path
+        assert getattr(initlab, name) is getattr(check, name)
+
+
+def test_every_gradient_check_module_is_small():
+    import pathlib
+
+    import initlab.gradient_check as package
+
+    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 500, path.name
 
 
 def test_exact_kinks_do_not_fail_a_correct_relu_net():

@@ -42,11 +42,11 @@ _EXPORTS: dict[str, str] = {
     "fix": "initlab.doctor.diagnose",
     "recommend": "initlab.doctor.diagnose",
     "Monitor": "initlab.doctor.monitor",
-    "GradCheck": "initlab.gradient_check.check",
+    "GradCheck": "initlab.gradient_check.results",
     "gradcheck": "initlab.gradient_check.check",
     "gradcheck_function": "initlab.gradient_check.check",
-    "plant_bug": "initlab.gradient_check.check",
-    "with_l2": "initlab.gradient_check.check",
+    "plant_bug": "initlab.gradient_check.bugs",
+    "with_l2": "initlab.gradient_check.losses",
     "InitReport": "initlab.initializers.apply",
     "InitRow": "initlab.initializers.apply",
     "default_init_std": "initlab.initializers.apply",
@@ -113,13 +113,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         recommend,
     )
     from initlab.doctor.monitor import Monitor
-    from initlab.gradient_check.check import (
-        GradCheck,
-        gradcheck,
-        gradcheck_function,
-        plant_bug,
-        with_l2,
-    )
+    from initlab.gradient_check.bugs import plant_bug
+    from initlab.gradient_check.check import gradcheck, gradcheck_function
+    from initlab.gradient_check.losses import with_l2
+    from initlab.gradient_check.results import GradCheck
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
