@@ -71,6 +71,15 @@ from initlab._core.rng import make_generator
 from initlab._core.validation import check_choice, check_number
 from initlab.gradient_check.bugs import plant_bug
 from initlab.gradient_check.losses import LOSSES, L2Loss, _takes_params, resolve_loss, with_l2
+from initlab.gradient_check.model_io import (
+    SMALL_BATCH,
+    KeepFloat64,
+    batch_statistics_sizes,
+    random_modules,
+    split_inputs,
+    switch_off_randomness,
+    to64,
+)
 from initlab.gradient_check.results import VERDICTS, Entry, GradCheck, TensorCheck
 from initlab.gradient_check.runner import _run_check
 
@@ -118,12 +127,29 @@ def _check_options(
     return float(low), float(high)
 
 
-def _to64(value: Any) -> Any:
-    if isinstance(value, torch.Tensor) and value.is_floating_point():
-        return value.detach().to(torch.float64)
-    if isinstance(value, tuple | list):
-        return type(value)(_to64(v) for v in value)
-    return value
+def _reasons(work: nn.Module, args: tuple, kwargs: dict, result: GradCheck) -> list[str]:
+    """Why a correct backward pass can still differ from finite differences here."""
+    reasons = []
+    sizes = batch_statistics_sizes(work, args, kwargs)
+    small = [f"{name} ({count})" for name, count in sizes.items() if count <= SMALL_BATCH]
+    if small:
+        reasons.append(
+            f"batch norm in training mode normalises over very few values per channel in "
+            f"{_listed(small)}: its output is then nearly constant and sharply curved in the "
+            "weights, so finite differences carry truncation error even for a correct backward "
+            "pass; check with a larger batch (or the model in eval mode) to be sure"
+        )
+    if sum(t.kinks for t in result.tensors):
+        reasons.append(
+            "ReLU/max-pool kinks sit at the checked point (see the kinks column): there the "
+            "derivative does not exist and any value between the one-sided ones is right"
+        )
+    return reasons
+
+
+def _listed(names: Sequence[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def gradcheck(
@@ -147,9 +173,12 @@ def gradcheck(
 
     The loss is ``loss_fn(model(*inputs), targets)``, a scalar; ``loss_fn`` may also be
     ``"bce"`` (sigmoid cross-entropy on logits, the course's cost), ``"cross_entropy"`` or
-    ``"mse"``, and a ``loss_fn`` with a ``params`` keyword receives the (perturbed, float64)
-    parameters by name, so parameter terms are checked too (see :func:`with_l2`).
-    ``inputs``: a tensor or a tuple of positional inputs. Every trainable parameter
+    ``"mse"`` (built-in losses find the logits by name in a dict or ``ModelOutput``;
+    ``cross_entropy`` takes ``(batch, tokens, vocab)`` logits with ``(batch, tokens)`` ids), or
+    ``"model"`` (the loss the model returns, e.g. a Hugging Face model given ``labels``); a
+    ``loss_fn`` with a ``params`` keyword receives the (perturbed, float64) parameters by name,
+    so parameter terms are checked too (see :func:`with_l2`). ``inputs``: a tensor, a tuple of
+    positional inputs or a dict of keyword inputs (``model(**inputs)``). Every trainable parameter
     (``requires_grad``) of shape ``s`` is checked; the model and the data are copied to
     float64 first and the model is never modified.
 
@@ -157,7 +186,8 @@ def gradcheck(
     entries per tensor) or ``"fast"`` (``directions`` random directional derivatives per
     tensor and overall; cost independent of ``P``). ``eps``: the step ``h``. ``seed``: for
     the random entries/directions. ``dropout``: ``"refuse"`` (a ``ValueError`` if dropout is
-    active) or ``"off"`` (check the network with dropout switched off). ``thresholds``:
+    active) or ``"off"`` (every dropout switched off in the check's copy, functional and
+    attention dropout included; batch norm still uses batch statistics). ``thresholds``:
     ``(correct, bug)`` for the relative difference. ``atol``: round-off level per entry
     (default ``16 eps_64 max(|L|, 1) / h``). ``worst``: how many worst entries to keep.
     ``vectorize``: batch evaluations with ``torch.func.vmap`` (falls back to a loop when the
@@ -176,29 +206,21 @@ def gradcheck(
     loss_fn = resolve_loss(loss_fn)
     check_choice("dropout", dropout, ("refuse", "off"))
     low_high = _check_options(mode, eps, samples, directions, thresholds, atol, worst)
-    if not isinstance(inputs, tuple | list):
-        inputs = (inputs,)
-    if not any(isinstance(v, torch.Tensor) for v in inputs):
-        raise TypeError(f"inputs must be a tensor or a tuple of tensors; got {inputs!r}")
+    args, kwargs = split_inputs(inputs)
 
     notes: list[str] = []
     work = copy.deepcopy(model)
-    stochastic = [
-        name
-        for name, m in work.named_modules()
-        if m.training
-        and ((isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0) or isinstance(m, nn.RReLU))
-    ]
+    stochastic = random_modules(work)
     if stochastic and dropout == "refuse":
         raise ValueError(
-            f"dropout is active (training mode) in {', '.join(stochastic)}: it makes the loss "
+            f"dropout is active (training mode) in {_listed(stochastic)}: it makes the loss "
             "random and a gradient check meaningless; pass dropout='off' to check the network "
-            "with dropout switched off (or call model.eval())"
+            "with every dropout switched off (or call model.eval())"
         )
-    for name in stochastic:
-        work.get_submodule(name).eval()
-    if stochastic:
-        notes.append(f"dropout switched off for the check in {', '.join(stochastic)}")
+    if dropout == "off":
+        switch_off_randomness(work)
+        if stochastic:
+            notes.append(f"dropout switched off for the check in {_listed(stochastic)}")
     batch_norms = [
         name
         for name, m in work.named_modules()
@@ -208,31 +230,50 @@ def gradcheck(
         work.get_submodule(name).track_running_stats = False
     if batch_norms:
         notes.append(
-            f"batch norm ({', '.join(batch_norms)}) checked in training mode with batch "
+            f"batch norm ({_listed(batch_norms)}) checked in training mode with batch "
             "statistics; running statistics not updated"
         )
     work = work.to(torch.float64)
     for p in work.parameters():
         p.grad = None
     base = {n: p.detach() for n, p in work.named_parameters() if p.requires_grad}
+    empty = [n for n, v in base.items() if v.numel() == 0]
+    base = {n: v for n, v in base.items() if v.numel() > 0}
+    if empty:
+        notes.append(f"{_listed(empty)}: no entries (a layer of size 0), nothing to check")
     if not base:
-        raise ValueError("the model has no trainable parameters (requires_grad) to check")
-    inputs64, targets64 = _to64(tuple(inputs)), _to64(targets)
+        raise ValueError(
+            "the model has no trainable parameters (requires_grad) with entries to check"
+            + (f"; {_listed(empty)} have size 0" if empty else "")
+        )
+    args64, kwargs64, targets64 = to64(args), to64(kwargs), to64(targets)
     takes_params = _takes_params(loss_fn)
 
+    keep64 = KeepFloat64()
+
     def objective(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        outputs = torch.func.functional_call(work, params, inputs64)
-        if takes_params:
-            return loss_fn(outputs, targets64, params=params)
-        return loss_fn(outputs, targets64)
+        with keep64:
+            outputs = torch.func.functional_call(work, params, args64, kwargs64)
+            if takes_params:
+                return loss_fn(outputs, targets64, params=params)
+            return loss_fn(outputs, targets64)
 
     generator = make_generator(seed)
     devices = sorted({v.device.index or 0 for v in base.values() if v.device.type == "cuda"})
     with torch.random.fork_rng(devices=devices):
-        return _run_check(objective, base, mode=mode, eps=float(eps), samples=int(samples),
-                          directions=int(directions), generator=generator,
-                          thresholds=low_high, atol=atol, worst=int(worst),
-                          vectorize=vectorize, notes=notes, start=start)  # fmt: skip
+        result = _run_check(objective, base, mode=mode, eps=float(eps), samples=int(samples),
+                            directions=int(directions), generator=generator,
+                            thresholds=low_high, atol=atol, worst=int(worst),
+                            vectorize=vectorize, notes=notes, start=start)  # fmt: skip
+    if result.verdict != "correct":
+        result.notes.extend(_reasons(work, args64, kwargs64, result))
+    if keep64.skipped:
+        casts = ", ".join(f"{k} x{v}" for k, v in sorted(keep64.skipped.items()))
+        result.notes.append(
+            f"the forward casts to a lower precision ({casts}); kept in float64 for the check, "
+            "since float32 round-off would swamp the finite differences"
+        )
+    return result
 
 
 def gradcheck_function(
@@ -272,7 +313,7 @@ def gradcheck_function(
     checked = [i for i in tensors if inputs[i].requires_grad] or tensors
     if not checked:
         raise TypeError("gradcheck_function needs at least one floating-point tensor input")
-    args = [_to64(v) if isinstance(v, torch.Tensor) else v for v in inputs]
+    args = [to64(v) if isinstance(v, torch.Tensor) else v for v in inputs]
     base = {f"input{i}": args[i] for i in checked}
     generator = make_generator(seed)
     projections: list[torch.Tensor | None] = []

@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab._core.validation import check_choice, check_number
+from initlab.gradient_check.model_io import model_loss, predictions
 
-LOSSES = ("bce", "cross_entropy", "mse")
+LOSSES = ("bce", "cross_entropy", "mse", "model")
 
 
 class L2Loss(nn.Module):
@@ -50,7 +51,8 @@ class L2Loss(nn.Module):
         base = _call_loss(self.loss_fn, outputs, targets, params)
         if params is None:
             params = dict(self._model[0].named_parameters())
-        m = outputs.shape[0] if outputs.dim() > 0 else 1
+        prediction = predictions(outputs)
+        m = prediction.shape[0] if prediction.dim() > 0 else 1
         penalty = sum(params[n].pow(2).sum() for n in self.weight_names)
         return base + self.lam / (2 * m) * penalty
 
@@ -76,23 +78,70 @@ def with_l2(loss_fn: Callable[..., torch.Tensor] | str, model: nn.Module, lam: f
     return L2Loss(resolve_loss(loss_fn), model, lam)
 
 
-def _bce(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(outputs, _like(targets, outputs))
+def _bce(outputs: Any, targets: Any) -> torch.Tensor:
+    logits = predictions(outputs)
+    return F.binary_cross_entropy_with_logits(logits, _like("bce", targets, logits))
 
 
-def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(outputs, _like(targets, outputs))
+def _mse(outputs: Any, targets: Any) -> torch.Tensor:
+    prediction = predictions(outputs)
+    return F.mse_loss(prediction, _like("mse", targets, prediction))
 
 
-def _cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    if targets.is_floating_point() and targets.shape != outputs.shape:
-        targets = targets.reshape(-1).long()
-    return F.cross_entropy(outputs, targets)
+def _cross_entropy(outputs: Any, targets: Any) -> torch.Tensor:
+    """Cross-entropy of logits ``(batch, classes)`` or sequence logits ``(batch, tokens,
+    vocab)`` against class indices ``(batch,)`` / ``(batch, tokens)`` (``-100`` ignored) or
+    class probabilities of the logits' shape."""
+    logits = predictions(outputs)
+    targets = _present("cross_entropy", targets)
+    if targets.is_floating_point() and targets.shape == logits.shape:
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                               targets.reshape(-1, logits.shape[-1]).to(logits.dtype))  # fmt: skip
+    if targets.is_floating_point():
+        if not bool((targets == targets.round()).all()):
+            raise ValueError(
+                "cross_entropy targets must be class indices or probabilities of the logits' "
+                f"shape {tuple(logits.shape)}; got non-integer values of shape "
+                f"{tuple(targets.shape)}"
+            )
+        targets = targets.long()
+    if logits.dim() >= 2 and targets.numel() * logits.shape[-1] == logits.numel():
+        # (batch, classes) or (batch, tokens, vocab): classes on the last axis
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    raise ValueError(
+        f"cross_entropy needs one class index per row of logits: logits of shape "
+        f"{tuple(logits.shape)} (classes on the last axis) and targets of shape "
+        f"{tuple(targets.shape)} do not match"
+    )
 
 
-def _like(targets: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    targets = torch.as_tensor(targets).to(outputs.dtype)
-    if targets.shape != outputs.shape and targets.numel() == outputs.numel():
+def _model(outputs: Any, targets: Any) -> torch.Tensor:
+    return model_loss(outputs)
+
+
+def _present(name: str, targets: Any) -> torch.Tensor:
+    if targets is None:
+        raise ValueError(
+            f"loss_fn={name!r} needs targets; got None. Pass the targets (labels) as the "
+            "fourth argument, or loss_fn='model' for a model that returns its own loss"
+        )
+    try:
+        return torch.as_tensor(targets)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"targets for loss_fn={name!r} must be a tensor or an array; got "
+            f"{type(targets).__name__}"
+        ) from None
+
+
+def _like(name: str, targets: Any, outputs: torch.Tensor) -> torch.Tensor:
+    targets = _present(name, targets).to(device=outputs.device, dtype=outputs.dtype)
+    if targets.shape != outputs.shape:
+        if targets.numel() != outputs.numel():
+            raise ValueError(
+                f"loss_fn={name!r}: targets of shape {tuple(targets.shape)} do not match the "
+                f"model's outputs of shape {tuple(outputs.shape)}"
+            )
         targets = targets.reshape(outputs.shape)
     return targets
 
@@ -101,11 +150,14 @@ _LOSS_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     "bce": _bce,
     "cross_entropy": _cross_entropy,
     "mse": _mse,
+    "model": _model,
 }
 
 
 def resolve_loss(loss_fn: Callable[..., torch.Tensor] | str) -> Callable[..., torch.Tensor]:
-    """A loss callable from a callable or a name (``bce`` on logits, ``cross_entropy``, ``mse``)."""
+    """A loss callable from a callable or a name: ``bce`` (sigmoid cross-entropy on logits),
+    ``cross_entropy`` (also on sequence logits), ``mse``, or ``model`` (the loss the model
+    returns itself, as a Hugging Face model does when given labels)."""
     if isinstance(loss_fn, str):
         return _LOSS_FUNCTIONS[check_choice("loss_fn", loss_fn, LOSSES)]
     if not callable(loss_fn):

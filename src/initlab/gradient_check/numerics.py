@@ -19,7 +19,14 @@ _CHUNK_SETTINGS = 256
 
 
 class _Objective:
-    """A scalar function of named tensors, evaluated at many perturbed settings at once."""
+    """A scalar function of named tensors, evaluated at many perturbed settings at once.
+
+    Settings are batched with ``torch.func.vmap``. Where vmap fails (an in-place ``out +=
+    identity`` whose right side is batched and left side is not, as in torchvision's ResNet; a
+    custom ``autograd.Function`` without a vmap rule; ``.item()``), that group of tensors is
+    evaluated in a plain loop from then on, with the same numbers; other groups keep vmap.
+    ``looped``: the groups that fell back (``vectorized``: whether any call used vmap).
+    """
 
     def __init__(
         self,
@@ -29,7 +36,9 @@ class _Objective:
     ) -> None:
         self.fn = fn
         self.base = base
-        self.vectorized: bool | None = None if vectorize else False
+        self.vectorize = vectorize
+        self.vectorized = False
+        self.looped: list[tuple[str, ...]] = []
         self.evaluations = 0
 
     def _one(self, changes: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -54,16 +63,15 @@ class _Objective:
         return torch.cat(out)
 
     def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if self.vectorized is not False:
+        group = tuple(chunk)
+        if self.vectorize and group not in self.looped:
             try:
                 with warnings.catch_warnings():
                     # vmap runs ops without a batching rule in a loop, and says so once per op
                     warnings.filterwarnings("ignore", message="There is a performance drop")
                     values = torch.func.vmap(self._one)(dict(chunk))
             except Exception:
-                if self.vectorized:
-                    raise
-                self.vectorized = False
+                self.looped.append(group)  # a real error in the loss is raised by the loop
             else:
                 self.vectorized = True
                 return values
@@ -85,21 +93,30 @@ def _at_kinks(
     L(w - h)) / h``. For a smooth loss they differ by ``h |L''|``; at a kink (a ReLU input
     exactly 0, e.g. a zero bias after a layer that is all zeros for some example) by the
     jump of the slope, whatever ``h``. Where ``|plus - minus| > 1e-3 (|plus| + |minus|) +
-    atol``, ``refine`` recomputes both at ``h / 10``: if the gap shrinks by less than half
-    (it would shrink ten-fold if it came from curvature) the derivative does not exist there,
-    any value between the two one-sided ones is a valid choice (PyTorch takes ``relu'(0) =
-    0``), and the analytic value is compared with that range (the numeric value becomes the
-    point of the range closest to it). Everywhere else: the central difference at ``h``.
+    atol``, ``refine`` recomputes both at ``h / 10``:
+
+    * the gap shrinks by less than half (it would shrink ten-fold if it came from curvature):
+      a kink *at* the point. The derivative does not exist there, any value between the two
+      one-sided ones is a valid choice (PyTorch takes ``relu'(0) = 0``), and the analytic value
+      is compared with that range (the numeric value becomes the point of the range closest
+      to it);
+    * the gap shrinks more: curvature, or a kink *near* the point, crossed by the step ``h``
+      but not by ``h / 10`` (common in deep ReLU/max-pool networks, where a step moves
+      thousands of pre-activations at once). The central difference at ``h / 10`` is used.
+
+    Everywhere else: the central difference at ``h``.
     """
     gap = (plus - minus).abs()
-    kinks = gap > 1e-3 * (plus.abs() + minus.abs()) + atol
-    if bool(kinks.any()):
-        plus2, minus2 = refine(kinks)
-        still = (plus2 - minus2).abs() > 0.5 * gap[kinks]
-        kinks = kinks.clone()
-        kinks[kinks.clone()] = still
+    flagged = gap > 1e-3 * (plus.abs() + minus.abs()) + atol
+    kinks = torch.zeros_like(flagged)
+    numeric = central.clone()
+    if bool(flagged.any()):
+        plus2, minus2 = refine(flagged)
+        still = (plus2 - minus2).abs() > 0.5 * gap[flagged]
+        kinks[flagged.clone()] = still
+        numeric[flagged] = torch.where(still, numeric[flagged], (plus2 + minus2) / 2)
     low, high = torch.minimum(plus, minus), torch.maximum(plus, minus)
-    return torch.where(kinks, torch.clamp(ana, low, high), central), kinks
+    return torch.where(kinks, torch.clamp(ana, low, high), numeric), kinks
 
 
 def _entries(
@@ -192,13 +209,21 @@ def _fast(
 
 
 def _compare(num: torch.Tensor, ana: torch.Tensor, atol: float, mode: str) -> tuple[float, bool]:
-    """Relative difference and whether it is at round-off level (see the module docstring)."""
+    """Relative difference and whether it is at round-off level (see the module docstring).
+
+    Anything non-finite (a NaN numeric derivative when the step is lost in round-off, an
+    infinite gradient) gives a NaN difference that is never at round-off level: never a pass.
+    """
+    if not (bool(torch.isfinite(num).all()) and bool(torch.isfinite(ana).all())):
+        return math.nan, False
     diff = num - ana
     if mode == "fast":
         scale = num.abs() + ana.abs()
         per = torch.where(scale > 0, diff.abs() / scale.clamp_min(1e-300), 0.0)
         return float(per.median()), bool(diff.abs().median() <= atol)
     scale = float(num.norm() + ana.norm())
+    if not math.isfinite(scale):  # finite entries whose norm overflows
+        return math.nan, False
     rel = float(diff.norm()) / scale if scale > 0 else 0.0
     return rel, bool(diff.norm() <= atol * math.sqrt(diff.numel()))
 

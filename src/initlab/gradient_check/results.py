@@ -2,7 +2,8 @@
 
 ``rel`` is the relative difference ``||g_num - g|| / (||g_num|| + ||g||)``; the verdict is
 ``correct`` below ``thresholds[0]`` (or at round-off level), ``bug`` above ``thresholds[1]``,
-``look closer`` in between. A non-finite difference is never ``correct``.
+``look closer`` in between. A non-finite difference (a NaN or infinite loss, gradient or
+finite difference) is ``not finite``, which never passes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from initlab._core.table import format_table, format_value
 from initlab._core.validation import unknown_name_error
 
-VERDICTS = ("correct", "look closer", "bug")
+VERDICTS = ("correct", "look closer", "bug", "not finite")
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Entry:
     @property
     def rel(self) -> float:
         scale = abs(self.numeric) + abs(self.analytic)
+        if not math.isfinite(scale):
+            return math.nan
         return self.diff / scale if scale > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,8 +96,8 @@ class GradCheck:
 
     ``rel``: overall relative difference ``||g_num - g|| / (||g_num|| + ||g||)`` (fast mode:
     median over the joint directions). ``verdict``: the worst of the overall and per-tensor
-    verdicts. ``passed``: no ``bug`` verdict (``look closer`` passes; use ``verdict ==
-    "correct"`` to be strict). ``worst``: the entries (directions) with the largest
+    verdicts. ``passed``: no ``bug`` or ``not finite`` verdict (``look closer`` passes; use
+    ``verdict == "correct"`` to be strict). ``worst``: the entries (directions) with the largest
     ``|g_num - g|``. ``evaluations``: loss evaluations used.
     """
 
@@ -115,13 +118,13 @@ class GradCheck:
 
     @property
     def passed(self) -> bool:
-        return self.verdict != "bug"
+        return self.verdict in ("correct", "look closer")
 
     @property
     def worst_tensor(self) -> str:
         """The tensor with the largest relative difference among those above noise."""
         above = [t for t in self.tensors if not t.noise] or self.tensors
-        return max(above, key=lambda t: t.rel).name
+        return max(above, key=lambda t: _nan_last(t.rel)).name
 
     def __getitem__(self, name: str) -> TensorCheck:
         for t in self.tensors:
@@ -139,7 +142,13 @@ class GradCheck:
             )
         bad = [t for t in self.tensors if t.verdict == self.verdict]
         names = ", ".join(t.name for t in bad) or "overall"
-        worst = max([t.rel for t in bad] + [self.rel if not bad else 0.0])
+        worst = max([t.rel for t in bad] + [self.rel if not bad else 0.0], key=_nan_last)
+        if self.verdict == "not finite":
+            return (
+                f"not finite: a loss, gradient or finite difference in {names} is NaN or "
+                "infinite, so nothing can be concluded (the step eps lost in the rounding of "
+                "large weights, or a diverged model); see the notes"
+            )
         if self.verdict == "bug":
             return (
                 f"bug: relative difference {format_value(worst)} > {format_value(high)} in "
@@ -214,6 +223,14 @@ class GradCheck:
 
 
 def _verdict(rel: float, noise: bool, thresholds: tuple[float, float]) -> str:
+    """``correct`` / ``look closer`` / ``bug`` by the thresholds; a NaN difference (something
+    was not finite) is ``not finite``, which never passes."""
+    if math.isnan(rel):
+        return "not finite"
     if noise or rel < thresholds[0]:
         return "correct"
-    return "bug" if rel > thresholds[1] or math.isnan(rel) else "look closer"
+    return "bug" if rel > thresholds[1] else "look closer"
+
+
+def _nan_last(value: float) -> tuple[bool, float]:
+    return (math.isnan(value), 0.0 if math.isnan(value) else value)

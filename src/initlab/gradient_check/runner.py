@@ -72,6 +72,7 @@ def _run_check(
     all_num: list[torch.Tensor] = []
     all_ana: list[torch.Tensor] = []
     fallbacks: list[str] = []
+    lost_steps: list[str] = []
     for name, value in base.items():
         index, how = None, mode
         if mode == "fast":
@@ -101,6 +102,11 @@ def _run_check(
                 all_ana.append(ana)
         keep = ~kinks if how == "fast" else torch.ones_like(kinks)
         rel, noise = _compare(num[keep], ana[keep], atol, how)
+        lost = int(((value + eps) == (value - eps)).sum())
+        if lost:  # the step vanishes in the rounding of these weights: 0 / 0
+            rel, noise = math.nan, False
+            lost_steps.append(f"{name} ({lost} of {value.numel()}, |w| up to "
+                              f"{float(value.abs().max()):.3g})")  # fmt: skip
         diff = (num - ana).abs()
         rows.append(TensorCheck(
             name=name, shape=tuple(value.shape), checked=num.numel(),
@@ -125,7 +131,15 @@ def _run_check(
     if fallbacks:
         notes = [*notes, f"{', '.join(fallbacks)}: most directions cross kinks, so "
                  f"{max(samples, directions)} single entries were checked instead"]  # fmt: skip
+    if lost_steps:
+        huge = max(float(v.abs().max()) for v in base.values()) > 1e6
+        notes = [*notes, f"eps={eps:g} is lost in the rounding of the weights in "
+                 f"{'; '.join(lost_steps)}: w + eps == w - eps, so the finite difference is "
+                 "0 / 0 there; use a larger eps"
+                 + (" (weights this large mean training diverged)" if huge else "")]  # fmt: skip
     rel, noise = _compare(num, ana, atol, mode)
+    if lost_steps:
+        rel, noise = math.nan, False
     noise = noise or (mode == "fast" and bool(kinks.all()))
     verdicts = [_verdict(rel, noise, thresholds)] + [r.verdict for r in rows]
     verdict = max(verdicts, key=VERDICTS.index)
@@ -139,5 +153,16 @@ def _run_check(
         mode=mode, eps=eps, loss=loss_value, rel=rel, overall_noise=noise, verdict=verdict,
         tensors=rows, worst=entries[:worst], thresholds=thresholds, atol=atol,
         evaluations=objective.evaluations, seconds=time.perf_counter() - start,
-        vectorized=bool(objective.vectorized), notes=notes,
+        vectorized=objective.vectorized, notes=[*notes, *_loop_note(objective)],
     )  # fmt: skip
+
+
+def _loop_note(objective: _Objective) -> list[str]:
+    if not (objective.vectorize and objective.looped):
+        return []
+    groups = sorted({name for group in objective.looped for name in group})
+    shown = ", ".join(groups[:6]) + (f" and {len(groups) - 6} more" if len(groups) > 6 else "")
+    return [
+        f"vmap could not batch the model for {shown} (in-place ops on batched tensors, "
+        "custom autograd Functions, .item()): those were evaluated in a loop, same numbers"
+    ]
