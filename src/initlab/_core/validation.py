@@ -77,3 +77,26 @@ def check_number(
     if maximum is not None and not value <= maximum:
         raise ValueError(f"{argument} must be <= {maximum}; got {value!r}")
     return int(value) if integer else value
+
+
+SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63 everywhere (torch's manual_seed takes int64)
+
+
+def check_seed(argument: str, value: Any) -> int:
+    """Return ``value`` as a seed after checking it is an integer with ``0 <= value < 2**63``,
+    the one range every initlab command and function accepts."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            raise TypeError(
+                f"{argument} must be an integer seed; got {value!r} of type {type(value).__name__}"
+            ) from None
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{argument} must satisfy 0 <= seed < 2**63; got {value}")
+    return int(value)

@@ -68,9 +68,10 @@ import torch
 from torch import nn
 
 from initlab._core.rng import make_generator
-from initlab._core.validation import check_choice, check_number
+from initlab._core.validation import check_choice, check_number, check_seed
 from initlab.gradient_check.bugs import plant_bug
 from initlab.gradient_check.losses import LOSSES, L2Loss, _takes_params, resolve_loss, with_l2
+from initlab.gradient_check.memory import check_bytes, refuse_if_too_big
 from initlab.gradient_check.model_io import (
     SMALL_BATCH,
     KeepFloat64,
@@ -110,8 +111,11 @@ def _check_options(
     thresholds: Sequence[float],
     atol: float | None,
     worst: int,
+    seed: Any = 0,
 ) -> tuple[float, float]:
     check_choice("mode", mode, MODES)
+    if seed is not None and not isinstance(seed, torch.Generator):
+        check_seed("seed", seed)
     check_number("eps", eps, minimum=0.0, strict_minimum=True, maximum=1.0)
     check_number("samples", samples, minimum=1, integer=True)
     check_number("directions", directions, minimum=1, integer=True)
@@ -125,6 +129,19 @@ def _check_options(
     if not low <= high:
         raise ValueError(f"thresholds must satisfy correct <= bug; got ({low}, {high})")
     return float(low), float(high)
+
+
+def _refuse_oversized(tensors: Sequence[torch.Tensor], mode: str, directions: int) -> None:
+    count = sum(t.numel() for t in tensors)
+    largest = max((t.numel() for t in tensors), default=0)
+    what = f"a {mode} gradient check of {count:,} parameters" + (
+        f" with {directions:,} directions" if mode == "fast" else ""
+    )
+    refuse_if_too_big(
+        check_bytes(count, mode, int(directions), largest=largest),
+        what,
+        "use fewer directions, mode='sample' or a smaller model",
+    )
 
 
 def _reasons(work: nn.Module, args: tuple, kwargs: dict, result: GradCheck) -> list[str]:
@@ -205,8 +222,9 @@ def gradcheck(
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     loss_fn = resolve_loss(loss_fn)
     check_choice("dropout", dropout, ("refuse", "off"))
-    low_high = _check_options(mode, eps, samples, directions, thresholds, atol, worst)
+    low_high = _check_options(mode, eps, samples, directions, thresholds, atol, worst, seed)
     args, kwargs = split_inputs(inputs)
+    _refuse_oversized([p for p in model.parameters() if p.requires_grad], mode, directions)
 
     notes: list[str] = []
     work = copy.deepcopy(model)
@@ -307,12 +325,13 @@ def gradcheck_function(
     start = time.perf_counter()
     if not callable(fn):
         raise TypeError(f"fn must be callable; got {type(fn).__name__}")
-    low_high = _check_options(mode, eps, samples, directions, thresholds, atol, worst)
+    low_high = _check_options(mode, eps, samples, directions, thresholds, atol, worst, seed)
     tensors = [i for i, v in enumerate(inputs) if isinstance(v, torch.Tensor)
                and v.is_floating_point()]  # fmt: skip
     checked = [i for i in tensors if inputs[i].requires_grad] or tensors
     if not checked:
         raise TypeError("gradcheck_function needs at least one floating-point tensor input")
+    _refuse_oversized([inputs[i] for i in checked], mode, directions)
     args = [to64(v) if isinstance(v, torch.Tensor) else v for v in inputs]
     base = {f"input{i}": args[i] for i in checked}
     generator = make_generator(seed)

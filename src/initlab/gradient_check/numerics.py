@@ -190,13 +190,12 @@ def _fast(
     base: Mapping[str, torch.Tensor],
     grad: Mapping[str, torch.Tensor],
     eps: float,
-    directions: int,
-    generator: torch.Generator,
+    signs: Mapping[str, torch.Tensor],
     zero: float,
     atol: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Numeric derivatives, kink flags and analytic derivatives along random directions."""
-    signs = _signs(base, directions, generator)
+    """Numeric derivatives, kink flags and analytic derivatives along the sign vectors
+    ``signs`` (from :func:`_signs`)."""
     ana, sides = _directional(objective, base, grad, eps, signs, zero)
 
     def refine(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -115,6 +115,7 @@ class GradCheck:
     seconds: float
     vectorized: bool
     notes: list[str] = field(default_factory=list)
+    overall_verdict: str = ""  # the joint comparison's own verdict (empty: from rel)
 
     @property
     def passed(self) -> bool:
@@ -154,11 +155,19 @@ class GradCheck:
                 f"bug: relative difference {format_value(worst)} > {format_value(high)} in "
                 f"{names}; the back-propagated gradient there is almost surely wrong"
             )
+        if any("shrinks with the step" in n for n in self.notes):
+            why = (
+                "it shrinks as the step shrinks (curvature or kinks, see the notes), which a "
+                "wrong backward pass would not do"
+            )
+        else:
+            why = (
+                "a kink (ReLU, max) crossed by the step, or too large an eps, gives this "
+                "too: retry with another eps or seed"
+            )
         return (
-            f"look closer: relative difference {format_value(worst)} between "
-            f"{format_value(low)} and {format_value(high)} in {names}; a kink (ReLU, max) "
-            f"crossed by the step, or too large an eps, gives this too: retry with another "
-            f"eps or seed"
+            f"look closer: relative difference {format_value(worst)} above "
+            f"{format_value(low)} in {names}; {why}"
         )
 
     def __str__(self) -> str:
@@ -179,7 +188,7 @@ class GradCheck:
              shown(t.verdict, t.rel, t.noise))
             for t in self.tensors
         ]  # fmt: skip
-        overall = _verdict(self.rel, self.overall_noise, self.thresholds)
+        overall = self.overall_verdict or _verdict(self.rel, self.overall_noise, self.thresholds)
         rows.append(("overall", "", "", "", "", self.rel, "",
                      shown(overall, self.rel, self.overall_noise)))  # fmt: skip
         table = format_table(
@@ -219,6 +228,7 @@ class GradCheck:
             "seconds": self.seconds,
             "vectorized": self.vectorized,
             "notes": list(self.notes),
+            "overall_verdict": self.overall_verdict,
         }
 
 
