@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import pytest
 import torch
@@ -226,8 +227,10 @@ def test_fast_mode_catches_a_bug_in_one_small_tensor_of_a_big_net():
     net = _mlp("relu", dims=(2, 100, 150, 30, 1))
     result = gradcheck(plant_bug(net, "linear4.bias", -1), "bce", x, y, mode="fast", seed=5)
     assert result.verdict == "bug" and result.worst_tensor == "linear4.bias"
-    # cost: 2 * directions * (tensors + 1) evaluations (+1 determinism check), whatever P is
-    assert result.evaluations == 2 * 7 * (8 + 1) + 1
+    # cost: 2 * directions * (tensors + 1) evaluations (+1 determinism check), whatever P is,
+    # + the failing tensor and the joint directions again at eps / 10 and eps / 100
+    assert result.evaluations == 2 * 7 * (8 + 1) + 1 + 2 * (2 * 7 * 2)
+    assert result["linear4.bias"].rel == pytest.approx(1.0)  # the same at every step
 
 
 # ----------------------------------------------------------------- the user's model
@@ -431,12 +434,20 @@ def test_bad_models_and_inputs():
         gradcheck(frozen, "bce", x, y)
     with pytest.raises(ValueError, match=r"did you mean 'linear2\.bias'"):
         plant_bug(_mlp(), "linear2.bais")
-    with pytest.raises(ValueError, match="Linear or Conv"):
-        plant_bug(_built(SmallCNN), "1.weight")
-    # a transposed convolution has no _conv_forward: its planted copy would return None
-    transposed = _built(lambda: nn.Sequential(nn.ConvTranspose1d(2, 3, 3)))
-    with pytest.raises(ValueError, match=r"Linear or Conv.*ConvTranspose1d"):
-        plant_bug(transposed, "0.weight")
+
+
+def test_planted_bug_in_any_layer_type_is_named():
+    # batch norm's scale and a transposed convolution (no _conv_forward): the generic path
+    x, y = _images()
+    bn = gradcheck(plant_bug(_built(SmallCNN), "1.weight", 2.0), "cross_entropy", x, y,
+                   mode="fast")  # fmt: skip
+    assert bn.verdict == "bug" and bn.worst_tensor == "1.weight"
+    transposed = _built(lambda: nn.Sequential(nn.ConvTranspose1d(2, 3, 3), nn.Flatten()))
+    t = torch.randn(4, 2, 5, generator=torch.Generator().manual_seed(0))
+    clean = gradcheck(transposed, "mse", t, torch.zeros(4, 21))
+    buggy = gradcheck(plant_bug(transposed, "0.weight"), "mse", t, torch.zeros(4, 21))
+    assert clean.verdict == "correct" and buggy.verdict == "bug"
+    assert [r.name for r in buggy.tensors if r.verdict == "bug"] == ["0.weight"]
 
 
 def test_str_and_to_dict():
@@ -451,8 +462,21 @@ def test_str_and_to_dict():
 
 
 def test_public_names():
-    for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck"):
+    import initlab.gradient_check.check as check
+
+    for name in ("gradcheck", "gradcheck_function", "with_l2", "GradCheck", "plant_bug"):
         assert name in initlab.__all__
+        # the same object from the package root and from the old module path
+        assert getattr(initlab, name) is getattr(check, name)
+
+
+def test_every_gradient_check_module_is_small():
+    import pathlib
+
+    import initlab.gradient_check as package
+
+    for path in pathlib.Path(package.__file__).parent.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 500, path.name
 
 
 def test_exact_kinks_do_not_fail_a_correct_relu_net():
@@ -472,8 +496,14 @@ def test_exact_kinks_do_not_fail_a_correct_relu_net():
 def test_a_large_step_shows_truncation_error():
     x, y = _data()
     net = _mlp("tanh")
-    assert gradcheck(net, "bce", x, y, eps=1e-3).verdict == "look closer"
     assert gradcheck(net, "bce", x, y, eps=1e-7).verdict == "correct"
+    # at eps 1e-3 truncation error shows in the difference, and is gone at a 10x smaller step
+    large = gradcheck(net, "bce", x, y, eps=1e-3)
+    assert 1e-7 < large.rel < 1e-3 and large.verdict == "correct"
+    assert any("gone at the smaller step" in n for n in large.notes)
+    # at eps 0.2 it shrinks with the step but not below 1e-7: look closer, with the reason
+    huge = gradcheck(net, "bce", x, y, eps=0.2)
+    assert huge.verdict == "look closer" and "shrinks as the step shrinks" in huge.summary
 
 
 def test_a_transformer_layer_passes_without_warnings():
@@ -482,3 +512,60 @@ def test_a_transformer_layer_passes_without_warnings():
     x = torch.randn(3, 5, 8, generator=torch.Generator().manual_seed(0))
     result = gradcheck(enc, lambda out, _: out.pow(2).mean(), x, None, mode="sample", samples=4)
     assert result.verdict == "correct", str(result)
+
+
+# ----------------------------------------------------------------- issue 11/12 hardening
+
+
+def test_a_kink_crossed_near_the_point_is_not_a_bug():
+    # relu(w - c) with c just 5e-8 above w: the step h = 1e-7 crosses the kink on the plus
+    # side only; the derivative at w is 0 and the central difference at h says 0.25
+    w = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    c = w + 5e-8
+    check = gradcheck_function(lambda v: torch.relu(v - c).sum(), w)
+    assert check.verdict == "correct", str(check)
+
+
+def test_nan_and_inf_never_pass():
+    x, y = _data()
+    net = _mlp()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1e14)  # diverged: the step 1e-7 vanishes in the weights' rounding
+    for mode in ("full", "fast"):
+        for model in (net, plant_bug(net, "linear2.bias", -1)):
+            check = gradcheck(model, "bce", x, y, mode=mode)
+            assert check.verdict == "not finite" and not check.passed, mode
+            assert any("lost in the rounding" in n for n in check.notes)
+    tiny = gradcheck(_mlp(), "bce", x, y, eps=1e-320)
+    assert tiny.verdict == "not finite" and "not finite" in tiny.summary
+    with pytest.raises(ValueError, match="the loss is not finite"):
+        gradcheck_function(lambda v: (v * float("inf")).sum(), torch.ones(2))
+    # a finite loss with an infinite gradient: sqrt at 0
+    inf = gradcheck_function(lambda v: v.sqrt().sum(), torch.tensor([0.0, 1.0]))
+    assert inf.verdict == "not finite" and not inf.passed
+
+
+def test_clear_errors_for_missing_targets_empty_layers_and_seeds():
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    linear = _built(nn.Linear, 4, 1)
+    with pytest.raises(ValueError, match="loss_fn='bce' needs targets; got None"):
+        gradcheck(linear, "bce", x, None)
+    with pytest.raises(ValueError, match=r"targets of shape \(3,\) do not match"):
+        gradcheck(linear, "mse", x, torch.zeros(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op"
+        empty = _built(nn.Linear, 4, 0)
+        empty_inside = _built(lambda: nn.Sequential(nn.Linear(4, 0), nn.Linear(0, 1)))
+    with pytest.raises(ValueError, match="have size 0"):
+        gradcheck(empty, "mse", x, torch.zeros(5, 0))
+    check = gradcheck(empty_inside, "mse", x, torch.zeros(5, 1))
+    assert check.verdict == "correct" and any("size 0" in n for n in check.notes)
+    with pytest.raises(ValueError, match=r"0 <= seed < 2\*\*63"):
+        gradcheck(linear, "mse", x, torch.zeros(5, 1), seed=2**64)
+
+
+def test_memory_is_estimated_before_anything_large_is_allocated():
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"with 1,000,000,000,000 directions needs about"):
+        gradcheck(_mlp(), "bce", x, y, mode="fast", directions=10**12)

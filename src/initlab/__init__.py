@@ -20,44 +20,59 @@ __version__ = "0.1.0"
 
 # Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
+    "compare": "initlab.bench.compare",
     "Comparison": "initlab.bench.compare",
     "MonitorSeries": "initlab.bench.compare",
-    "compare": "initlab.bench.compare",
     "Dataset": "initlab.bench.dataset",
-    "MLP": "initlab.bench.nets",
-    "StackedMLP": "initlab.bench.nets",
     "load_parameters": "initlab.bench.nets",
+    "MLP": "initlab.bench.nets",
     "mlp": "initlab.bench.nets",
+    "StackedMLP": "initlab.bench.nets",
     "RunOptions": "initlab.bench.options",
     "History": "initlab.bench.results",
     "Run": "initlab.bench.results",
     "train_stacked": "initlab.bench.stacked",
     "train": "initlab.bench.train",
+    "coord_check": "initlab.doctor.coord_check",
+    "CoordCheck": "initlab.doctor.coord_check",
+    "mlp_criticality": "initlab.doctor.criticality",
+    "MLPCriticality": "initlab.doctor.criticality",
+    "diagnose": "initlab.doctor.diagnose",
     "Diagnosis": "initlab.doctor.diagnose",
     "Fix": "initlab.doctor.diagnose",
+    "fix": "initlab.doctor.diagnose",
     "LayerStats": "initlab.doctor.diagnose",
+    "recommend": "initlab.doctor.diagnose",
     "Recommendation": "initlab.doctor.diagnose",
     "Thresholds": "initlab.doctor.diagnose",
     "Verdict": "initlab.doctor.diagnose",
-    "diagnose": "initlab.doctor.diagnose",
-    "fix": "initlab.doctor.diagnose",
-    "recommend": "initlab.doctor.diagnose",
+    "jacobian_spectrum": "initlab.doctor.jacobian",
+    "JacobianSpectrum": "initlab.doctor.jacobian",
     "Monitor": "initlab.doctor.monitor",
-    "GradCheck": "initlab.gradient_check.check",
+    "SPP": "initlab.doctor.spp",
+    "spp": "initlab.doctor.spp",
+    "plant_bug": "initlab.gradient_check.bugs",
     "gradcheck": "initlab.gradient_check.check",
     "gradcheck_function": "initlab.gradient_check.check",
-    "plant_bug": "initlab.gradient_check.check",
-    "with_l2": "initlab.gradient_check.check",
-    "InitReport": "initlab.initializers.apply",
-    "InitRow": "initlab.initializers.apply",
+    "with_l2": "initlab.gradient_check.losses",
+    "GradCheck": "initlab.gradient_check.results",
     "default_init_std": "initlab.initializers.apply",
     "init_model": "initlab.initializers.apply",
+    "InitReport": "initlab.initializers.apply",
+    "InitRow": "initlab.initializers.apply",
     "build": "initlab.initializers.build",
     "initialize_parameters": "initlab.initializers.course",
+    "Critical": "initlab.initializers.critical",
+    "critical": "initlab.initializers.critical",
+    "edge_of_chaos": "initlab.initializers.critical",
+    "mean_field": "initlab.initializers.critical",
     "fan_in_fan_out": "initlab.initializers.fans",
     "parameter_fans": "initlab.initializers.fans",
     "receptive_field": "initlab.initializers.fans",
     "gain": "initlab.initializers.gains",
+    "lsuv": "initlab.initializers.lsuv",
+    "LSUVReport": "initlab.initializers.lsuv",
+    "LSUVRow": "initlab.initializers.lsuv",
     "get": "initlab.initializers.registry",
     "Constant": "initlab.initializers.schemes",
     "DeltaOrthogonal": "initlab.initializers.schemes",
@@ -74,25 +89,10 @@ _EXPORTS: dict[str, str] = {
     "Uniform": "initlab.initializers.schemes",
     "VarianceScaling": "initlab.initializers.schemes",
     "Xavier": "initlab.initializers.schemes",
-    "plot_signal": "initlab.report.signal",
     "reproduce": "initlab.papers.base",
     "Reproduction": "initlab.papers.base",
     "write_reproduction": "initlab.report.papers",
-    "Critical": "initlab.initializers.critical",
-    "critical": "initlab.initializers.critical",
-    "edge_of_chaos": "initlab.initializers.critical",
-    "mean_field": "initlab.initializers.critical",
-    "LSUVReport": "initlab.initializers.lsuv",
-    "LSUVRow": "initlab.initializers.lsuv",
-    "lsuv": "initlab.initializers.lsuv",
-    "CoordCheck": "initlab.doctor.coord_check",
-    "coord_check": "initlab.doctor.coord_check",
-    "MLPCriticality": "initlab.doctor.criticality",
-    "mlp_criticality": "initlab.doctor.criticality",
-    "JacobianSpectrum": "initlab.doctor.jacobian",
-    "jacobian_spectrum": "initlab.doctor.jacobian",
-    "SPP": "initlab.doctor.spp",
-    "spp": "initlab.doctor.spp",
+    "plot_signal": "initlab.report.signal",
     "plot_coord_check": "initlab.report.theory",
     "plot_edge_of_chaos": "initlab.report.theory",
     "plot_jacobian": "initlab.report.theory",
@@ -127,7 +127,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.bench.options import RunOptions
     from initlab.bench.results import History, Run
     from initlab.bench.stacked import train_stacked
-    from initlab.bench.train import History, Run, train, train_stacked
+    from initlab.bench.train import train
     from initlab.doctor.coord_check import CoordCheck, coord_check
     from initlab.doctor.criticality import MLPCriticality, mlp_criticality
     from initlab.doctor.diagnose import (
@@ -144,13 +144,10 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.doctor.jacobian import JacobianSpectrum, jacobian_spectrum
     from initlab.doctor.monitor import Monitor
     from initlab.doctor.spp import SPP, spp
-    from initlab.gradient_check.check import (
-        GradCheck,
-        gradcheck,
-        gradcheck_function,
-        plant_bug,
-        with_l2,
-    )
+    from initlab.gradient_check.bugs import plant_bug
+    from initlab.gradient_check.check import gradcheck, gradcheck_function
+    from initlab.gradient_check.losses import with_l2
+    from initlab.gradient_check.results import GradCheck
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters

@@ -1,11 +1,13 @@
-"""``initlab gradcheck``: check back-propagation on a built-in MLP against finite differences."""
+"""``initlab gradcheck``: check back-propagation on a built-in MLP against finite differences,
+or (``--numpy FILE.py``) a learner's hand-written NumPy backward pass the course's way."""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 
-from initlab._core.validation import check_number
+from initlab._core.validation import check_number, check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +18,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare every back-propagated gradient with central differences in float64: per-tensor "
         "relative differences ||g_num - g|| / (||g_num|| + ||g||) and a verdict (< 1e-7 "
         "correct, > 1e-3 a bug, in between look closer). Exit status 1 when the check finds a "
-        "bug (or, with --strict, anything but 'correct'), 2 on bad input.",
+        "bug or something not finite (or, with --strict, anything but 'correct'), 2 on bad "
+        "input. With --numpy FILE.py: the course's NumPy gradient check of the cost, "
+        "parameters and gradients that FILE.py defines (the file's code runs: only name files "
+        "you trust); exit status 1 when the difference is not below --threshold.",
+    )
+    parser.add_argument(
+        "--numpy",
+        default=None,
+        metavar="FILE.py",
+        help="check a hand-written NumPy backward pass: FILE.py defines cost(parameters), "
+        "parameters (a dict of arrays, or a function returning one) and gradients (a dict "
+        "with dW1, db1, ..., or a function of the parameters returning one); runs the file",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=1e-7,
+        help="--numpy: the difference below which the backward pass is correct (default 1e-7)",
     )
     parser.add_argument(
         "--dims", default="2,10,5,1", help="layer sizes n0,n1,...,nL (default 2,10,5,1)"
@@ -76,15 +95,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _dims(text: str) -> list[int]:
-    try:
-        dims = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) > 0 for part in parts):
         raise ValueError(
-            f"--dims must be comma-separated integers like 2,10,5,1; got {text!r}"
-        ) from None
+            f"--dims must be positive integers separated by commas, like 2,10,5,1; got {text!r}"
+        )
+    dims = [int(part) for part in parts]
     if len(dims) < 2:
         raise ValueError(f"--dims needs at least an input and an output size; got {text!r}")
     return dims
+
+
+def _refuse_oversized(dims: list[int], examples: int, mode: str, directions: int) -> None:
+    """Refuse, with the estimate, an MLP check that cannot fit in memory (before building)."""
+    from initlab.gradient_check.memory import check_bytes, refuse_if_too_big
+
+    sizes = [a * b + b for a, b in itertools.pairwise(dims)]
+    activations = 8 * examples * (4 * sum(dims) + 256 * dims[-1])
+    refuse_if_too_big(
+        check_bytes(sum(sizes), mode, directions, activations, largest=max(sizes)),
+        f"gradcheck of an MLP {dims} ({sum(sizes):,} parameters) on {examples:,} examples"
+        + (f" with {directions:,} directions" if mode == "fast" else ""),
+        "use smaller --dims, fewer --examples or fewer --directions",
+    )
 
 
 def _bug(text: str) -> tuple[str, float]:
@@ -98,6 +131,12 @@ def _bug(text: str) -> tuple[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.numpy is not None:
+        return _run_numpy(args)
+    return _run_mlp(args)
+
+
+def _run_mlp(args: argparse.Namespace) -> int:
     from initlab.bench.datasets import load
     from initlab.bench.nets import mlp
     from initlab.bench.train import train
@@ -105,9 +144,17 @@ def run(args: argparse.Namespace) -> int:
     from initlab.initializers.apply import init_model
 
     dims = _dims(args.dims)
+    check_seed(args.seed, "--seed")
     l2 = check_number("--l2", args.l2, minimum=0.0)
     check_number("--after", args.after, minimum=0, integer=True)
+    check_number("--directions", args.directions, minimum=1, integer=True)
+    check_number("--samples", args.samples, minimum=1, integer=True)
     data = load(args.data)
+    examples = data.x_train.shape[0]
+    if args.examples is not None:
+        examples = min(examples, int(check_number("--examples", args.examples, minimum=1,
+                                                  integer=True)))  # fmt: skip
+    _refuse_oversized(dims, examples, args.mode, args.directions)
     if dims[0] != data.n_features:
         raise ValueError(
             f"--dims: the first size must be the number of input features of {args.data} "
@@ -173,3 +220,18 @@ def run(args: argparse.Namespace) -> int:
         print(check)
     failed = not check.passed or (args.strict and check.verdict != "correct")
     return 1 if failed else 0
+
+
+def _run_numpy(args: argparse.Namespace) -> int:
+    from initlab.cli.numpy_file import load_course_check
+
+    cost, parameters, gradients = load_course_check(args.numpy)
+    from initlab.gradient_check.course import gradient_check
+
+    check = gradient_check(cost, parameters, gradients, epsilon=args.eps,
+                           threshold=args.threshold)  # fmt: skip
+    if args.json:
+        print(json.dumps({"file": args.numpy, **check.to_dict()}, indent=2))
+    else:
+        print(check)
+    return 0 if check.correct else 1

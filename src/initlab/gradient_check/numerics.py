@@ -1,0 +1,235 @@
+"""The numerics of a gradient check: batched loss evaluations, central and one-sided
+differences over entries or random directions, kinks, and the relative difference.
+
+See :mod:`initlab.gradient_check.check` for the math.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+
+import torch
+
+# Largest number of perturbed parameter elements held at once by one vmap call (float64:
+# 8 bytes each, so 8 MiB: cache-friendly), and the most perturbed settings per call.
+_CHUNK_ELEMENTS = 1 << 20
+_CHUNK_SETTINGS = 256
+
+
+class _Objective:
+    """A scalar function of named tensors, evaluated at many perturbed settings at once.
+
+    Settings are batched with ``torch.func.vmap``. Where vmap fails (an in-place ``out +=
+    identity`` whose right side is batched and left side is not, as in torchvision's ResNet; a
+    custom ``autograd.Function`` without a vmap rule; ``.item()``), that group of tensors is
+    evaluated in a plain loop from then on, with the same numbers; other groups keep vmap.
+    ``looped``: the groups that fell back (``vectorized``: whether any call used vmap).
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+        base: dict[str, torch.Tensor],
+        vectorize: bool,
+    ) -> None:
+        self.fn = fn
+        self.base = base
+        self.vectorize = vectorize
+        self.vectorized = False
+        self.looped: list[tuple[str, ...]] = []
+        self.evaluations = 0
+
+    def _one(self, changes: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        value = self.fn({**self.base, **changes})
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+            raise ValueError(f"the loss must be a scalar tensor; got {shape}")
+        return value.reshape(())
+
+    def values(self, batched: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``L`` at ``B`` settings: ``batched[name]`` has shape ``(B, *shape)``; the other
+        tensors stay at ``base``. Returns shape ``(B,)``."""
+        count = next(iter(batched.values())).shape[0]
+        per_setting = sum(v[0].numel() for v in batched.values())
+        step = max(1, min(_CHUNK_SETTINGS, _CHUNK_ELEMENTS // max(per_setting, 1)))
+        out = []
+        with torch.no_grad():
+            for start in range(0, count, step):
+                chunk = {k: v[start : start + step] for k, v in batched.items()}
+                out.append(self._chunk(chunk))
+        self.evaluations += count
+        return torch.cat(out)
+
+    def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        group = tuple(chunk)
+        if self.vectorize and group not in self.looped:
+            try:
+                with warnings.catch_warnings():
+                    # vmap runs ops without a batching rule in a loop, and says so once per op
+                    warnings.filterwarnings("ignore", message="There is a performance drop")
+                    values = torch.func.vmap(self._one)(dict(chunk))
+            except Exception:
+                self.looped.append(group)  # a real error in the loss is raised by the loop
+            else:
+                self.vectorized = True
+                return values
+        count = next(iter(chunk.values())).shape[0]
+        return torch.stack([self._one({k: v[i] for k, v in chunk.items()}) for i in range(count)])
+
+
+def _at_kinks(
+    ana: torch.Tensor,
+    central: torch.Tensor,
+    plus: torch.Tensor,
+    minus: torch.Tensor,
+    atol: float,
+    refine: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The numeric derivatives to compare with, and which of them sit at a kink.
+
+    ``plus``/``minus`` are the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w) -
+    L(w - h)) / h``. For a smooth loss they differ by ``h |L''|``; at a kink (a ReLU input
+    exactly 0, e.g. a zero bias after a layer that is all zeros for some example) by the
+    jump of the slope, whatever ``h``. Where ``|plus - minus| > 1e-3 (|plus| + |minus|) +
+    atol``, ``refine`` recomputes both at ``h / 10``:
+
+    * the gap shrinks by less than half (it would shrink ten-fold if it came from curvature):
+      a kink *at* the point. The derivative does not exist there, any value between the two
+      one-sided ones is a valid choice (PyTorch takes ``relu'(0) = 0``), and the analytic value
+      is compared with that range (the numeric value becomes the point of the range closest
+      to it);
+    * the gap shrinks more: curvature, or a kink *near* the point, crossed by the step ``h``
+      but not by ``h / 10`` (common in deep ReLU/max-pool networks, where a step moves
+      thousands of pre-activations at once). The central difference at ``h / 10`` is used.
+
+    Everywhere else: the central difference at ``h``.
+    """
+    gap = (plus - minus).abs()
+    flagged = gap > 1e-3 * (plus.abs() + minus.abs()) + atol
+    kinks = torch.zeros_like(flagged)
+    numeric = central.clone()
+    if bool(flagged.any()):
+        plus2, minus2 = refine(flagged)
+        still = (plus2 - minus2).abs() > 0.5 * gap[flagged]
+        kinks[flagged.clone()] = still
+        numeric[flagged] = torch.where(still, numeric[flagged], (plus2 + minus2) / 2)
+    low, high = torch.minimum(plus, minus), torch.maximum(plus, minus)
+    return torch.where(kinks, torch.clamp(ana, low, high), numeric), kinks
+
+
+def _entries(
+    objective: _Objective,
+    name: str,
+    value: torch.Tensor,
+    index: torch.Tensor,
+    eps: float,
+    zero: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Central differences ``(L(w + h e_i) - L(w - h e_i)) / (w_i^+ - w_i^-)`` for ``index``,
+    and the one-sided ones ``(L^+ - L) / (w_i^+ - w_i)``, ``(L - L^-) / (w_i - w_i^-)``
+    (``zero`` = ``L(w)``). Denominators are the steps actually taken after rounding."""
+    flat = value.reshape(-1)
+    count = index.numel()
+    index = index.to(flat.device)
+    rows = torch.arange(count, device=flat.device)
+    here = flat[index]
+    plus, minus = here + eps, here - eps
+    # Build the perturbed settings a slice at a time, so memory stays bounded.
+    step = max(1, _CHUNK_ELEMENTS // (2 * max(flat.numel(), 1)))
+    up = torch.empty(count, dtype=flat.dtype, device=flat.device)
+    down = torch.empty(count, dtype=flat.dtype, device=flat.device)
+    for start in range(0, count, step):
+        sl = slice(start, start + step)
+        b = rows[sl].numel()
+        settings = flat.repeat(2 * b, 1)
+        settings[rows[:b], index[sl]] = plus[sl]
+        settings[rows[:b] + b, index[sl]] = minus[sl]
+        values = objective.values({name: settings.reshape(2 * b, *value.shape)})
+        up[sl], down[sl] = values[:b], values[b:]
+    central = (up - down) / (plus - minus)
+    return central, (up - zero) / (plus - here), (zero - down) / (here - minus)
+
+
+def _signs(
+    base: Mapping[str, torch.Tensor], directions: int, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """``directions`` random sign vectors (entries +-1) per tensor."""
+    return {
+        name: (2 * torch.randint(0, 2, (directions, *v.shape), generator=generator) - 1).to(v)
+        for name, v in base.items()
+    }
+
+
+def _directional(
+    objective: _Objective,
+    base: Mapping[str, torch.Tensor],
+    grad: Mapping[str, torch.Tensor],
+    eps: float,
+    signs: Mapping[str, torch.Tensor],
+    zero: float,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Derivatives along the sign vectors ``d``: analytic ``g . d_h`` with ``d_h = (w^+ -
+    w^-) / (2 h)`` (the step after rounding), and numeric central ``(L(w + h d) - L(w - h
+    d)) / (2 h)`` and one-sided ``(L^+ - L) / h``, ``(L - L^-) / h``."""
+    count = next(iter(signs.values())).shape[0]
+    plus = {k: base[k] + eps * d for k, d in signs.items()}
+    minus = {k: base[k] - eps * d for k, d in signs.items()}
+    analytic = torch.zeros(count, dtype=torch.float64, device=next(iter(base.values())).device)
+    for k in signs:
+        step = (plus[k] - minus[k]) / (2 * eps)
+        analytic += (step * grad[k]).reshape(count, -1).sum(1).to(torch.float64)
+    values = objective.values({k: torch.cat([plus[k], minus[k]]) for k in signs}).double()
+    up, down = values[:count], values[count:]
+    return analytic, ((up - down) / (2 * eps), (up - zero) / eps, (zero - down) / eps)
+
+
+def _fast(
+    objective: _Objective,
+    base: Mapping[str, torch.Tensor],
+    grad: Mapping[str, torch.Tensor],
+    eps: float,
+    signs: Mapping[str, torch.Tensor],
+    zero: float,
+    atol: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Numeric derivatives, kink flags and analytic derivatives along the sign vectors
+    ``signs`` (from :func:`_signs`)."""
+    ana, sides = _directional(objective, base, grad, eps, signs, zero)
+
+    def refine(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        some = {k: d[mask] for k, d in signs.items()}
+        _, (_, plus, minus) = _directional(objective, base, grad, eps / 10, some, zero)
+        return plus, minus
+
+    num, kinks = _at_kinks(ana, *sides, atol, refine)
+    return num, kinks, ana
+
+
+def _compare(num: torch.Tensor, ana: torch.Tensor, atol: float, mode: str) -> tuple[float, bool]:
+    """Relative difference and whether it is at round-off level (see the module docstring).
+
+    Anything non-finite (a NaN numeric derivative when the step is lost in round-off, an
+    infinite gradient) gives a NaN difference that is never at round-off level: never a pass.
+    """
+    if not (bool(torch.isfinite(num).all()) and bool(torch.isfinite(ana).all())):
+        return math.nan, False
+    diff = num - ana
+    if mode == "fast":
+        scale = num.abs() + ana.abs()
+        per = torch.where(scale > 0, diff.abs() / scale.clamp_min(1e-300), 0.0)
+        return float(per.median()), bool(diff.abs().median() <= atol)
+    scale = float(num.norm() + ana.norm())
+    if not math.isfinite(scale):  # finite entries whose norm overflows
+        return math.nan, False
+    rel = float(diff.norm()) / scale if scale > 0 else 0.0
+    return rel, bool(diff.norm() <= atol * math.sqrt(diff.numel()))
+
+
+def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        index.append(i % size)
+        i //= size
+    return tuple(reversed(index))
