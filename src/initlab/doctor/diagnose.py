@@ -116,8 +116,8 @@ def _check_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     bad = [e for e in entries if not isinstance(e, allowed)]
     if bad or not any(isinstance(e, torch.Tensor) for e in entries):
         raise TypeError(
-            "inputs must hold at least one tensor (other entries may be None, numbers or "
-            f"strings); got {_describe(inputs)}"
+            "inputs must be a tensor, or a tuple or dict holding at least one tensor (other "
+            f"entries may be None, numbers or strings); got {_describe(inputs)}"
         )
     return args, kwargs
 
