@@ -13,7 +13,6 @@ from torch import nn
 
 import initlab
 from initlab.initializers.activations import following_activations
-
 from zoo import ZOO
 
 
