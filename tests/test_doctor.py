@@ -442,8 +442,10 @@ def test_recommended_std_uses_the_fans_fix_applies():
     ``init_model``) applies: ``in * k`` for a ConvTranspose weight ``(in, out, *k)``, 1 for an
     Embedding, not the fans read from the weight's shape."""
     model = built(lambda: nn.Sequential(nn.ConvTranspose1d(16, 4, 3), nn.ReLU(), nn.Flatten()))
+    initlab.init_model(model, "random:scale=100", seed=0)  # fix leaves healthy models alone
     inputs = torch.randn(8, 16, 5, generator=torch.Generator().manual_seed(0))
     result = initlab.fix(model, inputs)
+    assert result.before.kinds == ["exploding"] and result.success
     rec = {r.parameter: r for r in result.before.recommendations}["0.weight"]
     assert rec.expected_std == pytest.approx(math.sqrt(2 / (16 * 3)))
     assert rec.expected_std == pytest.approx(result.init["0.weight"].target_std)
@@ -466,9 +468,9 @@ def test_fix_str_lists_every_reinitialized_weight():
         def forward(self, x):
             return self.head(self.rnn(x)[0][:, -1])
 
-    result = initlab.fix(
-        built(Recurrent), torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0))
-    )
+    model = built(Recurrent)
+    initlab.init_model(model, "zeros")  # symmetric: fix leaves healthy models alone
+    result = initlab.fix(model, torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)))
     assert set(result.rules) == {"rnn.weight_ih_l0", "head.weight", "head.bias"}
     text = str(result)
     assert "re-initialized 2 weight layers" in text

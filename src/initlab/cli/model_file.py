@@ -59,6 +59,10 @@ def load_model(spec: str, seed: int = 0) -> nn.Module:
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as error:
+        raise ValueError(
+            f"model file {path_text} exited (sys.exit) with code {error.code}"
+        ) from None
     except Exception as error:
         raise ValueError(f"importing {path_text} failed: {type(error).__name__}: {error}") from None
     factory = getattr(module, name, None)
@@ -68,6 +72,10 @@ def load_model(spec: str, seed: int = 0) -> nn.Module:
     try:
         with seeded_global_rng(seed):
             model = factory()
+    except SystemExit as error:
+        raise ValueError(
+            f"{name}() in model file {path_text} exited (sys.exit) with code {error.code}"
+        ) from None
     except Exception as error:
         raise ValueError(
             f"{name}() in {path_text} failed: {type(error).__name__}: {error}"

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from initlab._core.validation import check_number
 from initlab.doctor.diagnosis import (
@@ -32,7 +33,7 @@ from initlab.doctor.diagnosis import (
     Verdict,
     VerdictKind,
 )
-from initlab.doctor.probe import _build_rows, _Call, _first_tensor, _Probe, _queue_norms, _sync
+from initlab.doctor.probe import _build_rows, _Call, _Probe, _queue_norms, _sync
 from initlab.doctor.recommendations import _recommendations, recommend
 from initlab.doctor.verdicts import _verdicts
 from initlab.initializers.apply import init_model
@@ -72,27 +73,131 @@ def _default_loss(model: nn.Module, targets: torch.Tensor) -> LossFn:
     return F.mse_loss
 
 
-def _check_inputs(inputs: Any) -> tuple[torch.Tensor, ...]:
-    args = (inputs,) if isinstance(inputs, torch.Tensor) else inputs
-    if (
-        not isinstance(args, tuple | list)
-        or not args
-        or not all(isinstance(a, torch.Tensor) for a in args)
-    ):
+def _describe(value: Any) -> str:
+    """What was given, for error messages: a type with its contents' types and shapes."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, tuple | list):
+        inner = ", ".join(_describe(v) for v in value[:4])
+        more = ", ..." if len(value) > 4 else ""
+        return f"{type(value).__name__} ({inner}{more})"
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k!r}: {_describe(v)}" for k, v in list(value.items())[:4])
+        return f"dict {{{inner}{', ...' if len(value) > 4 else ''}}}"
+    if value is None:
+        return "None"
+    return type(value).__name__
+
+
+def _check_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``inputs`` as the model's ``(args, kwargs)``: a tensor is one positional argument, a
+    tuple or list the positional arguments (``None`` entries allowed: optional arguments left
+    out), a dict keyword arguments (``model(**batch)``, the Hugging Face way). At least one
+    entry must be a tensor; the others may be ``None``, numbers, strings or booleans."""
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, tuple | list):
+        args, kwargs = tuple(inputs), {}
+        entries = list(args)
+    elif isinstance(inputs, dict):
+        if not all(isinstance(k, str) for k in inputs):
+            raise TypeError(
+                f"inputs as a dict must map argument names (str) to values; got keys "
+                f"{[type(k).__name__ for k in inputs]}"
+            )
+        args, kwargs = (), dict(inputs)
+        entries = list(kwargs.values())
+    else:
         raise TypeError(
-            f"inputs must be a tensor or a tuple of tensors (the model's positional arguments); "
-            f"got {type(inputs).__name__}"
+            "inputs must be a tensor, a tuple of the model's positional arguments or a dict of "
+            f"its keyword arguments (model(**batch)); got {_describe(inputs)}"
         )
-    return tuple(args)
+    allowed = (torch.Tensor, type(None), bool, int, float, str)
+    bad = [e for e in entries if not isinstance(e, allowed)]
+    if bad or not any(isinstance(e, torch.Tensor) for e in entries):
+        raise TypeError(
+            "inputs must be a tensor, or a tuple or dict holding at least one tensor (other "
+            f"entries may be None, numbers or strings); got {_describe(inputs)}"
+        )
+    return args, kwargs
 
 
-def _shapes(args: Sequence[torch.Tensor]) -> str:
-    return ", ".join(str(tuple(a.shape)) for a in args)
+def _tensors(args: Sequence[Any], kwargs: dict[str, Any]) -> list[torch.Tensor]:
+    return [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+
+
+def _find(output: Any, name: str) -> Any:
+    """``output.name`` or ``output[name]`` (ModelOutput, dict, namedtuple), else ``None``."""
+    if isinstance(output, dict):
+        return output.get(name)
+    if isinstance(output, torch.Tensor):
+        return None
+    return getattr(output, name, None)
+
+
+def _main_output(output: Any) -> torch.Tensor | None:
+    """The tensor to diagnose: ``logits`` by name (``ModelOutput``, dict), else
+    ``last_hidden_state``, else the first floating-point tensor (a tensor, tuple or dict)."""
+    for name in ("logits", "last_hidden_state"):
+        found = _find(output, name)
+        if isinstance(found, torch.Tensor) and found.is_floating_point():
+            return found
+    if isinstance(output, torch.Tensor):
+        return output
+    values = output.values() if isinstance(output, dict) else output
+    if isinstance(values, tuple | list) or isinstance(output, dict):
+        for item in values:
+            if isinstance(item, torch.Tensor) and item.is_floating_point():
+                return item
+            found = _main_output(item) if isinstance(item, tuple | list | dict) else None
+            if found is not None:
+                return found
+    if hasattr(output, "to_tuple"):  # a ModelOutput-like object
+        return _main_output(output.to_tuple())
+    return None
+
+
+def _shapes(args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> str:
+    parts = [_describe(a) for a in args]
+    parts += [f"{k}={_describe(v)}" for k, v in (kwargs or {}).items()]
+    return ", ".join(parts)
+
+
+_FUNCTIONAL_DROPOUT = (
+    F.dropout,
+    F.dropout1d,
+    F.dropout2d,
+    F.dropout3d,
+    F.alpha_dropout,
+    F.feature_alpha_dropout,
+    torch.dropout,
+    torch.alpha_dropout,
+    torch.feature_dropout,
+    torch.feature_alpha_dropout,
+)
+
+
+class _NoDropout(TorchFunctionMode):
+    """Every dropout off while the doctor's pass runs, functional ones included: dropout
+    modules and ``F.dropout``-style calls return their input, and
+    ``F.scaled_dot_product_attention`` runs with ``dropout_p = 0`` (Hugging Face attention).
+    Batch norm stays in training mode (what the doctor measures), which ``model.eval()``
+    would not give."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func in _FUNCTIONAL_DROPOUT:
+            return args[0] if args else kwargs["input"]
+        if func is F.scaled_dot_product_attention:
+            kwargs = {**kwargs, "dropout_p": 0.0}
+            if len(args) > 4:  # (query, key, value, attn_mask, dropout_p, ...)
+                args = (*args[:4], 0.0, *args[5:])
+        return func(*args, **kwargs)
 
 
 def diagnose(
     model: nn.Module,
-    inputs: torch.Tensor | Sequence[torch.Tensor],
+    inputs: torch.Tensor | Sequence[Any] | dict[str, Any],
     targets: torch.Tensor | None = None,
     loss_fn: LossFn | None = None,
     *,
@@ -103,15 +208,26 @@ def diagnose(
 ) -> Diagnosis:
     """Run one forward and backward pass of ``model`` on ``inputs`` and diagnose its init.
 
-    ``inputs``: a tensor ``(batch, ...)`` or a tuple of the model's positional arguments.
-    ``targets``/``loss_fn``: the loss is ``loss_fn(output, targets)`` (default: cross-entropy
-    for integer targets, BCE-with-logits for an :class:`initlab.MLP` with sigmoid output,
-    MSE otherwise); without targets, ``sum(P * y) / batch`` with a fixed ``P ~ N(0, 1)`` drawn
-    from ``seed``. ``samples``: output values kept per layer for histograms (0: none).
+    ``inputs``: how the model is called: a tensor ``(batch, ...)`` (``model(x)``), a tuple of
+    positional arguments (``None`` entries allowed, ``model(*inputs)``) or a dict of keyword
+    arguments (``model(**inputs)``, as Hugging Face models take a batch).
 
-    The model runs in training mode with dropout off (dropout would hide the init's effect);
-    every module's training flag, the buffers (BatchNorm statistics), the parameters' ``.grad``
-    and the global RNG are as before when it returns, and all hooks are removed.
+    The output may be a tensor, a tuple, a dict or a ``ModelOutput``-like object: the tensor
+    diagnosed is its ``logits`` (by name), else ``last_hidden_state``, else the first
+    floating-point tensor. The loss is ``loss_fn(output, targets)`` when ``targets`` are given
+    (default: cross-entropy for integer targets, flattened over tokens for ``(batch, tokens,
+    classes)`` outputs; BCE-with-logits for an :class:`initlab.MLP` with sigmoid output; MSE
+    otherwise); else the model's own ``loss`` (by name, when its output has one, e.g. a Hugging
+    Face model given ``labels``); else ``sum(P * y) / batch`` with a fixed ``P ~ N(0, 1)``
+    drawn from ``seed``. ``samples``: output values kept per layer for histograms (0: none).
+
+    The model runs in training mode with every dropout off (dropout would hide the init's
+    effect): dropout modules, functional ``F.dropout`` calls and the attention dropout of
+    ``F.scaled_dot_product_attention`` (Hugging Face attention) all pass their input through,
+    through a ``TorchFunctionMode`` while the pass runs; batch norm stays in training mode
+    (batch statistics, what training sees at step 0). Every module's training flag, the buffers
+    (BatchNorm statistics), the parameters' ``.grad`` and the global RNG are as before when it
+    returns, and all hooks are removed.
 
     >>> import initlab, torch
     >>> net = initlab.mlp([64] * 20 + [1])
@@ -122,7 +238,7 @@ def diagnose(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"diagnose needs a torch.nn.Module; got {type(model).__name__}")
-    args = _check_inputs(inputs)
+    args, kwargs = _check_inputs(inputs)
     thresholds = Thresholds() if thresholds is None else thresholds
     if not isinstance(thresholds, Thresholds):
         raise TypeError(f"thresholds must be an initlab.Thresholds; got {thresholds!r}")
@@ -130,11 +246,19 @@ def diagnose(
         raise TypeError(f"targets must be a tensor or None; got {type(targets).__name__}")
     samples = int(check_number("samples", samples, minimum=0, integer=True))
     seed = int(check_number("seed", seed, minimum=0, integer=True))
+    tensors = _tensors(args, kwargs)
+    for name, t in [(f"inputs {_shapes(args, kwargs)}", t) for t in tensors]:
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(
+                f"{name} hold {bad} non-finite values (nan or inf) of {t.numel()}: the doctor "
+                "measures how an init propagates a finite signal; clean the batch first"
+            )
 
     probe = _Probe(model, thresholds, samples)
     flags = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.clone()) for b in model.buffers()]
-    devices = sorted({a.device.index or 0 for a in args if a.device.type == "cuda"})
+    devices = sorted({a.device.index or 0 for a in tensors if a.device.type == "cuda"})
     per_weight: dict[int, dict[str, float]] = {}
     scalars: dict[str, float] = {}
     try:
@@ -144,19 +268,39 @@ def diagnose(
                 m.eval()
         probe.attach()
         probe.arm()
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        with torch.random.fork_rng(devices=devices), torch.enable_grad(), _NoDropout():
             try:
-                output = model(*args)
-            except (RuntimeError, ValueError, TypeError, IndexError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-                raise ValueError(
-                    f"the model rejected inputs of shape {_shapes(args)}: "
-                    f"{type(error).__name__}: {first}"
+                output = model(*args, **kwargs)
+            except (torch.OutOfMemoryError, MemoryError) as error:
+                raise MemoryError(
+                    f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
+                    f"{_first_line(error)}; use a smaller batch or input"
                 ) from error
-            out = _first_tensor(output)
-            if out is None or not out.is_floating_point():
-                raise TypeError("the model's output has no floating-point tensor to diagnose")
-            if targets is None:
+            except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
+                if "not enough memory" in str(e) or "out of memory" in str(e):
+                    raise MemoryError(
+                        f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
+                        f"{_first_line(e)}; use a smaller batch or input"
+                    ) from e
+                given = (
+                    f"of shape {', '.join(str(tuple(a.shape)) for a in args)}"
+                    if not kwargs and all(isinstance(a, torch.Tensor) for a in args)
+                    else _shapes(args, kwargs)
+                )
+                raise ValueError(
+                    f"the model rejected inputs {given}: {type(e).__name__}: {_first_line(e)}"
+                ) from e
+            out = _main_output(output)
+            if out is None:
+                raise TypeError(
+                    "the model's output has no floating-point tensor to diagnose (looked for "
+                    f"'logits', 'last_hidden_state', then any float tensor); got "
+                    f"{_describe(output)}"
+                )
+            own_loss = _find(output, "loss")
+            if targets is None and loss_fn is None and isinstance(own_loss, torch.Tensor):
+                loss = own_loss if own_loss.dim() == 0 else own_loss.mean()
+            elif targets is None:
                 generator = torch.Generator(device=out.device).manual_seed(int(seed))
                 projection = torch.randn(
                     out.shape, generator=generator, device=out.device, dtype=out.dtype
@@ -165,11 +309,11 @@ def diagnose(
             else:
                 fn = loss_fn or _default_loss(model, targets)
                 try:
-                    loss = fn(out, targets)
+                    loss = fn(*_sequence_loss_args(fn, out, targets))
                 except (RuntimeError, ValueError, TypeError, IndexError) as error:
                     raise ValueError(
                         f"the loss rejected output {tuple(out.shape)} and targets "
-                        f"{tuple(targets.shape)}: {str(error).splitlines()[0]}"
+                        f"{tuple(targets.shape)}: {_first_line(error)}"
                     ) from error
             probe.pending.append((loss.detach().reshape(1), [(scalars, "loss")]))
             probe.weight_stats(per_weight)
@@ -200,6 +344,26 @@ def diagnose(
     return _assemble(model, probe.calls, per_weight, thresholds, label, loss=scalars.get("loss"))
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _sequence_loss_args(
+    fn: LossFn, out: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on ``(batch, tokens, classes)`` logits with ``(batch, tokens)`` targets:
+    flattened to ``(batch * tokens, classes)``, as language models are trained."""
+    if (
+        fn is F.cross_entropy
+        and out.dim() == 3
+        and targets.dim() == 2
+        and out.shape[:2] == targets.shape
+    ):
+        return out.reshape(-1, out.shape[-1]), targets.reshape(-1)
+    return out, targets
+
+
 def _assemble(
     model: nn.Module,
     calls: Sequence[_Call],
@@ -213,7 +377,7 @@ def _assemble(
     rows = _build_rows(calls, per_weight)
     return Diagnosis(
         layers=rows,
-        verdicts=_verdicts(rows, thresholds),
+        verdicts=_verdicts(rows, thresholds, loss),
         recommendations=_recommendations(model, calls, per_weight),
         thresholds=thresholds,
         loss=loss,
@@ -234,11 +398,17 @@ def fix(
     """Diagnose, re-initialize every weight layer with its :class:`Recommendation` (biases to
     zero, other parameters kept) through :func:`initlab.init_model`, and diagnose again.
 
+    A healthy model is left unchanged (``result.init`` is ``None``). ``result.success`` is
+    true only when every finding went away and named a layer that was re-initialized
+    (``result.resolved``); the text says which findings remain.
+
     ``seed`` seeds both the re-initialization and the diagnoses' random projection.
     """
     before = diagnose(
         model, inputs, targets, loss_fn, seed=seed, thresholds=thresholds, label="before"
     )
+    if before.healthy:  # nothing to fix: leave the model as it is
+        return Fix(before, before, None, {})
     rules: dict[str, str] = {}
     for rec in before.recommendations:
         rules[rec.parameter] = rec.scheme

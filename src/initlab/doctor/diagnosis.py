@@ -26,8 +26,18 @@ from initlab._core.table import format_table
 from initlab._core.validation import check_number
 from initlab.initializers.apply import InitReport
 
-VerdictKind = Literal["symmetric", "dead", "saturated", "exploding", "vanishing", "healthy"]
-KINDS: tuple[str, ...] = ("symmetric", "dead", "saturated", "exploding", "vanishing", "healthy")
+VerdictKind = Literal[
+    "non-finite", "symmetric", "dead", "saturated", "exploding", "vanishing", "healthy"
+]
+KINDS: tuple[str, ...] = (
+    "non-finite",
+    "symmetric",
+    "dead",
+    "saturated",
+    "exploding",
+    "vanishing",
+    "healthy",
+)
 """Verdict kinds, most fundamental first (the order of :attr:`Diagnosis.verdicts`)."""
 
 
@@ -45,7 +55,14 @@ class Thresholds:
     - ``symmetric`` (0.5): fraction of a layer's units identical to another unit;
     - ``identical_rtol`` (1e-5): rows count as equal when they differ (in norm) by at most this
       times the rms row norm of the weight;
-    - ``sigmoid_margin`` (0.01) and ``tanh_level`` (0.99): what counts as saturated.
+    - ``sigmoid_margin`` (0.01) and ``tanh_level`` (0.99): what counts as saturated;
+    - ``weight_gain`` (5.0): a weight layer whose rms row norm ``||W|| / sqrt(units)`` (the
+      factor by which it scales an uncorrelated input's rms, ``sqrt(fan_in) * std``) is above
+      this, or below ``vanishing``, has weights of the wrong scale on its own (variance-
+      preserving inits give 0.5 to 3; N(0, 1) weights give ``sqrt(fan_in)``);
+    - ``output_rms`` (10.0): the model's output layer is judged by the rms of its output (the
+      logits), exploding above this; a small or zero output layer is never a finding (it is a
+      deliberate choice: zero heads, N(0, 0.01) heads, ``1 / sqrt(d)`` scaled logits).
     """
 
     vanishing: float = 1e-2
@@ -56,6 +73,8 @@ class Thresholds:
     identical_rtol: float = 1e-5
     sigmoid_margin: float = 0.01
     tanh_level: float = 0.99
+    weight_gain: float = 5.0
+    output_rms: float = 10.0
 
     def __post_init__(self) -> None:
         check_number("vanishing", self.vanishing, minimum=0.0, maximum=1.0, strict_minimum=True)
@@ -65,6 +84,8 @@ class Thresholds:
         check_number("identical_rtol", self.identical_rtol, minimum=0.0)
         check_number("sigmoid_margin", self.sigmoid_margin, minimum=0.0, maximum=0.5)
         check_number("tanh_level", self.tanh_level, minimum=0.0, maximum=1.0)
+        check_number("weight_gain", self.weight_gain, minimum=1.0)
+        check_number("output_rms", self.output_rms, minimum=0.0, strict_minimum=True)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -91,6 +112,9 @@ class LayerStats:
     identical: int | None = None
     weight_rows: int | None = None
     weighted: bool = False
+    input_rms: float | None = None
+    chain: int | None = None
+    weight_zero: bool = False
     samples: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,11 +125,31 @@ class LayerStats:
         return math.hypot(self.mean, self.std)
 
     @property
+    def gain(self) -> float | None:
+        """``rms(output) / rms(input)`` of a weight layer: its own effect on the signal's
+        scale (about 1 to 1.4 for a variance-preserving init; ``sqrt(fan_in) * std`` for
+        weights of std ``std`` on an uncorrelated input)."""
+        rms = self.rms
+        if rms is None or self.input_rms is None or not self.input_rms:
+            return None
+        if not math.isfinite(self.input_rms):
+            return None
+        return rms / self.input_rms
+
+    @property
     def grad_ratio(self) -> float | None:
         """``||dL/dW|| / ||W||``."""
         if self.grad_weight is None or not self.weight_norm:
             return None
         return self.grad_weight / self.weight_norm
+
+    @property
+    def weight_gain(self) -> float | None:
+        """``||W|| / sqrt(units)``: the rms norm of a unit's weights, the factor by which the
+        layer scales the rms of an uncorrelated input (``sqrt(fan_in) * std``)."""
+        if self.weight_norm is None or not self.weight_rows:
+            return None
+        return self.weight_norm / math.sqrt(self.weight_rows)
 
     @property
     def dead_fraction(self) -> float | None:
@@ -116,6 +160,7 @@ class LayerStats:
         data["shape"] = None if self.shape is None else list(self.shape)
         data["rms"] = self.rms
         data["grad_ratio"] = self.grad_ratio
+        data["gain"] = self.gain
         return {k: _json_number(v) for k, v in data.items()}
 
 
@@ -265,10 +310,51 @@ class Fix:
 
     before: Diagnosis
     after: Diagnosis
-    init: InitReport
+    init: InitReport | None
     rules: dict[str, str]
 
+    @property
+    def applied(self) -> set[str]:
+        """Qualified names of the modules whose weights were re-initialized."""
+        return {name.rpartition(".")[0] for name in self.rules if not name.endswith("bias")}
+
+    @property
+    def resolved(self) -> list[Verdict]:
+        """Findings before that are gone after and that named a re-initialized layer (or the
+        whole model): they went away because of what ``fix`` applied."""
+        after = {(v.kind, v.signal) for v in self.after.verdicts}
+        applied = self.applied
+        return [
+            v
+            for v in self.before.verdicts
+            if v.kind != "healthy"
+            and (v.kind, v.signal) not in after
+            and (not v.layers or any(n.partition("#")[0] in applied for n in v.layers))
+        ]
+
+    @property
+    def success(self) -> bool:
+        """Unhealthy before, healthy after, and every finding resolved by what was applied."""
+        findings = [v for v in self.before.verdicts if v.kind != "healthy"]
+        return bool(findings) and self.after.healthy and len(self.resolved) == len(findings)
+
+    def _outcome(self) -> str:
+        if self.before.healthy:
+            return "nothing to fix: healthy before, nothing was changed"
+        if self.success:
+            return "fixed: " + ", ".join(v.kind for v in self.resolved)
+        left = [v.kind for v in self.after.verdicts if v.kind != "healthy"]
+        done = [v.kind for v in self.resolved]
+        return (
+            f"not fixed: {', '.join(left) or 'findings not caused by the re-initialized layers'}"
+            f" remain" + (f" (resolved: {', '.join(done)})" if done else "")
+        )
+
     def __str__(self) -> str:
+        if self.init is None:
+            return "\n".join(
+                ["before:", *[f"  - {v}" for v in self.before.verdicts], "", self._outcome()]
+            )
         rows = [
             (b.layer, b.name, b.rms, a.rms, b.grad_output, a.grad_output)
             for b, a in zip(self.before.weighted, self.after.weighted, strict=False)
@@ -290,6 +376,7 @@ class Fix:
         )
         lines += ["", "after:"]
         lines += [f"  - {v}" for v in self.after.verdicts]
+        lines += ["", self._outcome()]
         lines += [
             "",
             format_table(
@@ -303,5 +390,7 @@ class Fix:
             "before": self.before.to_dict(),
             "after": self.after.to_dict(),
             "rules": dict(self.rules),
-            "init": self.init.to_dict(),
+            "init": None if self.init is None else self.init.to_dict(),
+            "success": self.success,
+            "resolved": [v.kind for v in self.resolved],
         }

@@ -62,14 +62,52 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
 
 def _weight_of(module: nn.Module) -> torch.Tensor | None:
     """The weight whose rows are the module's units: ``module.weight`` if >= 2-D, else the
-    first >= 2-D parameter the module owns."""
+    first >= 2-D parameter the module owns (for a module with children, the first one whose
+    name says weight)."""
     weight = getattr(module, "weight", None)
     if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
         return weight
-    for param in module.parameters(recurse=False):
-        if param.dim() >= 2:
+    leaf = next(module.children(), None) is None
+    for name, param in module.named_parameters(recurse=False):
+        # A container's own >= 2-D parameter is a layer's weight only when named so
+        # (MultiheadAttention's in_proj_weight), not a ViT's class_token or pos_embedding.
+        if param.dim() >= 2 and (leaf or "weight" in name):
             return param
     return None
+
+
+def _is_norm(module: nn.Module) -> bool:
+    """Normalization layers, known by type or by name (``LlamaRMSNorm``, ``T5LayerNorm``,
+    timm's ``LayerNorm2d`` and ``BatchNormAct2d``): their output scale does not depend on
+    the scale of their input, so they end a chain of weight layers."""
+    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+    return isinstance(module, norms) or "norm" in type(module).__name__.lower()
+
+
+def _is_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd)
+
+
+def _storage(t: torch.Tensor) -> int:
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
+        return id(t)
+
+
+def _first_input(args: Any, kwargs: Any) -> torch.Tensor | None:
+    found = _first_tensor(args)
+    if found is None and kwargs:
+        found = _first_tensor(kwargs)
+    return found
+
+
+def _unit_rows(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """The weight as ``(units, -1)``: rows of PyTorch's ``(out, in, *kernel)`` layout; columns
+    of Hugging Face's ``Conv1D``, which stores ``(in, out)``."""
+    if type(module).__name__ == "Conv1D" and weight.dim() == 2:
+        return weight.T
+    return weight.reshape(weight.shape[0], math.prod(weight.shape[1:]))
 
 
 def _kind(module: nn.Module) -> str | None:
@@ -96,6 +134,12 @@ class _Call:
     grad: torch.Tensor | None = None
     samples: torch.Tensor | None = None
     values: dict[str, float] = field(default_factory=dict)
+    # Data flow (see _Probe._flow): the chain of weight layers this call belongs to (no
+    # normalization or functional op in between), and for weight layers the call whose output
+    # was this call's input (its statistics give the input rms), if one was recorded.
+    chain: int = 0
+    source: _Call | None = None
+    axis: int = 1
 
 
 # Pending statistics: 1-D tensors on the device and, per element, where its value goes.
@@ -199,11 +243,21 @@ class _Probe:
         self.armed = False
         self._handles: list[Any] = []
         self._projections: dict[tuple[Any, ...], torch.Tensor] = {}
+        self._flow_reset()
+
+    def _flow_reset(self) -> None:
+        # Data flow of the armed pass: the current chain's id, the storages its calls
+        # produced, and the feature axis of the last weight layer (1: conv channels, -1: last).
+        self._chain = 0
+        self._chain_storages: set[int] = set()
+        self._axis = 1
 
     # -- lifetime
     def attach(self) -> None:
         for name, module in self.modules:
-            self._handles.append(module.register_forward_hook(partial(self._record, name)))
+            self._handles.append(
+                module.register_forward_hook(partial(self._record, name), with_kwargs=True)
+            )
         self._handles.append(self.model.register_forward_hook(self._root_done))
 
     def detach(self) -> None:
@@ -216,9 +270,10 @@ class _Probe:
         self.pending = []
         self.repairs = []
         self.armed = True
+        self._flow_reset()
 
     # -- hooks
-    def _record(self, name: str, module: nn.Module, args: Any, output: Any) -> None:
+    def _record(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if not self.armed:
             return
         out = _first_tensor(output)
@@ -226,6 +281,7 @@ class _Probe:
             self.calls.append(_Call(name, module, None, None, 0))
             return
         call = _Call(name, module, _kind(module), tuple(out.shape), out.numel())
+        self._flow(call, module, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
         if kept.device.type == "cpu" and not _STACK_ON_CPU:
@@ -238,6 +294,33 @@ class _Probe:
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
+
+    def _flow(
+        self, call: _Call, module: nn.Module, inp: torch.Tensor | None, out: torch.Tensor
+    ) -> None:
+        """Follow the data flow between module calls by tensor storage. A weight layer whose
+        input was produced (through activations, dropout, pooling, reshapes) by the current
+        chain continues it; any other starts a new chain. Normalization layers and functional
+        ops (a residual add, a gate's product, attention) break chains, so a residual branch
+        is judged against its own input (the skip path), not layer after layer along the
+        stream. Weight layers also record the rms of their input (their own gain)."""
+        linked = inp is not None and _storage(inp) in self._chain_storages
+        if id(module) in self.weights:
+            if not linked:
+                self._chain += 1
+            self._chain_storages = {_storage(out)}
+            self._axis = 1 if _is_conv(module) else -1
+            if inp is not None and inp.is_floating_point() and inp.numel() > 0:
+                with torch.no_grad():
+                    norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
+                self.pending.append((norm.reshape(1), [(call.values, "in_norm")]))
+                call.values["in_numel"] = float(inp.numel())
+        elif _is_norm(module):
+            self._chain_storages.discard(_storage(out))
+        elif linked:
+            self._chain_storages.add(_storage(out))
+        call.chain = self._chain
+        call.axis = self._axis
 
     def _grad(self, call: _Call, grad: torch.Tensor) -> None:
         if grad.device.type == "cpu" and not _STACK_ON_CPU:
@@ -260,7 +343,8 @@ class _Probe:
         for call in self.calls:
             if call.output is not None:
                 out = call.output
-                groups.setdefault((call.kind, call.shape, out.dtype, out.device), []).append(call)
+                key = (call.kind, call.shape, call.axis, out.dtype, out.device)
+                groups.setdefault(key, []).append(call)
         for members in groups.values():
             per_chunk = max(1, _STACK_ELEMENTS // max(1, members[0].numel))
             for start in range(0, len(members), per_chunk):
@@ -309,7 +393,13 @@ class _Probe:
         elif kind == "sigmoid":
             stats["saturated"] = count((flat - 0.5).abs() > 0.5 - th.sigmoid_margin)
         elif kind == "relu" and shape is not None and len(shape) >= 2:
-            dims = (1,) if len(shape) == 2 else (1, *range(3, len(shape) + 1))
+            # Units are features: channels (dim 1) after a conv, the last dim after a linear
+            # layer or attention ((batch, tokens, features) outputs); alive if > 0 anywhere.
+            ndim = len(shape)
+            if chunk[0].axis == 1 or ndim == 2:
+                dims = (1, *range(3, ndim + 1))
+            else:
+                dims = tuple(range(1, ndim))
             stats["alive"] = (stacked.amax(dim=dims) > 0).sum(dim=1)
         if self.samples > 0:
             kept = flat[:, : self.samples].clone()
@@ -338,6 +428,7 @@ class _Probe:
             return
         with torch.no_grad():
             weights = [w.detach() for _, (_, w) in entries]
+            units = [_unit_rows(m, w) for w, (_, (m, _)) in zip(weights, entries, strict=True)]
             targets = [into.setdefault(key, {}) for key, _ in entries]
             norms = torch._foreach_norm(weights)
             _add_scalars(self.pending, norms, [(t, "weight_norm") for t in targets])
@@ -345,13 +436,13 @@ class _Probe:
                 (w, t, "weight_norm") for w, t in zip(weights, targets, strict=True)
             )
             by_rows: dict[tuple[Any, ...], list[int]] = {}
-            for i, w in enumerate(weights):
+            for i, w in enumerate(units):
                 if w.shape[0] >= 2:
                     by_rows.setdefault((w.shape[0], w.dtype, w.device), []).append(i)
             for members in by_rows.values():
                 keys, scales = [], []
                 for i in members:
-                    rows = weights[i].reshape(weights[i].shape[0], -1)
+                    rows = units[i]
                     # (P, in) x (out, in)^T as a GEMM: much faster than rows @ (in, P).
                     keys.append(F.linear(self._projection(rows), rows).T)
                     scales.append(norms[i] / math.sqrt(rows.shape[0]))  # float32: fine here
@@ -435,14 +526,18 @@ def _build_rows(
             if "saturated" in values:
                 row.saturated = values["saturated"] / n
             if "alive" in values and call.shape is not None:
-                row.units = call.shape[1]
+                row.units = call.shape[1] if call.axis == 1 else call.shape[-1]
                 row.dead = row.units - int(values["alive"])
         row.grad_output = values.get("grad_output")
+        row.chain = call.chain
+        if "in_norm" in values and values.get("in_numel"):
+            row.input_rms = values["in_norm"] / math.sqrt(values["in_numel"])
         if weighted:
             row.weight_norm = weight["weight_norm"]  # type: ignore[index]
             row.grad_weight = weight.get("grad_weight")  # type: ignore[union-attr]
             if "identical" in weight:  # type: ignore[operator]
                 row.identical = int(weight["identical"])  # type: ignore[index]
-            row.weight_rows = _weight_of(call.module).shape[0]  # type: ignore[union-attr]
+            row.weight_zero = row.weight_norm == 0
+            row.weight_rows = _unit_rows(call.module, _weight_of(call.module)).shape[0]  # type: ignore[arg-type]
         rows.append(row)
     return rows

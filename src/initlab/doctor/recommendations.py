@@ -1,6 +1,7 @@
 """The doctor's recommendations: the init each weight layer should get.
 
-Recommendations follow the activation that comes after each weight layer in forward order: He
+Recommendations follow the activation that comes after each weight layer (found by the data-flow
+discovery :func:`initlab.init_model` uses): He
 (``he_normal``, gain of the activation) for the ReLU family and other rectifiers (GELU, SiLU,
 ELU, ...), Glorot (gain 1) for tanh and sigmoid, LeCun for SELU and for layers followed by no
 activation. :func:`initlab.fix` re-initializes with them.
@@ -17,7 +18,7 @@ from torch import nn
 
 from initlab.doctor.diagnosis import Recommendation
 from initlab.doctor.probe import _Call, _weight_of
-from initlab.initializers.activations import _PASS_MODULES, following_activations, module_activation
+from initlab.initializers.activations import following_activations
 from initlab.initializers.fans import parameter_fans
 from initlab.initializers.registry import get
 from initlab.initializers.schemes import Activation
@@ -52,35 +53,17 @@ def _scheme(spec: str) -> Any:
 def _recommendations(
     model: nn.Module, calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
 ) -> list[Recommendation]:
-    """Per weight module: the activation that follows its first call in forward order (skipping
-    dropout, normalization, pooling and reshapes); ``torch.fx`` tracing when the model has no
-    activation modules (functional activations)."""
+    """Per weight module called in the pass: the activation that follows it, found by
+    :func:`initlab.initializers.activations.following_activations`, the same discovery
+    :func:`initlab.init_model` uses (so ``fix`` and ``init_model`` give one answer)."""
     qualified = {id(m): n for n, m in model.named_modules()}
+    found = following_activations(model) if calls else {}
     by_module: dict[int, Activation] = {}
-    has_modules = any(
-        module_activation(c.module) is not None and not isinstance(c.module, nn.Identity)
-        for c in calls
-    )
-    traced = None if has_modules else following_activations(model)
-    for i, call in enumerate(calls):
+    for call in calls:
         if _weight_of(call.module) is None or id(call.module) in by_module:
             continue
-        found: Activation = ("linear", None)
-        if traced is not None:
-            entry = traced.get(qualified.get(id(call.module), ""))
-            if entry is not None:
-                found = entry.activation
-        else:
-            for later in calls[i + 1 :]:
-                if _weight_of(later.module) is not None:
-                    break
-                if isinstance(later.module, (*_PASS_MODULES, nn.Identity)):
-                    continue
-                act = module_activation(later.module)
-                if act is not None:
-                    found = act
-                break
-        by_module[id(call.module)] = found
+        entry = found.get(qualified.get(id(call.module), ""))
+        by_module[id(call.module)] = entry.activation if entry is not None else ("linear", None)
     result = []
     for call in calls:
         if id(call.module) not in by_module:
@@ -96,7 +79,8 @@ def _recommendations(
         fans = (chunk.fan_in, chunk.fan_out)
         expected = _scheme(scheme).target_std(shape, fans, activation)
         norm = per_weight.get(id(call.module), {}).get("weight_norm")
-        current = None if norm is None else norm / math.sqrt(weight.numel())  # type: ignore[union-attr]
+        numel = weight.numel()  # type: ignore[union-attr]
+        current = None if norm is None or numel == 0 else norm / math.sqrt(numel)
         result.append(
             Recommendation(
                 f"{prefix}.{weight_name}" if prefix else weight_name,

@@ -1,21 +1,39 @@
 """The doctor's verdicts: what is wrong with an init, read from per-layer statistics.
 
-The verdicts (:class:`~initlab.diagnosis.Verdict`) compare layers along depth, using the outputs
-of the weight layers (``Linear``, ``Conv``, ...) in forward order, numbered from 1:
+Stock models are built from residual branches, normalization layers, gates, attention and
+deliberately small output layers; the verdicts judge each weight layer against what it
+actually receives, not against layer 1:
 
-- **vanishing** / **exploding** (activations): ``rms_l / rms_1`` falls below ``vanishing`` or
-  rises above ``exploding`` for some layer ``l``, or non-finite values appear (exploding);
-- **vanishing** / **exploding** (gradients): ``||dL/dy_l|| / ||dL/dy_L||`` for the layers before
-  the last one ``L`` (the gradient norm is preserved by a good init, the per-element rms is not
-  when widths change);
-- **saturated**: at least ``saturated`` of a tanh/sigmoid layer's outputs are saturated;
-- **dead**: at least ``dead`` of a ReLU-family layer's units are dead on the batch (layers whose
-  weights are symmetric are left to that verdict);
-- **symmetric**: at least ``symmetric`` of a layer's units are identical to another unit;
+- **chains**: weight layers joined by data flow through activations, dropout, pooling and
+  reshapes only (see ``_Probe._flow`` in :mod:`initlab.doctor.probe`). A normalization layer
+  or a functional op (a residual add, a gate's product, attention, a layer scale) ends a chain,
+  so a residual branch is judged against its own input (the skip path), not layer after layer
+  along the stream: a ResNet's stream that grows by design, a ConvNeXt layer scale of 1e-6 or
+  a squeeze-excite gate are not findings. A plain MLP is one chain: depth is judged as before.
+- **vanishing** / **exploding** (activations): within a chain, ``rms_l / rms_first`` below
+  ``vanishing`` or above ``exploding`` (the output layer alone is not judged for vanishing);
+- **vanishing** / **exploding** (gradients): within a chain, ``||dL/dy_l|| / ||dL/dy_last||``
+  (chains whose last gradient is 0, behind a zero output layer, are not judged);
+- **vanishing** / **exploding** (weights): a hidden weight layer whose rms row norm
+  ``||W|| / sqrt(units)`` (its gain on an uncorrelated input, ``sqrt(fan_in) * std``) is below
+  ``vanishing`` or above ``weight_gain``: the scale is wrong whatever follows (behind a batch
+  norm it still sets the effective step size, and a norm's ``eps`` lets tiny signals vanish);
+- the **output layer** (the last weight layer) is judged by its output: exploding above
+  ``output_rms``; small or zero output layers are deliberate (a zero head trains: gradients
+  reach it and break the symmetry after one step) and never a finding;
+- **saturated**: at least ``saturated`` of a tanh/sigmoid (or hard sigmoid gate) layer's
+  outputs are saturated;
+- **dead**: at least ``dead`` of a ReLU-family layer's units are dead on the batch and more
+  than chance would kill (one-sided binomial test against 1/2, p < 0.01: 6 of 8 units of a
+  squeeze-excite bottleneck is not a finding); symmetric layers are left to that verdict;
+- **symmetric**: at least ``symmetric`` of a layer's units are identical to another unit
+  (a zero output layer alone is not: see above);
+- **non-finite**: the loss, an output or a gradient is inf or nan (named by the first layer);
 - **healthy**: none of the above.
 
-Every threshold is a field of :class:`~initlab.diagnosis.Thresholds`. :func:`_verdicts` returns
-the findings most fundamental first (the order of :data:`~initlab.diagnosis.KINDS`).
+Every unhealthy verdict says what to change. Every threshold is a field of
+:class:`~initlab.diagnosis.Thresholds`. :func:`_verdicts` returns the findings most fundamental
+first (the order of :data:`~initlab.diagnosis.KINDS`).
 """
 
 from __future__ import annotations
@@ -24,6 +42,11 @@ import math
 
 from initlab._core.table import format_value
 from initlab.doctor.diagnosis import KINDS, LayerStats, Thresholds, Verdict
+
+_ADVICE = (
+    "; initlab.fix re-initializes with the init recommended for the activation after each layer "
+    "(He for the ReLU family, Glorot for tanh/sigmoid, LeCun otherwise)"
+)
 
 
 def _fmt(value: float) -> str:
@@ -107,75 +130,188 @@ def _rate(
     return (value / ref_value) ** (1 / steps) if value > 0 else 0.0
 
 
-def _signal_verdicts(weighted: list[LayerStats], th: Thresholds) -> list[Verdict]:
-    found: list[Verdict] = []
-    forward = [(row, row.rms) for row in weighted if row.rms is not None]
-    forward_broken = False
-    if len(forward) >= 2:
-        bad = [row for row, v in forward if not math.isfinite(v)]
-        if bad:
-            forward_broken = True
-            first = bad[0]
-            ref_row, ref = forward[0]
-            finite = [(r, v) for r, v in forward if math.isfinite(v)]
-            top_row, top = max(finite, key=lambda rv: rv[1]) if finite else (ref_row, ref)
-            found.append(
-                Verdict(
-                    "exploding",
-                    [r.name for r in bad],
-                    f"activations overflow: rms grows from {_fmt(ref)} at {_where(ref_row)} to "
-                    f"{_fmt(top)} at {_where(top_row)}, and outputs are non-finite (inf/nan) from "
-                    f"{_where(first)} on ({len(bad)} layers)",
-                    {
-                        "reference": ref,
-                        "value": top,
-                        "layer": top_row.layer,
-                        "first_nonfinite_layer": first.layer,
-                    },
-                    "activations",
-                )
-            )
-        elif forward[0][1] > 0:
-            found += _ratio_verdicts(
-                forward,
+def _chains(weighted: list[LayerStats]) -> list[list[LayerStats]]:
+    chains: dict[int, list[LayerStats]] = {}
+    for row in weighted:
+        chains.setdefault(row.chain or 0, []).append(row)
+    return list(chains.values())
+
+
+def _signal_verdicts(
+    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+) -> list[Verdict]:
+    """Activation and gradient ratios within each chain, merged per (kind, signal): the chain
+    with the most extreme ratio gives the message and numbers, every chain its layers."""
+    found: dict[tuple[str, str], tuple[Verdict, list[str]]] = {}
+
+    def add(verdicts: list[Verdict]) -> None:
+        for v in verdicts:
+            key = (v.kind, v.signal or "")
+            if key not in found:
+                found[key] = (v, list(v.layers))
+                continue
+            best, names = found[key]
+            names += [n for n in v.layers if n not in names]
+            if v.kind == "exploding":
+                worse = v.numbers["ratio"] > best.numbers["ratio"]
+            else:
+                worse = v.numbers["ratio"] < best.numbers["ratio"]
+            found[key] = (v if worse else best, names)
+
+    for chain in _chains(weighted):
+        forward = [(r, r.rms) for r in chain if r.rms is not None]
+        if len(forward) >= 2 and forward[0][1] > 0:  # type: ignore[operator]
+            ratios = _ratio_verdicts(
+                forward,  # type: ignore[arg-type]
                 forward[0][0],
-                forward[0][1],
+                forward[0][1],  # type: ignore[arg-type]
                 th,
                 "activation rms",
                 "activations",
                 backward=False,
             )
-    backward = [(row, row.grad_output) for row in weighted if row.grad_output is not None]
-    if len(backward) >= 2 and not forward_broken:
-        bad = [row for row, v in backward if not math.isfinite(v)]
-        ref_row, ref = backward[-1]
-        if bad:
-            found.append(
-                Verdict(
-                    "exploding",
-                    [r.name for r in bad],
-                    f"gradients are non-finite (inf/nan) at {len(bad)} layers, first going "
-                    f"backward at {_where(bad[-1])}",
-                    {"layers": len(bad)},
-                    "gradients",
+            add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
+        backward = [(r, r.grad_output) for r in chain if r.grad_output is not None]
+        if len(backward) >= 2:
+            ref_row, ref = backward[-1]
+            if ref > 0:  # type: ignore[operator]
+                add(
+                    _ratio_verdicts(
+                        backward,  # type: ignore[arg-type]
+                        ref_row,
+                        ref,  # type: ignore[arg-type]
+                        th,
+                        "gradient norm ||dL/dy||",
+                        "gradients",
+                        backward=True,
+                    )
                 )
+    result = []
+    for verdict, names in found.values():
+        verdict.layers = names
+        verdict.message += _ADVICE
+        result.append(verdict)
+    return result
+
+
+def _only_output(verdict: Verdict, output: LayerStats | None) -> bool:
+    """A vanishing activation verdict that only the output layer triggers: a small output
+    layer is deliberate (see the module docstring)."""
+    return output is not None and verdict.layers == [output.name]
+
+
+def _weight_verdicts(
+    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+) -> list[Verdict]:
+    found: list[Verdict] = []
+    hidden = [
+        r
+        for r in weighted
+        if r is not output
+        and r.input_rms is not None  # embeddings (integer inputs) have no gain
+        and r.weight_gain is not None
+        and (r.weight_rows or 0) > 1
+        and not r.weight_zero  # zero weights are the symmetric verdict's
+    ]
+    small = [r for r in hidden if r.weight_gain < th.vanishing]  # type: ignore[operator]
+    large = [r for r in hidden if r.weight_gain > th.weight_gain]  # type: ignore[operator]
+    if small:
+        worst = min(small, key=lambda r: r.weight_gain)  # type: ignore[arg-type,return-value]
+        found.append(
+            Verdict(
+                "vanishing",
+                [r.name for r in small],
+                f"{len(small)} of {len(hidden)} hidden weight layers scale their input's rms by "
+                f"less than x{_fmt(th.vanishing)} (rms row norm ||W||/sqrt(units) "
+                f"{_fmt(worst.weight_gain)} at {_where(worst)}): their weights are far too small "  # type: ignore[arg-type]
+                f"for their fan-in (a variance-preserving init gives about 1; a normalization "
+                f"after them cannot restore a signal smaller than its eps){_ADVICE}",
+                {"layers": len(small), "ratio": worst.weight_gain, "layer": worst.layer},  # type: ignore[dict-item]
+                "weights",
             )
-        elif ref > 0:
-            found += _ratio_verdicts(
-                backward, ref_row, ref, th, "gradient norm ||dL/dy||", "gradients", backward=True
+        )
+    if large:
+        worst = max(large, key=lambda r: r.weight_gain)  # type: ignore[arg-type,return-value]
+        found.append(
+            Verdict(
+                "exploding",
+                [r.name for r in large],
+                f"{len(large)} of {len(hidden)} hidden weight layers scale their input's rms by "
+                f"more than x{_fmt(th.weight_gain)} (rms row norm ||W||/sqrt(units) "
+                f"{_fmt(worst.weight_gain)} at {_where(worst)}): their weights are too large for "  # type: ignore[arg-type]
+                f"their fan-in (a variance-preserving init gives about 1 to 1.4; behind a "
+                f"normalization the forward pass hides it, but every update is then relatively "
+                f"tiny){_ADVICE}",
+                {"layers": len(large), "ratio": worst.weight_gain, "layer": worst.layer},  # type: ignore[dict-item]
+                "weights",
             )
+        )
+    rms = None if output is None else output.rms
+    if output is not None and rms is not None and math.isfinite(rms) and rms > th.output_rms:
+        found.append(
+            Verdict(
+                "exploding",
+                [output.name],
+                f"the output layer {_where(output)} gives outputs of rms {_fmt(rms)} (above "
+                f"{_fmt(th.output_rms)}): logits this large saturate a softmax and make the "
+                f"first loss huge; scale the output layer's init down (LeCun, a small std such "
+                f"as 0.01, or zeros)",
+                {"ratio": rms, "layer": output.layer},
+                "output",
+            )
+        )
     return found
 
 
-def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
+def _nonfinite_verdict(rows: list[LayerStats], loss: float | None) -> Verdict | None:
+    def bad(value: float | None) -> bool:
+        return value is not None and not math.isfinite(value)
+
+    forward = [r for r in rows if bad(r.mean) or bad(r.std)]
+    backward = [r for r in rows if bad(r.grad_output) or bad(r.grad_weight)]
+    if not forward and not backward and not bad(loss):
+        return None
+    if forward:
+        first = forward[0]
+        where = f"outputs are inf/nan from {_where(first)} on ({len(forward)} modules)"
+        names = [r.name for r in forward]
+    elif backward:
+        first = backward[-1]
+        where = (
+            f"the forward pass is finite but gradients are inf/nan at {len(backward)} modules, "
+            f"first going backward at {_where(first)}"
+        )
+        names = [r.name for r in backward]
+    else:
+        where = "every output is finite but the loss is not"
+        names = []
+    loss_text = "unknown" if loss is None else _fmt(loss)
+    return Verdict(
+        "non-finite",
+        names,
+        f"the loss is {loss_text}; {where}: look at that layer's weights (too large an init "
+        f"overflows), the inputs and the loss function; no other statistic can be trusted "
+        f"until this is fixed",
+        {"loss": math.nan if loss is None else loss},
+    )
+
+
+def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None) -> list[Verdict]:
     found: list[Verdict] = []
     weighted = [row for row in rows if row.weighted]
+    output = weighted[-1] if weighted else None
+
+    nonfinite = _nonfinite_verdict(rows, loss)
+    if nonfinite is not None:
+        found.append(nonfinite)
 
     symmetric = [
         row
         for row in weighted
-        if row.identical is not None and row.identical >= th.symmetric * row.weight_rows
-    ]  # type: ignore[operator]
+        if row.identical is not None and row.identical >= th.symmetric * row.weight_rows  # type: ignore[operator]
+    ]
+    if output is not None and output.weight_zero and symmetric == [output]:
+        symmetric = []  # a zero output layer alone is deliberate (see the module docstring)
     if symmetric:
         worst = max(symmetric, key=lambda r: r.identical / r.weight_rows)  # type: ignore[operator]
         names = _unique([r.name for r in symmetric])
@@ -187,7 +323,7 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
                 f"identical units (e.g. {worst.identical} of {worst.weight_rows} rows of "
                 f"{worst.name}'s weight are equal): zero or constant init; identical units "
                 f"compute the same function and get the same gradient, so training never "
-                f"tells them apart",
+                f"tells them apart; draw these weights at random{_ADVICE}",
                 {"layers": len(names), "max_fraction": worst.identical / worst.weight_rows},  # type: ignore[operator]
             )
         )
@@ -198,8 +334,9 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
         for row in rows
         if row.dead_fraction is not None
         and row.dead_fraction >= th.dead
+        and _beyond_chance(row.dead, row.units)  # type: ignore[arg-type]
         and row.layer not in symmetric_layers
-        and _finite(row)  # inf/nan outputs are the exploding verdict's
+        and _finite(row)  # inf/nan outputs are the non-finite verdict's
     ]
     if dead:
         fractions = [r.dead_fraction for r in dead]
@@ -212,8 +349,9 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
                 f"in {len(dead)} of {total} ReLU-family layers at least {_pct(th.dead)} of the "
                 f"units output <= 0 for the whole batch "
                 f"(mean {_pct(sum(fractions) / len(fractions))}, "  # type: ignore[arg-type]
-                f"{worst.dead} of {worst.units} in {worst.name}): they pass no gradient; look for "
-                f"large negative biases or too large weights",
+                f"{worst.dead} of {worst.units} in {worst.name}): they pass no gradient; set the "
+                f"biases before them to zero (large negative biases kill units) and use He init "
+                f"(initlab.fix does both)",
                 {
                     "layers": len(dead),
                     "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
@@ -238,7 +376,8 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
                 f"in {len(saturated)} of {total} tanh/sigmoid layers at least {_pct(th.saturated)} "
                 f"of the outputs are saturated (mean {_pct(sum(fractions) / len(fractions))}, "  # type: ignore[arg-type]
                 f"max {_pct(worst.saturated)} in {worst.name}): their local gradient is near 0; "  # type: ignore[arg-type]
-                f"the weights are too large for the activation",
+                f"the weights before them are too large for the activation: use Glorot "
+                f"(xavier_normal, gain 1) before tanh and sigmoid (initlab.fix applies it)",
                 {
                     "layers": len(saturated),
                     "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
@@ -247,32 +386,104 @@ def _verdicts(rows: list[LayerStats], th: Thresholds) -> list[Verdict]:
             )
         )
 
-    found += _signal_verdicts(weighted, th)
+    if nonfinite is None:
+        found += _weight_verdicts(weighted, th, output)
+        found += _signal_verdicts(weighted, th, output)
+    else:
+        found += _overflow_verdict(weighted)
     found.sort(key=lambda v: KINDS.index(v.kind))
     if not found:
-        found.append(_healthy(weighted, th))
+        found.append(_healthy(weighted, th, output))
     return found
 
 
-def _healthy(weighted: list[LayerStats], th: Thresholds) -> Verdict:
-    parts = []
-    forward = [r.rms for r in weighted if r.rms is not None]
-    if len(forward) >= 2 and forward[0]:
-        parts.append(
-            f"activation rms stays within x{_fmt(min(forward) / forward[0])} to "
-            f"x{_fmt(max(forward) / forward[0])} of layer 1's {_fmt(forward[0])}"
+def _overflow_verdict(weighted: list[LayerStats]) -> list[Verdict]:
+    """The exploding verdict of activations that grow until they overflow to inf/nan."""
+    forward = [(row, row.rms) for row in weighted if row.rms is not None]
+    bad = [row for row, v in forward if not math.isfinite(v)]  # type: ignore[arg-type]
+    finite = [(r, v) for r, v in forward if math.isfinite(v) and v > 0]  # type: ignore[arg-type,operator]
+    if not bad or len(finite) < 2:
+        return []
+    first = bad[0]
+    ref_row, ref = finite[0]
+    top_row, top = max(finite, key=lambda rv: rv[1])  # type: ignore[arg-type,return-value]
+    if top <= 10 * ref:  # type: ignore[operator]  # no growth: something else broke the outputs
+        return []
+    return [
+        Verdict(
+            "exploding",
+            [r.name for r in bad],
+            f"activations overflow: rms grows from {_fmt(ref)} at {_where(ref_row)} to "  # type: ignore[arg-type]
+            f"{_fmt(top)} at {_where(top_row)}, and outputs are non-finite (inf/nan) from "  # type: ignore[arg-type]
+            f"{_where(first)} on ({len(bad)} layers){_ADVICE}",
+            {
+                "reference": ref,  # type: ignore[dict-item]
+                "value": top,  # type: ignore[dict-item]
+                "layer": top_row.layer,
+                "first_nonfinite_layer": first.layer,
+            },
+            "activations",
         )
-    grads = [r.grad_output for r in weighted if r.grad_output is not None]
-    if len(grads) >= 2 and grads[-1]:
+    ]
+
+
+def _beyond_chance(dead: int, units: int, p: float = 0.01) -> bool:
+    """``P(X >= dead)`` for ``X ~ Binomial(units, 1/2)`` is below ``p``: more units dead than
+    a random symmetric init kills even when every sample looks alike (pooled inputs)."""
+    if units > 1000:  # the tail is negligible at >= 75% dead; skip the big integers
+        return True
+    tail = sum(math.comb(units, k) for k in range(dead, units + 1)) / 2**units
+    return tail < p
+
+
+def _healthy(weighted: list[LayerStats], th: Thresholds, output: LayerStats | None) -> Verdict:
+    parts = []
+    chains = _chains(weighted)
+    forward = [r.rms for r in weighted if r.rms is not None]
+    numbers = {}
+    if len(chains) > 1:
+        ratios = [
+            r.rms / c[0].rms
+            for c in chains
+            for r in c
+            if r.rms is not None and c[0].rms and r is not output
+        ]
+        gains = [r.weight_gain for r in weighted if r.weight_gain and r.input_rms is not None]
         parts.append(
-            f"gradient norm within x{_fmt(min(grads) / grads[-1])} to "
-            f"x{_fmt(max(grads) / grads[-1])} of the last layer's"
+            f"{len(weighted)} weight layers in {len(chains)} chains (normalization layers or "
+            f"residual adds between them), each judged against its own input"
+        )
+        if ratios:
+            parts.append(
+                f"activation rms within x{_fmt(min(ratios))} to x{_fmt(max(ratios))} of each "
+                f"chain's first layer"
+            )
+            numbers["min_ratio"], numbers["max_ratio"] = min(ratios), max(ratios)
+        if gains:
+            parts.append(
+                f"rms row norms ||W||/sqrt(units) {_fmt(min(gains))} to {_fmt(max(gains))}"
+            )
+    else:
+        if len(forward) >= 2 and forward[0]:
+            parts.append(
+                f"activation rms stays within x{_fmt(min(forward) / forward[0])} to "
+                f"x{_fmt(max(forward) / forward[0])} of layer 1's {_fmt(forward[0])}"
+            )
+            numbers["min_ratio"] = min(forward) / forward[0]
+            numbers["max_ratio"] = max(forward) / forward[0]
+        grads = [r.grad_output for r in weighted if r.grad_output is not None]
+        if len(grads) >= 2 and grads[-1]:
+            parts.append(
+                f"gradient norm within x{_fmt(min(grads) / grads[-1])} to "
+                f"x{_fmt(max(grads) / grads[-1])} of the last layer's"
+            )
+    if output is not None and output.weight_zero:
+        parts.append(
+            f"the output layer {output.name} is zero-initialised (deliberate: gradients reach it "
+            f"and break the symmetry after one step; layers before it get zero gradient until "
+            f"then)"
         )
     parts.append("no saturated, dead or identical units beyond the thresholds")
-    numbers = {}
-    if len(forward) >= 2 and forward[0]:
-        numbers["min_ratio"] = min(forward) / forward[0]
-        numbers["max_ratio"] = max(forward) / forward[0]
     return Verdict("healthy", _unique([r.name for r in weighted]), "; ".join(parts), numbers)
 
 
