@@ -128,8 +128,9 @@ def test_build_kept_parameter_too_large_without_reset_parameters_is_an_error(mon
     import initlab.initializers.build as build_module
 
     monkeypatch.setattr(build_module, "_TEMPLATE_NUMEL", 1)
-    with pytest.raises(ValueError, match=r"alpha.*no reset_parameters\(\); construct"):
+    with pytest.raises(ValueError, match=r"alpha.*no reset_parameters\(\); construct") as caught:
         build(_Scale, seed=0)
+    assert "zeros" not in str(caught.value)  # never suggest a value that breaks the model
     model, _ = build(_Scale, rules={"alpha": "ones"}, seed=0)
     assert torch.equal(model.alpha, torch.ones(2))
 

@@ -248,3 +248,26 @@ def test_zero_size_parameters(scheme):
     report = init_model(model, scheme, seed=0)
     assert report["0.weight"].note == "empty: nothing to draw"
     assert model[1].weight.shape == (3, 0)
+
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 16, padding_idx=3)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, 50, bias=False)
+        self.head.weight = self.emb.weight
+
+    def forward(self, x):
+        return self.head(self.norm(self.emb(x)))
+
+
+def test_a_rule_naming_any_use_of_a_tied_tensor_applies_to_it():
+    model = _make(_TiedLM)
+    report = init_model(model, seed=0, rules={nn.Embedding: "normal:std=0.02"})
+    assert report["emb.weight"].action == "rule"
+    assert model.emb.weight[4:].std().item() == pytest.approx(0.02, rel=0.1)
+    assert torch.equal(model.emb.weight[3], torch.zeros(16))  # padding row, even by a rule
+    report = init_model(model, "lecun_normal", seed=0)
+    assert report["emb.weight"].target_std == pytest.approx(1 / 4)  # the head's fan_in 16
+    assert "output use head.weight" in report["emb.weight"].note

@@ -353,6 +353,16 @@ def _deciding_use(
     return uses[0], f"tied ({names}): initialized once, for {_qualified(uses[0])}"
 
 
+def _tied_rule(
+    rules: dict[RuleKey, Initializer | str], uses: list[tuple[str, nn.Module, str]]
+) -> Initializer | str | None:
+    for use in uses:
+        matched, rule = _rule_for(rules, _qualified(use), use[1])
+        if matched:
+            return rule
+    return None
+
+
 def _qualified(use: tuple[str, nn.Module, str]) -> str:
     return f"{use[0]}.{use[2]}" if use[0] else use[2]
 
@@ -526,10 +536,14 @@ def init_model(
             else:
                 (use_module_name, use_module, use_name), tie_note = _deciding_use(uses)
             own_weight = use_module._parameters.get("weight")
-            chosen, action, note = _decide(
-                checked_rules, qualified, use_module, use_name, param, weight_scheme, bias,
-                own_weight, zero_centred,
-            )  # fmt: skip
+            tied_rule = _tied_rule(checked_rules, uses) if tie_note and checked_rules else None
+            if tied_rule is not None:  # a rule naming any use of a tied tensor applies to it
+                chosen, action, note = tied_rule, "rule", None
+            else:
+                chosen, action, note = _decide(
+                    checked_rules, qualified, use_module, use_name, param, weight_scheme, bias,
+                    own_weight, zero_centred,
+                )  # fmt: skip
             if chosen is None or chosen == "keep":
                 report.rows.append(InitRow(qualified, shape, "kept", "keep", note=note))
                 continue
