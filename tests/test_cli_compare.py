@@ -85,7 +85,9 @@ def test_resume_continues_a_saved_comparison(tmp_path, capsys):
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["scheme"] for r in runs] == ["he", "zeros"]
     capsys.readouterr()
-    assert "different settings (lr)" in _one_line_error(capsys, [*base, "--lr", "0.1", "--resume"])
+    assert "different settings (lr: 0.01 -> 0.1)" in _one_line_error(
+        capsys, [*base, "--lr", "0.1", "--resume"]
+    )
 
 
 def test_monitor_every_writes_the_monitor_files(tmp_path, capsys):
@@ -104,7 +106,7 @@ def test_monitor_every_writes_the_monitor_files(tmp_path, capsys):
             "--no-progress", "--resume"]  # fmt: skip
     assert main([*base, "--monitor-every", "10"]) == 0  # everything reused
     capsys.readouterr()
-    assert "different settings (monitor_every)" in _one_line_error(capsys, base)
+    assert "different settings (monitor_every: " in _one_line_error(capsys, base)
 
 
 def test_monitor_every_must_be_a_positive_integer(tmp_path, capsys):

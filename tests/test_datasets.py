@@ -119,7 +119,7 @@ def test_npz(tmp_path):
         ({"X": np.zeros(10), "y": np.zeros(10)}, r"X must have shape \(N, features\)"),
         ({"X": np.array([[0.0, np.nan]] * 4), "y": np.array([0, 1, 0, 1])}, "row 0, column 1"),
         ({"X": np.zeros((4, 2)), "y": np.zeros(4)}, "single class"),
-        ({"features": np.zeros((4, 2)), "y": np.zeros(4)}, "unknown array"),
+        ({"features": np.zeros((4, 2)), "y": np.zeros(4)}, "has no array"),
     ],
 )
 def test_npz_validation(tmp_path, arrays, message):

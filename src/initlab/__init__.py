@@ -23,15 +23,16 @@ _EXPORTS: dict[str, str] = {
     "Comparison": "initlab.bench.compare",
     "MonitorSeries": "initlab.bench.compare",
     "compare": "initlab.bench.compare",
-    "Dataset": "initlab.bench.datasets",
+    "Dataset": "initlab.bench.dataset",
     "MLP": "initlab.bench.nets",
     "StackedMLP": "initlab.bench.nets",
     "load_parameters": "initlab.bench.nets",
     "mlp": "initlab.bench.nets",
-    "History": "initlab.bench.train",
-    "Run": "initlab.bench.train",
+    "RunOptions": "initlab.bench.options",
+    "History": "initlab.bench.results",
+    "Run": "initlab.bench.results",
+    "train_stacked": "initlab.bench.stacked",
     "train": "initlab.bench.train",
-    "train_stacked": "initlab.bench.train",
     "Diagnosis": "initlab.doctor.diagnose",
     "Fix": "initlab.doctor.diagnose",
     "LayerStats": "initlab.doctor.diagnose",
@@ -98,9 +99,12 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab import course, datasets
     from initlab.bench.compare import Comparison, MonitorSeries, compare
-    from initlab.bench.datasets import Dataset
+    from initlab.bench.dataset import Dataset
     from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
-    from initlab.bench.train import History, Run, train, train_stacked
+    from initlab.bench.options import RunOptions
+    from initlab.bench.results import History, Run
+    from initlab.bench.stacked import train_stacked
+    from initlab.bench.train import train
     from initlab.doctor.diagnose import (
         Diagnosis,
         Fix,

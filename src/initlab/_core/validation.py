@@ -20,14 +20,20 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return [lowered[h] for h in hits]
 
 
-def unknown_name_error(what: str, name: object, choices: Iterable[str]) -> ValueError:
-    """``ValueError`` for a name that is not one of ``choices``, with the closest matches."""
+def unknown_name_error(
+    what: str, name: object, choices: Iterable[str], plural: str | None = None
+) -> ValueError:
+    """``ValueError`` for a name that is not one of ``choices``, with the closest matches.
+
+    ``what`` is a noun (``"dataset"``); ``plural`` its plural when adding ``s`` is wrong
+    (``what="array in data.npz"`` needs ``plural="arrays in data.npz"``).
+    """
     choices = sorted(set(choices))
     hint = closest(str(name), choices)
     message = f"unknown {what} {name!r}"
     if hint:
         message += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
-    message += f" Valid {what}s: {', '.join(choices)}"
+    message += f" Valid {plural or what + 's'}: {', '.join(choices) or '(none)'}"
     return ValueError(message)
 
 
@@ -79,24 +85,43 @@ def check_number(
     return int(value) if integer else value
 
 
-SEED_LIMIT = 2**63  # seeds are 0 <= seed < 2**63 everywhere (torch's manual_seed takes int64)
+SEED_LIMIT = 2**63
+"""Seeds are integers in ``[0, 2**63)``: every seed fits torch's ``manual_seed`` and NumPy's
+``SeedSequence`` without wrapping, and the same range holds at every boundary (API and CLI)."""
 
 
-def check_seed(argument: str, value: Any) -> int:
-    """Return ``value`` as a seed after checking it is an integer with ``0 <= value < 2**63``,
-    the one range every initlab command and function accepts."""
-    if isinstance(value, bool) or not isinstance(value, int):
+def check_seed(value: Any, argument: str = "seed") -> int:
+    """Return ``value`` as an ``int`` seed in ``[0, 2**63)``, else a ``TypeError``/``ValueError``
+    naming ``argument``. Integer-valued floats (``3.0``) are accepted; ``True``, ``1.5``, huge
+    or negative values are not."""
+    if isinstance(value, bool):
+        raise TypeError(f"{argument} must be an integer; got {value!r}")
+    if isinstance(value, int):
+        seed = value
+    else:
         try:
             import numpy as np
 
-            if isinstance(value, np.integer):
-                value = int(value)
+            if isinstance(value, np.integer) or (
+                isinstance(value, float | np.floating)
+                and math.isfinite(value)
+                and float(value).is_integer()
+            ):
+                seed = int(value)
             else:
                 raise TypeError
         except TypeError:
             raise TypeError(
-                f"{argument} must be an integer seed; got {value!r} of type {type(value).__name__}"
+                f"{argument} must be an integer in [0, 2**63); got {value!r} of type "
+                f"{type(value).__name__}"
             ) from None
-    if not 0 <= value < SEED_LIMIT:
-        raise ValueError(f"{argument} must satisfy 0 <= seed < 2**63; got {value}")
-    return int(value)
+    if not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"{argument} must be an integer in [0, 2**63); got {value!r}")
+    return seed
+
+
+def check_nonempty(argument: str, value: Any) -> Any:
+    """Refuse an empty (or all-blank) string value: ``--out ''`` is a mistake, not a default."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{argument} must not be empty; got {value!r}")
+    return value

@@ -3,8 +3,8 @@
 All runs of a comparison share an architecture, so they train together as one
 :class:`~initlab.nets.StackedMLP` (groups of at most ``group_size`` members), each member
 independent (own init, seed, clipping norm, loss and divergence). With ``out=DIR`` every
-finished group is saved at once (atomically), and ``resume=True`` skips the runs already saved
-there, so an interrupted comparison picks up where it stopped.
+finished group is saved at once (atomically; :mod:`initlab.bench.store`), and ``resume=True``
+skips the runs already saved there, so an interrupted comparison picks up where it stopped.
 
 With ``monitor_every=k`` each run also records an :class:`initlab.Monitor` every ``k``
 iterations (activation rms, gradient norms, ... per weight layer; :class:`MonitorSeries`).
@@ -15,262 +15,35 @@ at a time with :func:`initlab.train` (slower; same math, see :func:`compare`).
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
-import math
+import itertools
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import torch
-
-from initlab._core.files import atomic_write, prepare_out
-from initlab._core.table import format_table
-from initlab._core.validation import check_choice, check_number
+from initlab._core.files import clear_outputs, prepare_out
+from initlab._core.locks import folder_lock
+from initlab._core.memory import check_fits
+from initlab._core.progress import progress_bar
+from initlab._core.threads import few_threads
+from initlab._core.validation import check_choice, check_number, check_seed
+from initlab.bench import store
 from initlab.bench.choices import CLASSIC_SCHEMES
-from initlab.bench.datasets import Dataset
+from initlab.bench.comparison import MONITOR_STATS, Comparison, MonitorSeries, save_to
+from initlab.bench.dataset import Dataset
+from initlab.bench.inputs import as_dataset
 from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
-from initlab.bench.train import (
-    DTYPES,
-    Run,
-    as_dataset,
-    few_threads,
-    progress_bar,
-    train,
-    train_stacked,
-)
+from initlab.bench.options import RunOptions, merge_options
+from initlab.bench.results import Run
+from initlab.bench.stacked import train_stacked
+from initlab.bench.train import DTYPES, train
 from initlab.doctor.monitor import Monitor
 from initlab.initializers.apply import init_model
 from initlab.initializers.course import initialize_parameters
 from initlab.initializers.registry import Spec, get
 
 InitStyle = Literal["course", "model"]
-
-
-# ---------------------------------------------------------------------------- results
-MONITOR_STATS = (
-    "rms",
-    "grad_output",
-    "grad_weight",
-    "grad_ratio",
-    "weight_norm",
-    "zeros",
-    "saturated",
-    "dead_fraction",
-)
-"""The per-layer statistics a monitored comparison keeps (see :mod:`initlab.doctor`):
-activation ``rms`` of each weight layer's output, ``grad_output = ||dL/dy||``, ``grad_weight =
-||dL/dW||``, ``grad_ratio = ||dL/dW|| / ||W||``, ``weight_norm = ||W||`` and the fractions of
-``zeros``, ``saturated`` outputs and ``dead_fraction`` units of the rows the doctor reports."""
-
-
-@dataclass
-class MonitorSeries:
-    """What an :class:`initlab.Monitor` recorded during one run: at each recorded iteration
-    (``0, every, 2 every, ...`` before the last update), one value per weight layer of each
-    statistic in :data:`MONITOR_STATS` (``None`` where not measured, e.g. gradients at the
-    iteration a run diverged), and the doctor's verdict kinds."""
-
-    every: int
-    iterations: list[int]
-    stats: dict[str, dict[str, list[float | None]]]
-    verdicts: list[list[str]] = field(default_factory=list)
-
-    @classmethod
-    def from_monitor(cls, monitor: Monitor) -> MonitorSeries:
-        """Copy the per-layer series out of ``monitor`` (its records can then be dropped)."""
-        stats = {stat: monitor.series(stat) for stat in MONITOR_STATS}
-        verdicts = [list(d.kinds) for d in monitor.history]
-        return cls(monitor.every, list(monitor.iterations), stats, verdicts)
-
-    @property
-    def layers(self) -> list[str]:
-        """The weight layers, in forward order."""
-        return list(self.stats.get("rms", {}))
-
-    def series(self, stat: str = "rms") -> dict[str, list[float | None]]:
-        """``{layer: [value at each recorded iteration]}``, like :meth:`initlab.Monitor.series`."""
-        check_choice("stat", stat, MONITOR_STATS)
-        return self.stats.get(stat, {})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: non-finite numbers become the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
-        stats = {stat: {layer: [_json_float(v) for v in values] for layer, values in by.items()}
-                 for stat, by in self.stats.items()}  # fmt: skip
-        return {"every": self.every, "iterations": list(self.iterations), "stats": stats,
-                "verdicts": [list(v) for v in self.verdicts]}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> MonitorSeries:
-        stats = {stat: {layer: [None if v is None else float(v) for v in values]
-                        for layer, values in by.items()}
-                 for stat, by in data.get("stats", {}).items()}  # fmt: skip
-        return cls(int(data["every"]), [int(i) for i in data.get("iterations", [])], stats,
-                   [list(v) for v in data.get("verdicts", [])])  # fmt: skip
-
-
-def _json_float(value: float | None) -> float | str | None:
-    if value is None or math.isfinite(value):
-        return value
-    return str(value)
-
-
-@dataclass
-class Comparison:
-    """The runs of :func:`compare`; ``str()`` is the results table. ``monitors``: the
-    :class:`MonitorSeries` of each monitored run, by ``(scheme, seed)`` (empty unless
-    ``compare(..., monitor_every=k)``); :meth:`monitor` looks one up."""
-
-    runs: list[Run]
-    config: dict[str, Any] = field(default_factory=dict)
-    dataset: Dataset | None = field(default=None, repr=False)
-    monitors: dict[tuple[str, int], MonitorSeries] = field(default_factory=dict, repr=False)
-
-    _HEADERS = ("scheme", "seed", "final loss", "train acc", "test acc", "status", "seconds")
-
-    def table(self) -> str:
-        """scheme, seed, final loss, train accuracy, test accuracy, status, seconds."""
-        return format_table(self._HEADERS, [r.row() for r in self.runs])
-
-    def __str__(self) -> str:
-        return self.table()
-
-    def __getitem__(self, scheme: str) -> Run:
-        for run in self.runs:
-            if run.scheme == scheme:
-                return run
-        raise KeyError(f"no run for scheme {scheme!r}; have {[r.scheme for r in self.runs]}")
-
-    def monitor(self, scheme: str, seed: int | None = None) -> MonitorSeries:
-        """The :class:`MonitorSeries` of ``scheme`` (and ``seed``; default its first run)."""
-        for run in self.runs:
-            if run.scheme == scheme and (seed is None or run.seed == seed):
-                key = (run.scheme, int(run.seed or 0))
-                if key in self.monitors:
-                    return self.monitors[key]
-        raise KeyError(
-            f"no monitor data for scheme {scheme!r}"
-            + ("" if seed is None else f" seed {seed}")
-            + "; monitored runs: "
-            + (", ".join(f"{s} (seed {d})" for s, d in self.monitors) or "none (pass "
-               "monitor_every=k to compare)")
-        )  # fmt: skip
-
-    def to_dict(self, history: bool = True) -> dict[str, Any]:
-        out = {"config": dict(self.config), "runs": [r.to_dict(history) for r in self.runs]}
-        if self.monitors:
-            out["monitor"] = _monitor_records(self)
-        return out
-
-    def history_csv(self) -> str:
-        """Long-format CSV: one row per run and logged iteration."""
-        rows = []
-        for run in self.runs:
-            for row in run.history.rows():
-                rows.append({"scheme": run.scheme, "seed": run.seed, **row})
-        columns: list[str] = []
-        for row in rows:
-            columns.extend(k for k in row if k not in columns)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns or ["scheme", "seed", "iteration"])
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
-
-    def save(self, out: str | os.PathLike[str], force: bool = False) -> str:
-        """Write ``results.json`` (runs with their histories), ``history.csv``, the trained
-        weights (``models/run-<k>.pt``) and, for a monitored comparison, ``monitor.json`` (one
-        :meth:`MonitorSeries.to_dict` per run, with its scheme and seed) to folder ``out``;
-        returns the folder.
-
-        Plots and ``report.html``: :func:`initlab.report.write_report`.
-        """
-        out = prepare_out(out, force=force, resume=True)
-        _save(self, out)
-        return out
-
-    @classmethod
-    def load(cls, out: str | os.PathLike[str]) -> Comparison:
-        """Read a comparison saved by :meth:`save` (weights included where present)."""
-        path = os.path.join(os.fspath(out), "results.json")
-        with open(path) as handle:
-            data = json.load(handle)
-        config = data.get("config", {})
-        runs = []
-        for k, item in enumerate(data.get("runs", [])):
-            run = Run.from_dict(item)
-            weights = os.path.join(os.fspath(out), "models", f"run-{k}.pt")
-            if os.path.exists(weights) and config.get("layer_dims"):
-                model = mlp(config["layer_dims"], config["activation"], config["output"],
-                            config.get("dropout", 0.0))  # fmt: skip
-                state = torch.load(weights, weights_only=True)
-                model.to(next(iter(state.values())).dtype)
-                model.load_state_dict(state)
-                run.model = model
-            runs.append(run)
-        return cls(runs, config, monitors=_load_monitors(out, config, runs))
-
-
-def _monitor_records(comparison: Comparison) -> list[dict[str, Any]]:
-    records = []
-    for run in comparison.runs:
-        key = (run.scheme, int(run.seed or 0))
-        if key in comparison.monitors:
-            records.append({"scheme": run.scheme, "seed": run.seed,
-                            **comparison.monitors[key].to_dict()})  # fmt: skip
-    return records
-
-
-def _load_monitors(
-    out: str | os.PathLike[str], config: dict[str, Any], runs: list[Run]
-) -> dict[tuple[str, int], MonitorSeries]:
-    """``monitor.json`` of a monitored comparison, for the runs in ``results.json`` (a file
-    left by an earlier, differently monitored comparison in a ``--force``d folder is ignored)."""
-    every = config.get("monitor_every")
-    path = os.path.join(os.fspath(out), "monitor.json")
-    if not every or not os.path.exists(path):
-        return {}
-    with open(path) as handle:
-        data = json.load(handle)
-    wanted = {(r.scheme, int(r.seed or 0)) for r in runs}
-    monitors = {}
-    for item in data.get("runs", []):
-        key = (str(item["scheme"]), int(item["seed"] or 0))
-        if key in wanted and item.get("every") == every:
-            monitors[key] = MonitorSeries.from_dict(item)
-    return monitors
-
-
-def _save(comparison: Comparison, out: str) -> None:
-    os.makedirs(os.path.join(out, "models"), exist_ok=True)
-    for k, run in enumerate(comparison.runs):
-        if run.model is not None:
-            buffer = io.BytesIO()
-            torch.save(run.model.state_dict(), buffer)
-            atomic_write(os.path.join(out, "models", f"run-{k}.pt"), buffer.getvalue())
-    if comparison.monitors:  # before results.json: a run listed there has its series saved
-        text = json.dumps({"every": comparison.config.get("monitor_every"),
-                           "runs": _monitor_records(comparison)})  # fmt: skip
-        atomic_write(os.path.join(out, "monitor.json"), text)
-    results = [r.to_dict(history=True) for r in comparison.runs]
-    text = json.dumps({"config": comparison.config, "runs": results}, indent=1)
-    atomic_write(os.path.join(out, "results.json"), text)
-    atomic_write(os.path.join(out, "history.csv"), comparison.history_csv())
-
-
-# ---------------------------------------------------------------------------- compare
-def _member(
-    scheme: Spec, seed: int, layer_dims: Sequence[int], activation: Any, output: str,
-    dropout: float, dtype: torch.dtype, init_style: str,
-) -> MLP:  # fmt: skip
-    model = mlp(layer_dims, activation, output, dropout).to(dtype)
-    if init_style == "course":
-        load_parameters(model, initialize_parameters(layer_dims, scheme, seed=seed))
-    else:
-        init_model(model, scheme, seed=seed)
-    return model
+Key = tuple[str, int]
 
 
 def compare(
@@ -299,6 +72,7 @@ def compare(
     force: bool = False,
     resume: bool = False,
     progress: bool = True,
+    options: RunOptions | None = None,
 ) -> Comparison:
     """Train one MLP per (scheme, seed) on ``data`` and compare them.
 
@@ -327,124 +101,271 @@ def compare(
     thousands of steps, as any change of summation order does. ``seconds`` is then each run's
     own wall time. Runs are saved after each one, and ``resume`` keeps working (the saved
     runs must have been monitored with the same ``k``).
+
+    The run options (optimizer, lr, iterations, batch size, L2, dropout, clipping, dtype,
+    ...) may come as keywords, as here, or as one ``options=RunOptions(...)``
+    (:class:`initlab.RunOptions`; then leave those keywords at their defaults).
+
+    With ``out``: the folder is locked while this call writes it (a second process writing
+    the same folder is refused), ``force=True`` first removes the previous experiment's
+    initlab files, ``results.json`` carries a fingerprint of the data
+    (:meth:`~initlab.bench.datasets.Dataset.fingerprint`), and ``resume=True`` refuses
+    different settings or data, naming what changed. See :mod:`initlab.bench.store`.
+
+    (Long only by its keywords and this text: the work is in ``_Plan`` and ``_Session``.)
     """
-    if isinstance(schemes, str) or not isinstance(schemes, Sequence) or not schemes:
-        raise TypeError(f"schemes must be a non-empty list of scheme specs; got {schemes!r}")
-    labels = [str(get(s)) if not isinstance(s, str) else s for s in schemes]
-    for s in schemes:
-        get(s)
-    seed_list = [seeds] if isinstance(seeds, int) else list(seeds)
+
+    opts = merge_options(options, "compare", optimizer=optimizer, lr=lr, iterations=iterations,
+                         batch_size=batch_size, l2=l2, dropout=dropout, clip_norm=clip_norm,
+                         clip_value=clip_value, clip_adaptive=clip_adaptive,
+                         log_every=log_every,
+                         dtype=None if dtype == "float64" else dtype)  # fmt: skip
+    opts = opts.replace(dtype=opts.dtype or "float64")
+    plan = _Plan.build(schemes, data, layer_dims, activation, output, init_style, seeds, opts,
+                       group_size, monitor_every)  # fmt: skip
+    if out is None:
+        return _Session(plan, None, progress).run()
+    out = prepare_out(out, force=force, resume=resume)
+    with folder_lock(out):
+        session = _Session(plan, out, progress)
+        if resume and os.path.exists(os.path.join(out, "results.json")):
+            session.resume()
+        elif force:
+            clear_outputs(out)
+        return session.run()
+
+
+@dataclass
+class _Plan:
+    """A validated comparison: the data, the architecture, the runs ``(label, spec, seed)``
+    in order, the options and the settings written to ``results.json``."""
+
+    runs: list[tuple[str, Spec, int]]
+    dataset: Dataset
+    layer_dims: list[int]
+    activation: str | list[str]
+    output: str
+    init_style: str
+    opts: RunOptions
+    group_size: int
+    monitor_every: int | None
+    fast: bool
+    config: dict[str, Any]
+
+    @classmethod
+    def build(
+        cls, schemes: Any, data: Any, layer_dims: Any, activation: Any, output: str | None,
+        init_style: str, seeds: Any, opts: RunOptions, group_size: Any, monitor_every: Any,
+    ) -> _Plan:  # fmt: skip
+        if isinstance(schemes, str) or not isinstance(schemes, Sequence) or not schemes:
+            raise TypeError(f"schemes must be a non-empty list of scheme specs; got {schemes!r}")
+        labels = [str(get(s)) if not isinstance(s, str) else s for s in schemes]
+        for s in schemes:
+            get(s)
+        check_choice("init_style", init_style, ("course", "model"))
+        seed_list = _seeds(seeds, init_style)
+        group_size = int(check_number("group_size", group_size, minimum=1, integer=True))
+        if monitor_every is not None:
+            monitor_every = int(check_number("monitor_every", monitor_every, minimum=1,
+                                             integer=True))  # fmt: skip
+        activation = _activation(activation)
+        dataset = as_dataset(data)
+        dims = _layer_dims(layer_dims, dataset)
+        if output is None:
+            output = "sigmoid" if dims[-1] == 1 else "softmax"
+        runs = [(label, spec, seed) for label, spec in zip(labels, schemes, strict=True)
+                for seed in seed_list]  # fmt: skip
+        _check_memory(dims, min(group_size, len(runs)), len(dataset.x_train), opts)
+        # Validate the architecture once, before any training.
+        probe = StackedMLP(
+            dims, 1, activation, output, opts.dropout, DTYPES[opts.dtype or "float64"]
+        )
+        config = {
+            "schemes": labels, "seeds": seed_list, "data": dataset.name, "layer_dims": dims,
+            "activation": list(probe.activations), "output": output, "init_style": init_style,
+            **opts.to_dict(), "monitor_every": monitor_every,
+            "data_fingerprint": dataset.fingerprint(),
+        }  # fmt: skip
+        return cls(runs, dataset, dims, activation, output, init_style, opts, group_size,
+                   monitor_every, probe.fast, config)  # fmt: skip
+
+    def member(self, spec: Spec, seed: int) -> MLP:
+        """A fresh net of the plan's architecture, initialized by ``spec`` with ``seed``."""
+        model = mlp(self.layer_dims, self.activation, self.output, self.opts.dropout)
+        model = model.to(DTYPES[self.opts.dtype or "float64"])
+        if self.init_style == "course":
+            load_parameters(model, initialize_parameters(self.layer_dims, spec, seed=seed))
+        else:
+            init_model(model, spec, seed=seed)
+        return model
+
+
+def _seeds(seeds: Any, init_style: str) -> list[int]:
+    if isinstance(seeds, int | float) and not isinstance(seeds, bool):
+        seed_list = [seeds]
+    elif isinstance(seeds, Sequence) and not isinstance(seeds, str):
+        seed_list = list(seeds)
+    else:
+        raise TypeError(f"seeds must be an integer or a list of integers; got {seeds!r}")
     if not seed_list:
         raise ValueError("seeds must hold at least one seed")
-    for i, s in enumerate(seed_list):
-        check_number(f"seeds[{i}]", s, minimum=0, integer=True)
-    check_choice("init_style", init_style, ("course", "model"))
-    check_choice("dtype", dtype, tuple(DTYPES))
-    group_size = int(check_number("group_size", group_size, minimum=1, integer=True))
-    if monitor_every is not None:
-        monitor_every = int(check_number("monitor_every", monitor_every, minimum=1, integer=True))
-    dataset = as_dataset(data)
+    out = [check_seed(s, f"seeds[{i}]") for i, s in enumerate(seed_list)]
+    if init_style == "course" and max(out) >= 2**32:
+        raise ValueError(
+            f"init_style='course' draws with numpy.random.RandomState, whose seeds are below "
+            f"2**32; got {max(out)} (use init_style='model' for larger seeds)"
+        )
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct; got {out}")
+    return out
+
+
+def _activation(activation: Any) -> str | list[str]:
+    if isinstance(activation, str):
+        return activation
+    if isinstance(activation, Sequence) and all(isinstance(a, str) for a in activation):
+        return list(activation)
+    raise TypeError(
+        f"activation must be a name (like 'relu') or a list of names, one per hidden layer; "
+        f"got {activation!r}"
+    )
+
+
+def _layer_dims(layer_dims: Any, dataset: Dataset) -> list[int]:
     n_classes = max(dataset.n_classes, 2)
     if layer_dims is None:
         layer_dims = (dataset.n_features, 10, 5, 1 if n_classes == 2 else n_classes)
-    layer_dims = [int(check_number(f"layer_dims[{i}]", d, minimum=1, integer=True))
-                  for i, d in enumerate(layer_dims)]  # fmt: skip
-    if len(layer_dims) < 2:
-        raise ValueError(f"layer_dims needs at least 2 sizes; got {layer_dims}")
-    if layer_dims[0] != dataset.n_features:
+    if isinstance(layer_dims, str) or not isinstance(layer_dims, Sequence):
+        raise TypeError(
+            f"layer_dims must be a list of layer sizes like [2, 10, 5, 1]; got {layer_dims!r}"
+        )
+    dims = [int(check_number(f"layer_dims[{i}]", d, minimum=1, integer=True))
+            for i, d in enumerate(layer_dims)]  # fmt: skip
+    if len(dims) < 2:
+        raise ValueError(f"layer_dims needs at least 2 sizes; got {dims}")
+    if dims[0] != dataset.n_features:
         raise ValueError(
-            f"layer_dims starts with {layer_dims[0]} inputs but dataset {dataset.name!r} has "
+            f"layer_dims starts with {dims[0]} inputs but dataset {dataset.name!r} has "
             f"{dataset.n_features} features"
         )
-    if output is None:
-        output = "sigmoid" if layer_dims[-1] == 1 else "softmax"
-    torch_dtype = DTYPES[dtype]
-    # Validate the architecture and options once, before any training.
-    probe = StackedMLP(layer_dims, 1, activation, output, dropout, torch_dtype)
-    from initlab.bench.train import check_options
+    return dims
 
-    check_options(optimizer, lr, iterations, batch_size, l2, clip_norm, clip_value,
-                  clip_adaptive, log_every, 0.9)  # fmt: skip
-    config = {
-        "schemes": labels, "seeds": seed_list, "data": dataset.name,
-        "layer_dims": layer_dims, "activation": list(probe.activations), "output": output,
-        "dropout": float(dropout), "init_style": init_style, "optimizer": optimizer,
-        "lr": lr, "iterations": iterations, "batch_size": batch_size, "l2": l2,
-        "clip_norm": clip_norm, "clip_value": clip_value, "clip_adaptive": clip_adaptive,
-        "dtype": dtype, "monitor_every": monitor_every,
-    }  # fmt: skip
-    plan = [(label, spec, seed) for label, spec in zip(labels, schemes, strict=True)
-            for seed in seed_list]  # fmt: skip
-    done: dict[tuple[str, int], Run] = {}
-    monitors: dict[tuple[str, int], MonitorSeries] = {}
-    if out is not None:
-        out = prepare_out(out, force=force, resume=resume)
-        if resume and os.path.exists(os.path.join(out, "results.json")):
-            previous = Comparison.load(out)
-            # schemes and seeds may grow; every other setting must be the same
-            changed = sorted(k for k in config if k not in ("schemes", "seeds")
-                             and previous.config.get(k) != config[k])  # fmt: skip
-            if changed:
-                raise ValueError(
-                    f"cannot resume {out}: it was made with different settings "
-                    f"({', '.join(changed)})"
-                )
-            done = {(r.scheme, int(r.seed or 0)): r for r in previous.runs}
-            monitors = previous.monitors
-            if monitor_every is not None:  # a run whose series was lost trains again
-                done = {key: run for key, run in done.items() if key in monitors}
-    todo = [p for p in plan if (p[0], p[2]) not in done]
-    options = dict(optimizer=optimizer, lr=lr, iterations=iterations, batch_size=batch_size,
-                   l2=l2, clip_norm=clip_norm, clip_value=clip_value,
-                   clip_adaptive=clip_adaptive, log_every=log_every)  # fmt: skip
-    finished = dict(done)
 
-    def ordered() -> list[Run]:
-        return [finished[(label, seed)] for label, _, seed in plan if (label, seed) in finished]
+def _check_memory(dims: list[int], members: int, n: int, opts: RunOptions) -> None:
+    """Refuse a comparison whose stacked group cannot fit: weights, gradients and optimizer
+    state (up to 4 copies of the parameters), and about 4 activation buffers per layer."""
+    itemsize = 4 if opts.dtype == "float32" else 8
+    params = sum((a + 1) * b for a, b in itertools.pairwise(dims))
+    rows = min(n, opts.batch_size or n) + n  # a mini-batch workspace and the full-data one
+    estimate = members * (4 * params + 4 * rows * (sum(dims) + len(dims))) * itemsize
+    check_fits(estimate, f"a group of {members} nets with layer_dims {dims} on {n} rows")
 
-    def result() -> Comparison:
-        runs = ordered()
-        kept = {(r.scheme, int(r.seed or 0)) for r in runs}
-        return Comparison(runs, config, dataset, {k: v for k, v in monitors.items() if k in kept})
 
-    def keep(label: str, seed: int, run: Run) -> None:
-        run.config.update({"init_style": init_style})
-        finished[(label, seed)] = run
+class _Session:
+    """Runs a :class:`_Plan`: what is done (resumed), what is left, training in groups, and
+    saving after each group (or each run, when runs train one at a time)."""
 
-    # Tiny nets are bound by per-op overhead, where one thread is fastest.
-    small = min(group_size, len(plan)) * len(dataset.x_train) * sum(layer_dims) < 2_000_000
-    with (
-        progress_bar(progress, len(todo) * iterations, "compare") as advance,
-        few_threads(1 if small else None),
-    ):
-        for start in range(0, len(todo), group_size):
-            group = todo[start : start + group_size]
-            models = [_member(spec, seed, layer_dims, activation, output, dropout, torch_dtype,
-                              init_style) for _, spec, seed in group]  # fmt: skip
-            if probe.fast and monitor_every is None:
-                stacked = StackedMLP.from_models(models)
+    def __init__(self, plan: _Plan, out: str | None, progress: bool) -> None:
+        self.plan, self.out, self.progress = plan, out, progress
+        self.finished: dict[Key, Run] = {}
+        self.monitors: dict[Key, MonitorSeries] = {}
+        self.written: dict[str, str] = {}
 
-                def step_progress(k: int = 1, size: int = len(group)) -> None:
-                    advance(k * size)
+    def resume(self) -> None:
+        """Keep the runs saved in ``out`` that this plan wants (after checking that settings and
+        data match); runs whose model or monitor series was lost train again."""
+        out, config = str(self.out), self.plan.config
+        previous, entries = store.read_results(out)
+        changed = store.settings_changes(previous, config)
+        if changed:
+            raise ValueError(
+                f"cannot resume {out}: it was made with different settings ({'; '.join(changed)})"
+            )
+        data = store.data_changes(previous.get("data_fingerprint"), config["data_fingerprint"])
+        if data:
+            raise ValueError(
+                f"cannot resume {out}: the data differs from the data it was made with "
+                f"({'; '.join(data)})"
+            )
+        runs = [store.run_from_entry(e) for e in entries]
+        have = store.attach_models(out, previous, entries, runs, strict=False)
+        from initlab.bench.comparison import _load_monitors
 
-                runs = train_stacked(stacked, dataset, labels=[g[0] for g in group],
-                                     seeds=[g[2] for g in group], advance=step_progress,
-                                     **options)  # fmt: skip
-                for (label, _, seed), run in zip(group, runs, strict=True):
-                    keep(label, seed, run)
-                if out is not None:
-                    _save(result(), out)
+        monitors = _load_monitors(out, previous, runs)
+        for entry, run, ok in zip(entries, runs, have, strict=True):
+            key = (run.scheme, int(run.seed or 0))
+            if not ok or (self.plan.monitor_every is not None and key not in monitors):
                 continue
-            for (label, _, seed), model in zip(group, models, strict=True):
-                monitor = None if monitor_every is None else Monitor(model, every=monitor_every)
-                with monitor if monitor is not None else contextlib.nullcontext():
-                    run = train(model, dataset, init=None, seed=seed, progress=False,
-                                output=output, monitor=monitor, **options)  # fmt: skip
-                run.scheme = label
-                if monitor is not None:
-                    monitors[(label, seed)] = MonitorSeries.from_monitor(monitor)
-                keep(label, seed, run)
-                advance(iterations)
-                if out is not None:  # one run at a time is slow: save each
-                    _save(result(), out)
-    return result()
+            self.finished[key] = run
+            if isinstance(entry.get("run_id"), str) and entry.get("model_sha256"):
+                self.written[entry["run_id"]] = entry["model_sha256"]
+            if key in monitors:
+                self.monitors[key] = monitors[key]
+
+    def result(self) -> Comparison:
+        runs = [self.finished[(label, seed)] for label, _, seed in self.plan.runs
+                if (label, seed) in self.finished]  # fmt: skip
+        kept = {(r.scheme, int(r.seed or 0)) for r in runs}
+        monitors = {k: v for k, v in self.monitors.items() if k in kept}
+        return Comparison(runs, self.plan.config, self.plan.dataset, monitors)
+
+    def save(self) -> None:
+        if self.out is not None:
+            save_to(self.result(), self.out, self.written)
+
+    def keep(self, label: str, seed: int, run: Run) -> None:
+        run.config.update({"init_style": self.plan.init_style})
+        self.finished[(label, seed)] = run
+
+    def run(self) -> Comparison:
+        plan = self.plan
+        todo = [p for p in plan.runs if (p[0], p[2]) not in self.finished]
+        iterations = plan.opts.iterations
+        # Tiny nets are bound by per-op overhead, where one thread is fastest.
+        small = (min(plan.group_size, len(plan.runs)) * len(plan.dataset.x_train)
+                 * sum(plan.layer_dims) < 2_000_000)  # fmt: skip
+        with (
+            progress_bar(self.progress, len(todo) * iterations, "compare") as advance,
+            few_threads(1 if small else None),
+        ):
+            for start in range(0, len(todo), plan.group_size):
+                group = todo[start : start + plan.group_size]
+                models = [plan.member(spec, seed) for _, spec, seed in group]
+                if plan.fast and plan.monitor_every is None:
+                    self._train_group(group, models, advance)
+                else:
+                    self._train_one_by_one(group, models, advance)
+        return self.result()
+
+    def _train_group(self, group: list[Any], models: list[MLP], advance: Any) -> None:
+        stacked = StackedMLP.from_models(models)
+
+        def step_progress(k: int = 1, size: int = len(group)) -> None:
+            advance(k * size)
+
+        opts = self.plan.opts.replace(dtype=None, dropout=0.0)  # the model's own
+        runs = train_stacked(stacked, self.plan.dataset, labels=[g[0] for g in group],
+                             seeds=[g[2] for g in group], advance=step_progress,
+                             options=opts)  # fmt: skip
+        for (label, _, seed), run in zip(group, runs, strict=True):
+            self.keep(label, seed, run)
+        self.save()
+
+    def _train_one_by_one(self, group: list[Any], models: list[MLP], advance: Any) -> None:
+        plan = self.plan
+        opts = plan.opts.replace(dtype=None, dropout=0.0)  # the model's own
+        for (label, _, seed), model in zip(group, models, strict=True):
+            every = plan.monitor_every
+            monitor = None if every is None else Monitor(model, every=every)
+            with monitor if monitor is not None else contextlib.nullcontext():
+                run = train(model, plan.dataset, init=None, seed=seed, progress=False,
+                            output=plan.output, monitor=monitor, options=opts)  # fmt: skip
+            run.scheme = label
+            if monitor is not None:
+                self.monitors[(label, seed)] = MonitorSeries.from_monitor(monitor)
+            self.keep(label, seed, run)
+            advance(plan.opts.iterations)
+            self.save()  # one run at a time is slow: save each
+
+
+__all__ = ["MONITOR_STATS", "Comparison", "MonitorSeries", "compare"]

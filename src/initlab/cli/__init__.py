@@ -44,14 +44,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError, FileExistsError) as error:  # fmt: skip
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        sys.stderr.write(f"initlab {args.command}: error: {message}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"initlab {args.command}: interrupted\n")
-        return 130
     except BrokenPipeError:
         # The reader went away (`initlab schemes | head`): not an error of ours. Point stdout
         # at devnull so the interpreter's final flush does not raise again.
@@ -59,6 +51,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, TypeError, OSError) as error:  # bad input, unusable files, disk full
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        sys.stderr.write(f"initlab {args.command}: error: {message}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"initlab {args.command}: interrupted\n")
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -144,7 +144,7 @@ def _run_mlp(args: argparse.Namespace) -> int:
     from initlab.initializers.apply import init_model
 
     dims = _dims(args.dims)
-    check_seed("--seed", args.seed)
+    check_seed(args.seed, "--seed")
     l2 = check_number("--l2", args.l2, minimum=0.0)
     check_number("--after", args.after, minimum=0, integer=True)
     check_number("--directions", args.directions, minimum=1, integer=True)

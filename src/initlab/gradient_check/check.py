@@ -121,7 +121,7 @@ def _check_options(
 ) -> tuple[float, float]:
     check_choice("mode", mode, MODES)
     if seed is not None and not isinstance(seed, torch.Generator):
-        check_seed("seed", seed)
+        check_seed(seed, "seed")
     check_number("eps", eps, minimum=0.0, strict_minimum=True, maximum=1.0)
     check_number("samples", samples, minimum=1, integer=True)
     check_number("directions", directions, minimum=1, integer=True)
