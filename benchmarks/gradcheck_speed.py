@@ -11,9 +11,16 @@ Function that scales one tensor's gradient: wrong sign, factor 2, 1.1 or 0.5, in
 tensor each seed) *and names that tensor as the worst*, and how often it raises a false alarm
 on the same models without the bug. Targets: fast >= 100x faster than full; 20/20 caught.
 
+Then real models (``--zoo``, from ``tests/zoo.py``): fast mode on the ResNet-18-structured
+zoo model at 32x32 (batch 8, batch norm in training mode, in-place residual adds that vmap
+cannot batch), GPT-2, BERT, Llama and T5 (small Hugging Face configs), with the time of one
+plain float64 forward+backward of the same model as the baseline measured in the same run,
+and whether a planted wrong-sign bug is found and named.
+
     python benchmarks/gradcheck_speed.py            # ~100k parameters, full mode ~minutes
     python benchmarks/gradcheck_speed.py --quick    # a 10k-parameter net, seconds
     python benchmarks/gradcheck_speed.py --threads 1  # on a shared, busy machine
+    python benchmarks/gradcheck_speed.py --zoo-only   # only the real models
 
 Denormals are flushed (``torch.set_flush_denormal(True)``), as for every benchmark.
 """
@@ -54,10 +61,73 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (1 on a busy, shared machine)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--zoo-only", action="store_true", help="only the real models")
+    parser.add_argument("--repeat", type=int, default=3, help="timing repeats (median)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.zoo_only:
+        mlp_checks(args)
+    zoo_checks(args)
+
+
+ZOO_CASES = {  # model -> (factory options, parameter the planted bug breaks)
+    "resnet_basic": ({"batch": 8, "size": 32}, "layer2.0.conv1.weight"),
+    "gpt2": ({}, "transformer.h.0.mlp.c_fc.weight"),
+    "bert": ({}, "bert.encoder.layer.0.intermediate.dense.weight"),
+    "llama": ({}, "model.layers.0.mlp.up_proj.weight"),
+    "t5": ({}, "encoder.block.0.layer.1.DenseReluDense.wi.weight"),
+}
+
+
+def zoo_checks(args: argparse.Namespace) -> None:
+    import copy
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
+    from initlab.gradient_check.model_io import predictions, switch_off_randomness
+    from zoo import ZOO
+
+    print("\nreal models, fast mode (7 directions per tensor), dropout off, float64:")
+    print(f"{'model':<14} {'params':>9} {'tensors':>7} {'evals':>6} {'fwd+bwd s':>9} "
+          f"{'check s':>8} {'ratio':>6}  verdict   planted bug")  # fmt: skip
+    for name, (options, planted) in ZOO_CASES.items():
+        zoo = ZOO[name](seed=0, **options)
+        inputs = zoo.example
+        if isinstance(inputs, dict):
+            targets = inputs["input_ids"]
+        else:
+            targets = torch.arange(inputs.shape[0]) % 4
+        model64 = copy.deepcopy(zoo.model)
+        switch_off_randomness(model64)
+        model64 = model64.double()
+        x64 = {k: v for k, v in inputs.items()} if isinstance(inputs, dict) else inputs.double()
+
+        def step(model64=model64, x64=x64, targets=targets):
+            out = model64(**x64) if isinstance(x64, dict) else model64(x64)
+            logits = predictions(out)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            loss.backward()
+
+        _, t_step = timed(step, repeat=args.repeat)
+
+        def check(model=zoo.model, inputs=inputs, targets=targets):
+            return gradcheck(model, "cross_entropy", inputs, targets, mode="fast",
+                             dropout="off")  # fmt: skip
+
+        result, t_check = timed(check, repeat=args.repeat)
+        buggy = gradcheck(plant_bug(zoo.model, planted, -1.0), "cross_entropy", inputs,
+                          targets, mode="fast", dropout="off")  # fmt: skip
+        found = buggy.verdict == "bug" and buggy.worst_tensor == planted
+        params = sum(p.numel() for p in zoo.model.parameters())
+        print(f"{name:<14} {params:>9,} {len(result.tensors):>7} {result.evaluations:>6} "
+              f"{t_step:>9.4f} {t_check:>8.2f} {t_check / t_step:>6.0f}  {result.verdict:<9} "
+              f"{'found, named' if found else 'MISSED: ' + buggy.verdict}")  # fmt: skip
+
+
+def mlp_checks(args: argparse.Namespace) -> None:
     dims = [2, 100, 80, 20, 1] if args.quick else [int(d) for d in args.dims.split(",")]
     data = initlab.datasets.load("circles")
     x = data.x_train[: args.examples].double().to(args.device)

@@ -46,15 +46,21 @@ Modes (``P`` parameters in ``T`` tensors):
 Kinks: the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w) - L(w - h)) / h`` come
 for free. Where they disagree and keep disagreeing at ``h / 10``, the loss has a kink *at* the
 point (a ReLU input exactly 0), the derivative does not exist, and the analytic value is
-compared with the range between the two (see :func:`_at_kinks`). Kink directions are left
-out of the fast-mode median; a tensor with mostly kink directions is checked entry by entry.
+compared with the range between the two; where the gap vanishes at ``h / 10``, the step
+crossed a kink *near* the point and the central difference at ``h / 10`` is used (see
+:func:`~initlab.gradient_check.numerics._at_kinks`). Kink directions are left out of the
+fast-mode median; a tensor with mostly kink directions is checked entry by entry. A tensor
+that is still not correct is measured again at ``h / 10`` and ``h / 100``: a difference that
+shrinks with the step is truncation or kinks, never a ``bug`` (see
+:mod:`initlab.gradient_check.runner`). Anything not finite is ``not finite``, never a pass.
 
 Stochastic layers and state: the check works on a float64 deep copy of the model, so the
 model, its gradients and its buffers are never modified. Dropout (and RReLU) in training mode
-makes the loss random, so the check refuses it unless ``dropout="off"``, which puts those
-layers in eval mode *in the copy*. Batch norm in training mode is checked as it trains, with
-the statistics of the batch; its running statistics are not updated (not even in the copy).
-A loss that still changes between two evaluations at the same point is refused.
+makes the loss random, so the check refuses it unless ``dropout="off"``, which puts every
+module but batch norm in eval mode *in the copy* (functional and attention dropout included,
+see :mod:`initlab.gradient_check.model_io`). Batch norm in training mode is checked as it
+trains, with the statistics of the batch; its running statistics are not updated (not even
+in the copy). A loss that still changes between two evaluations at the same point is refused.
 """
 
 from __future__ import annotations
