@@ -1,7 +1,7 @@
 """Draw the figures of the theory docs pages (docs/img/*.png) and print the numbers quoted
 there: LSUV on resnet_basic, the edge of chaos for tanh, coordinate checks of an
 nn.TransformerEncoder in standard parametrization, SPPs of resnet_bottleneck and of an
-unnormalized residual MLP before/after LSUV, Jacobian spectra of tanh MLPs and the ViT.
+unnormalized residual MLP before/after LSUV, Jacobian spectra of tanh MLPs and nn.TransformerEncoder.
 
     python benchmarks/theory_figures.py [--out docs/img]
 """
@@ -113,10 +113,10 @@ def main() -> int:
             )
             if depth == 32:
                 initlab.plot_jacobian(spec, out / f"jacobian_tanh32_{name}.png")
-    z = zoo.vit(seed=0, batch=2)
+    z = zoo.transformer_encoder(seed=0, batch=2)
     z.model.eval()
     spec = initlab.jacobian_spectrum(z.model, z.example, steps=40, probes=2)
-    print("== jacobian vit\n", spec)
+    print("== jacobian transformer_encoder\n", spec)
     return 0
 
 
