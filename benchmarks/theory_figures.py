@@ -1,7 +1,8 @@
 """Draw the figures of the theory docs pages (docs/img/*.png) and print the numbers quoted
 there: LSUV on resnet_basic, the edge of chaos for tanh, coordinate checks of an
 nn.TransformerEncoder in standard parametrization, SPPs of resnet_bottleneck and of an
-unnormalized residual MLP before/after LSUV, Jacobian spectra of tanh MLPs and nn.TransformerEncoder.
+unnormalized residual MLP before/after LSUV, Jacobian spectra of tanh MLPs and
+nn.TransformerEncoder.
 
     python benchmarks/theory_figures.py [--out docs/img]
 """
