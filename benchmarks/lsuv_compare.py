@@ -141,6 +141,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--layers", action="store_true", help="print every layer's std")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -148,7 +149,7 @@ def main() -> int:
           "residual stream std / input std | forward passes | time (s, median) | "
           "package time / initlab time |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for name in MODELS:
+    for name in args.models.split(","):
         times: dict[str, float] = {}
         for which in ("initlab", "package"):
             runs = [_run(which, name) for _ in range(args.repeat)]
