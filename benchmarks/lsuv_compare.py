@@ -50,10 +50,37 @@ def _reordered(seed: int = 0) -> zoo.ZooModel:
     return zoo.ZooModel(model, x, "mlp")
 
 
+class Block(nn.Module):
+    """An unnormalized residual block: x + fc2(relu(fc1(x)))."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(width, width), nn.Linear(width, width)
+
+    def forward(self, x):
+        return x + self.fc2(torch.relu(self.fc1(x)))
+
+
+def _resmlp(seed: int = 0) -> zoo.ZooModel:
+    with seeded_global_rng(seed):
+        model = nn.Sequential(*[Block(64) for _ in range(16)])
+    x = torch.randn(256, 64, generator=torch.Generator().manual_seed(seed))
+    return zoo.ZooModel(model, x, "mlp")
+
+
+def _vit_deep(seed: int = 0) -> zoo.ZooModel:
+    with seeded_global_rng(seed):
+        model = zoo.VisionTransformer(depth=12)
+    x = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    return zoo.ZooModel(model, x, "transformer")
+
+
 MODELS = {
     "resnet_basic": lambda: zoo.resnet_basic(seed=0, batch=32),
     "transformer_encoder": lambda: zoo.transformer_encoder(seed=0, batch=16),
     "vit": lambda: zoo.vit(seed=0, batch=32),
+    "vit_depth12": _vit_deep,
+    "resmlp_16_blocks": _resmlp,
     "reordered_mlp": _reordered,
 }
 _KINDS = (nn.Linear, nn.Conv2d, nn.MultiheadAttention)
@@ -71,7 +98,12 @@ def _measure(model: nn.Module, example) -> tuple[dict[str, float], float | None]
                 stds.setdefault(name, y.std(correction=0).item())
 
             handles.append(module.register_forward_hook(hook))
-        if type(module).__name__ in ("BasicBlock", "TransformerEncoderLayer", "EncoderBlock"):
+        if type(module).__name__ in (
+            "BasicBlock",
+            "TransformerEncoderLayer",
+            "EncoderBlock",
+            "Block",
+        ):
             handles.append(module.register_forward_hook(
                 lambda mod, args, out: blocks.append(out.std().item())))  # fmt: skip
     model.eval()
@@ -109,6 +141,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--layers", action="store_true", help="print every layer's std")
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated subset")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,7 +149,7 @@ def main() -> int:
           "residual stream std / input std | forward passes | time (s, median) | "
           "package time / initlab time |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for name in MODELS:
+    for name in args.models.split(","):
         times: dict[str, float] = {}
         for which in ("initlab", "package"):
             runs = [_run(which, name) for _ in range(args.repeat)]

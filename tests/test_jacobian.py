@@ -103,3 +103,11 @@ def test_bad_input():
         jacobian_spectrum(embedding, torch.tensor([1, 2]))
     with pytest.raises(ValueError, match="steps"):
         jacobian_spectrum(linear, torch.ones(1, 2), steps=0)
+
+
+def test_attention_uses_a_twice_differentiable_kernel():
+    """Fused SDPA kernels have no double backward (the JVP needs one): the math kernel runs."""
+    z = zoo.ZOO["transformer_encoder"](seed=0, batch=1, tokens=4)
+    z.model.eval()
+    spec = jacobian_spectrum(z.model, z.example, steps=6, probes=1)
+    assert spec.input_dim == 4 * 64 and spec.s_max > 0

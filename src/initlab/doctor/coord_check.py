@@ -1,11 +1,11 @@
 """Coordinate check (muP, Yang et al. 2021; ``mup/coord_check.py``) with a verdict.
 
 Build the model at several widths, train each for a few steps on one fixed batch and record,
-for every leaf module, the average size of a coordinate of its output, ``l1 = mean |y|``, at
-each step. In a width-independent parametrization (muP) these curves are flat in the width
-after a few steps; a layer whose ``l1`` grows like ``width^s`` (``s`` fitted by least squares on
-``log l1`` against ``log width``, last step) will blow up when the model is made wider, and
-one that shrinks will stop learning.
+for every leaf module (and ``nn.MultiheadAttention``), the average size of a coordinate of its
+output, ``l1 = mean |y|``, at each step. In a width-independent parametrization (muP) these
+curves are flat in the width after a few steps; a layer whose ``l1`` grows like ``width^s``
+(``s`` fitted by least squares on ``log l1`` against ``log width``, last step) will blow up
+when the model is made wider, and one that shrinks will stop learning.
 
 What to change, by where the slope appears (muP's rules, Adam):
 
@@ -165,7 +165,9 @@ def coord_check(
         last_name: list[str | None] = [None]
         handles = []
         for name, module in model.named_modules():
-            if next(module.children(), None) is not None or not name:
+            # leaves, and MultiheadAttention (its out_proj child is applied functionally)
+            inner = next(module.children(), None) is not None
+            if not name or (inner and not isinstance(module, nn.MultiheadAttention)):
                 continue
 
             def hook(

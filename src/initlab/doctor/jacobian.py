@@ -162,8 +162,9 @@ def jacobian_spectrum(
 
     ``example_input``: a tensor, a tuple of positional arguments or a dict of keyword
     arguments; the Jacobian is taken with respect to all its floating-point tensors (integer
-    token ids have none: give such a model its embeddings). The model runs in its current mode;
-    one forward pass, then ``2 * steps * probes`` backward passes.
+    token ids have none: give such a model its embeddings). The model runs in its current mode,
+    attention on PyTorch's math kernel (the fused ones have no double backward); one forward
+    pass, then ``2 * steps * probes`` backward passes.
 
     >>> net = torch.nn.Sequential(torch.nn.Linear(8, 8, bias=False))
     >>> _ = torch.nn.init.orthogonal_(net[0].weight, generator=torch.Generator().manual_seed(0))
@@ -193,7 +194,10 @@ def jacobian_spectrum(
         return value
 
     xs = list(leaves.values())
-    with torch.enable_grad():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # the math attention kernel: the fused CPU/GPU kernels have no double backward
+    with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
         y = _main_output(_call(model, swap(example_input)))
         if not y.requires_grad:
             raise ValueError("the model's output does not depend on its floating-point inputs")

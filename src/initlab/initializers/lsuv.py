@@ -48,6 +48,17 @@ from initlab.initializers.residual import Flow as _Flow
 _LAYERS = (nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention, nn.modules.conv._ConvNd)
 
 
+def _is_layer(module: nn.Module) -> bool:
+    """A weight layer LSUV scales; Hugging Face's ``Conv1D`` (a Linear storing ``(in, out)``)
+    is known by its type name."""
+    if isinstance(module, _LAYERS):
+        return True
+    weight = getattr(module, "weight", None)
+    return (
+        type(module).__name__ == "Conv1D" and isinstance(weight, torch.Tensor) and weight.dim() == 2
+    )
+
+
 class _Stop(Exception):
     """Raised by a hook to end a pass once every layer that needs it has been handled."""
 
@@ -57,7 +68,7 @@ class LSUVRow:
     """One layer: target, std/mean before and after, and the corrections applied."""
 
     name: str
-    kind: str  # "layer" or "branch" (last layer of a residual branch)
+    kind: str  # "layer", "branch" (last layer of a residual branch) or "tied" (left as is)
     order: int
     target: float  # std target ("layer"), or branch/skip std ratio target ("branch")
     std_before: float
@@ -126,6 +137,8 @@ def _weight_bias(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 def _out_dim(module: nn.Module) -> int:
     """The dimension of the weight that indexes output channels."""
+    if type(module).__name__ == "Conv1D":
+        return 1
     if isinstance(module, nn.modules.conv._ConvTransposeNd):
         return 1
     if isinstance(module, nn.Embedding):
@@ -223,7 +236,8 @@ class _Run:
     def __init__(self, model, example, target, tol, max_iter, per_channel):
         self.model, self.example = model, example
         self.target, self.tol, self.max_iter, self.per_channel = target, tol, max_iter, per_channel
-        self.layers = [(n, m) for n, m in model.named_modules() if isinstance(m, _LAYERS)]
+        self.layers = [(n, m) for n, m in model.named_modules() if _is_layer(m)]
+        self.owners: dict[int, int] = {}  # id(weight) -> first layer (execution order) using it
         # a MultiheadAttention's out_proj is applied functionally, never called: skip it
         inner = {id(m.out_proj) for _, m in self.layers if isinstance(m, nn.MultiheadAttention)}
         self.layers = [(n, m) for n, m in self.layers if id(m) not in inner]
@@ -260,8 +274,8 @@ class _Run:
 
     def _layer_hook(self, mode: str, index: int, seen: set[int], flow: _Flow):
         def hook(module: nn.Module, args: Any, output: Any) -> Any:
-            if index in seen:
-                return None  # a second call of the same module: weights already set
+            if index in seen or (mode == "fix" and index not in self.rows):
+                return None  # a second call (weights already set), or not seen when tracing
             seen.add(index)
             y = _first_tensor(output)
             if y is None or not y.is_floating_point():
@@ -277,6 +291,11 @@ class _Run:
                         name=self.layers[index][0], kind="layer", order=len(self.order),
                         target=self.target, std_before=float(std), mean_before=float(mean),
                     )  # fmt: skip
+                    owner = self.owners.setdefault(id(_weight_bias(module)[0]), index)
+                    if owner != index:  # tied weights (GPT-2's lm_head is wte): one owner
+                        row = self.rows[index]
+                        row.kind, row.converged, row.std_after = "tied", True, float(std)
+                        row.note = f"weight tied to {self.layers[owner][0]}: left as is"
                     new = None
                 else:
                     new = self._fix_layer(index, module, y)
@@ -292,6 +311,8 @@ class _Run:
 
     def _fix_layer(self, index: int, module: nn.Module, y: torch.Tensor) -> torch.Tensor | None:
         row = self.rows[index]
+        if row.kind == "tied":
+            return None
         dim = _channel_dim(module, y) if self.per_channel else None
         std, mean = _stats(y, dim)
         weight, bias = _weight_bias(module)
@@ -341,7 +362,7 @@ class _Run:
         count = [0]
 
         def on_merge(layer: int | None, branch: torch.Tensor, skip: torch.Tensor) -> Any:
-            if layer is None:
+            if layer is None or self.rows[layer].kind == "tied":
                 return None
             count[0] += 1
             if mode == "trace":
@@ -460,7 +481,7 @@ def lsuv(
         not_called=[n for i, (n, _) in enumerate(run.layers) if i not in called],
     )
     for i in run.order:
-        if i in run.branch_end:
+        if i in run.branch_end and run.rows[i].kind != "tied":
             run.rows[i].kind = "branch"
             run.rows[i].target = 1.0 / math.sqrt(run.merges)
     return report
