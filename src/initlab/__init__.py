@@ -52,6 +52,20 @@ _EXPORTS: dict[str, str] = {
     "default_init_std": "initlab.initializers.apply",
     "init_model": "initlab.initializers.apply",
     "build": "initlab.initializers.build",
+    "RECIPES": "initlab.initializers.recipe_data",
+    "Recipe": "initlab.initializers.recipe_data",
+    "Rule": "initlab.initializers.recipe_data",
+    "RecipeDiff": "initlab.initializers.recipes",
+    "RecipeReport": "initlab.initializers.recipes",
+    "TruncationWarning": "initlab.initializers.recipes",
+    "get_recipe": "initlab.initializers.recipes",
+    "init_with_recipe": "initlab.initializers.recipes",
+    "list_recipes": "initlab.initializers.recipes",
+    "recipe_diff": "initlab.initializers.recipes",
+    "RoleTable": "initlab.initializers.roles",
+    "roles": "initlab.initializers.roles",
+    "RecipeCheck": "initlab.doctor.recipe_check",
+    "recipe_check": "initlab.doctor.recipe_check",
     "initialize_parameters": "initlab.initializers.course",
     "fan_in_fan_out": "initlab.initializers.fans",
     "parameter_fans": "initlab.initializers.fans",
@@ -113,6 +127,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         recommend,
     )
     from initlab.doctor.monitor import Monitor
+    from initlab.doctor.recipe_check import RecipeCheck, recipe_check
     from initlab.gradient_check.check import (
         GradCheck,
         gradcheck,
@@ -125,7 +140,18 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.initializers.course import initialize_parameters
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field
     from initlab.initializers.gains import gain
+    from initlab.initializers.recipe_data import RECIPES, Recipe, Rule
+    from initlab.initializers.recipes import (
+        RecipeDiff,
+        RecipeReport,
+        TruncationWarning,
+        get_recipe,
+        init_with_recipe,
+        list_recipes,
+        recipe_diff,
+    )
     from initlab.initializers.registry import get
+    from initlab.initializers.roles import RoleTable, roles
     from initlab.initializers.schemes import (
         Constant,
         DeltaOrthogonal,
