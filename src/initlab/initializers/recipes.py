@@ -25,7 +25,7 @@ import math
 import operator
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -555,22 +555,29 @@ def recipe_diff(
     table = roles(model, example_input, overrides)
     pa = plan(model, a, table=table, **options)
     pb = plan(model, b, table=table, **options)
-    by_b = {(p.parameter, p.chunk): p for p in pb.rows}
+    rows_a, rows_b = _align(pa.rows, pb.rows), _align(pb.rows, pa.rows)
     rows: list[DiffRow] = []
-    seen: set[tuple[str, Any]] = set()
-    for p in pa.rows:
-        q = by_b.get((p.parameter, p.chunk))
-        if q is None:  # one recipe splits a fused tensor, the other draws it whole
-            q = next((x for x in pb.rows if x.parameter == p.parameter), p)
-        seen.add((q.parameter, q.chunk))
+    for p, q in zip(rows_a, rows_b, strict=True):
         label = p.parameter if p.chunk is None else f"{p.parameter}[{p.role}]"
         rows.append(DiffRow(label, p.role, _std(p), p.trunc_sigma, _std(q), q.trunc_sigma,
                             _rule_text(p), _rule_text(q)))  # fmt: skip
-    for q in pb.rows:
-        if (q.parameter, q.chunk) not in seen and q.chunk is not None:
-            rows.append(DiffRow(f"{q.parameter}[{q.role}]", q.role, None, None, _std(q),
-                                q.trunc_sigma, "-", q.rule))  # fmt: skip
     return RecipeDiff(pa.recipe, pb.recipe, rows, warnings=[*pa.warnings, *pb.warnings])
+
+
+def _align(rows: list[PlanRow], other: list[PlanRow]) -> list[PlanRow]:
+    """``rows`` with each fused tensor drawn whole split into the blocks ``other`` uses, so
+    both lists have one entry per (parameter, block)."""
+    blocks: dict[str, list[PlanRow]] = {}
+    for o in other:
+        if o.chunk is not None:
+            blocks.setdefault(o.parameter, []).append(o)
+    result: list[PlanRow] = []
+    for r in rows:
+        if r.chunk is None and r.parameter in blocks:
+            result.extend(replace(r, role=o.role, chunk=o.chunk) for o in blocks[r.parameter])
+        else:
+            result.append(r)
+    return result
 
 
 def _std(p: PlanRow) -> float | None:

@@ -458,12 +458,13 @@ def _block_writers(
                 h.remove()
         return out, outputs
 
+    candidates = list(names)
     while True:
         base, outputs = run(writers)
         if base is None:
             return decided
         new = set()
-        for name in names:
+        for name in candidates:
             if name in writers or name not in outputs:
                 continue
             out = outputs[name]
@@ -481,6 +482,11 @@ def _block_writers(
         if not new:
             return decided
         writers |= new
+        # Only a layer that runs before the writers just found can feed them (execution
+        # order is the order of ``outputs``).
+        order = list(outputs)
+        first = min(order.index(n) for n in new)
+        candidates = [n for n in order[:first] if decided.get(n) is not True]
 
 
 def _accepts(model: nn.Module, argument: str) -> bool:
