@@ -288,8 +288,11 @@ def recipe_check(
     for name, (stack, index) in blocks.items():
         if name not in stream_out:
             continue
-        writers = [c for n, c in checks.items() if n.startswith(name + ".")
-                   and c.role in ("attn_out", "mlp_down") and c.observed_out is not None]  # fmt: skip
+        writers = [
+            c for n, c in checks.items()
+            if n.startswith(name + ".") and c.role in ("attn_out", "mlp_down")
+            and c.observed_out is not None
+        ]  # fmt: skip
         branch = math.sqrt(sum(c.observed_out**2 for c in writers)) if writers else None
         reference = None
         hidden = hidden_std.get(stack)
