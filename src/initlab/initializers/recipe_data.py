@@ -56,20 +56,22 @@ class Rule:
     note: str = ""
 
     def describe(self) -> str:
+        """The rule in one line: ``normal(std=sigma / sqrt(2 * L))``, ``trunc_normal(std=
+        sigma, +-3 sigma)``, ``trunc_normal(std=sigma, [-2, 2] absolute)``, ``1``, ``keep``."""
         if self.dist == "keep":
             return "keep"
         if self.dist == "constant":
             return self.std
         if self.dist == "uniform":
-            return f"U(-{self.std}, {self.std})"
+            return f"uniform(-{self.std}, {self.std})"
         if self.dist == "xavier_normal":
             return f"xavier_normal(gain={self.std})"
-        text = f"N(0, ({self.std})^2)"
         if self.bounds is not None:
-            text += f" trunc [{self.bounds[0]:g}, {self.bounds[1]:g}] absolute"
-        elif self.trunc is not None:
-            text += f" trunc +-{self.trunc:g} sigma"
-        return text
+            low, high = self.bounds
+            return f"trunc_normal(std={self.std}, [{low:g}, {high:g}] absolute)"
+        if self.trunc is not None:
+            return f"trunc_normal(std={self.std}, +-{self.trunc:g} sigma)"
+        return f"normal(std={self.std})"
 
 
 def normal(std: str, note: str = "") -> Rule:
