@@ -4,16 +4,20 @@ and fail on one that is not."""
 from __future__ import annotations
 
 import pytest
-import zoo
+import torch
 
 import initlab
+import zoo
 from initlab.doctor.recipe_check import TOLERANCE, recipe_check
 
 
 def test_a_model_initialized_with_the_recipe_matches_its_predictions():
     z = zoo.gpt2(n_layer=4)
     initlab.init_model(z.model, recipe="gpt2", seed=0)
+    z.model.lm_head.weight.grad = marker = torch.ones_like(z.model.lm_head.weight)
     check = recipe_check(z.model, z.example, "gpt2")
+    assert z.model.lm_head.weight.grad is marker  # the caller's gradients are left alone
+    assert z.model.transformer.h[0].attn.c_attn.weight.grad is None
     assert len(check.layers) == 16 and check.off_recipe == []
     for layer in check.layers:
         assert layer.out_ratio == pytest.approx(1, abs=0.15), layer

@@ -175,8 +175,10 @@ def recipe_check(
     residual stream's growth with 1/sqrt(2L) branch scaling. The model is not changed
     (initialize it with ``init_model(model, recipe=...)`` first to check the recipe itself).
 
-    The loss is ``sum(output * r)`` with ``r`` a fixed N(0, 1) tensor drawn from ``seed``, so
-    every output gets a gradient.
+    The loss is ``sum(output * r)`` (``output.logits`` for Hugging Face models) with ``r`` a
+    fixed N(0, 1) tensor drawn from ``seed``, so every output gets a gradient. The model runs in
+    eval mode (no dropout, batch norms use their running statistics); training flags and the
+    parameters' ``.grad`` are restored.
     """
     table = roles(model, example_input, overrides)
     planned = plan(model, recipe, table=table, **options)
@@ -264,11 +266,13 @@ def recipe_check(
         handles.append(named[name].register_forward_pre_hook(block_pre(name), with_kwargs=True))
         handles.append(named[name].register_forward_hook(block_post(name)))
     training = {n: m.training for n, m in named.items()}
+    grads = {p: p.grad for p in model.parameters()}
     model.eval()
     try:
-        output = _first_tensor(_call(model, example_input))
-        if output is None and hasattr(_call(model, example_input), "logits"):
-            output = _call(model, example_input).logits
+        result_value = _call(model, example_input)
+        output = getattr(result_value, "logits", None)
+        if not isinstance(output, torch.Tensor):
+            output = _first_tensor(result_value)
         if output is not None and output.requires_grad:
             generator = torch.Generator(output.device).manual_seed(seed)
             r = torch.randn(output.shape, generator=generator, device=output.device)
@@ -278,7 +282,8 @@ def recipe_check(
             h.remove()
         for n, m in named.items():
             m.training = training[n]
-        model.zero_grad(set_to_none=True)
+        for p, g in grads.items():  # the caller's gradients, as they were
+            p.grad = g
     for name, check in checks.items():
         # Query and key gradients depend on each other's weights (dL/dq reads k = W_k x), so
         # the independence the backward prediction assumes does not hold for them.
