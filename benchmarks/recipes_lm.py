@@ -9,6 +9,7 @@ is next-token cross entropy on the copied half, so a model that learns to attend
 
     python benchmarks/recipes_lm.py                  # writes docs/assets/recipes_lm.png
     python benchmarks/recipes_lm.py --steps 60       # quick look
+    python benchmarks/recipes_lm.py --replot         # redraw the PNG from the saved losses
 """
 
 from __future__ import annotations
@@ -76,13 +77,42 @@ def train(recipe: str, steps: int, layers: int, width: int) -> dict:
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
+def plot(results: list[dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        ax.plot(r["losses"], label=r["recipe"], linewidth=1.2)
+    ax.axhline(math.log(VOCAB), color="grey", linestyle=":", linewidth=1, label="chance")
+    ax.set_yscale("log")
+    ax.set_xlabel("AdamW step")
+    ax.set_ylabel("copy-task loss (train batch, log scale)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--out", default="docs/assets/recipes_lm.png")
+    parser.add_argument("--replot", action="store_true", help="redraw the PNG from its .json")
     args = parser.parse_args()
+    if args.replot:
+        out = Path(args.out)
+        results = json.loads(out.with_suffix(".json").read_text())
+        plot(
+            results, out, f"GPT-2 {args.layers} layers x {args.width}: only the init recipe differs"
+        )
+        print(f"wrote {out}")
+        return
     torch.set_num_threads(1)  # the machine is shared: one thread is the fastest here
     results = [train(r, args.steps, args.layers, args.width) for r in RECIPES]
     print(f"copy task, GPT-2 {args.layers}x{args.width}, {args.steps} AdamW steps; "
@@ -93,26 +123,9 @@ def main() -> None:
         at = [r["losses"][min(k, len(r["losses"]) - 1)] for k in (49, 149)]
         print(f"{r['recipe']:16} {at[0]:8.3f} {at[1]:9.3f} {tail:8.3f} {r['held_out']:9.3f} "
               f"{r['seconds']:6.1f}")  # fmt: skip
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for r in results:
-        ax.plot(r["losses"], label=r["recipe"], linewidth=1.2)
-    ax.axhline(math.log(VOCAB), color="grey", linestyle=":", linewidth=1, label="chance")
-    ax.set_xlabel("AdamW step")
-    ax.set_ylabel("copy-task loss (train batch)")
-    ax.set_title(f"GPT-2 {args.layers} layers x {args.width}: the init recipe only")
-    ax.legend()
-    fig.tight_layout()
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    Path(out.with_suffix(".json")).write_text(
-        json.dumps([{k: v for k, v in r.items()} for r in results])
-    )
+    plot(results, out, f"GPT-2 {args.layers} layers x {args.width}: only the init recipe differs")
+    out.with_suffix(".json").write_text(json.dumps(results))
     print(f"wrote {out}")
 
 
