@@ -49,6 +49,8 @@ _EXPORTS: dict[str, str] = {
     "jacobian_spectrum": "initlab.doctor.jacobian",
     "JacobianSpectrum": "initlab.doctor.jacobian",
     "Monitor": "initlab.doctor.monitor",
+    "recipe_check": "initlab.doctor.recipe_check",
+    "RecipeCheck": "initlab.doctor.recipe_check",
     "SPP": "initlab.doctor.spp",
     "spp": "initlab.doctor.spp",
     "plant_bug": "initlab.gradient_check.bugs",
@@ -73,7 +75,19 @@ _EXPORTS: dict[str, str] = {
     "lsuv": "initlab.initializers.lsuv",
     "LSUVReport": "initlab.initializers.lsuv",
     "LSUVRow": "initlab.initializers.lsuv",
+    "Recipe": "initlab.initializers.recipe_data",
+    "RECIPES": "initlab.initializers.recipe_data",
+    "Rule": "initlab.initializers.recipe_data",
+    "get_recipe": "initlab.initializers.recipes",
+    "init_with_recipe": "initlab.initializers.recipes",
+    "list_recipes": "initlab.initializers.recipes",
+    "recipe_diff": "initlab.initializers.recipes",
+    "RecipeDiff": "initlab.initializers.recipes",
+    "RecipeReport": "initlab.initializers.recipes",
+    "TruncationWarning": "initlab.initializers.recipes",
     "get": "initlab.initializers.registry",
+    "roles": "initlab.initializers.roles",
+    "RoleTable": "initlab.initializers.roles",
     "Constant": "initlab.initializers.schemes",
     "DeltaOrthogonal": "initlab.initializers.schemes",
     "Dirac": "initlab.initializers.schemes",
@@ -143,6 +157,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     )
     from initlab.doctor.jacobian import JacobianSpectrum, jacobian_spectrum
     from initlab.doctor.monitor import Monitor
+    from initlab.doctor.recipe_check import RecipeCheck, recipe_check
     from initlab.doctor.spp import SPP, spp
     from initlab.gradient_check.bugs import plant_bug
     from initlab.gradient_check.check import gradcheck, gradcheck_function
@@ -155,7 +170,18 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field
     from initlab.initializers.gains import gain
     from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
+    from initlab.initializers.recipe_data import RECIPES, Recipe, Rule
+    from initlab.initializers.recipes import (
+        RecipeDiff,
+        RecipeReport,
+        TruncationWarning,
+        get_recipe,
+        init_with_recipe,
+        list_recipes,
+        recipe_diff,
+    )
     from initlab.initializers.registry import get
+    from initlab.initializers.roles import RoleTable, roles
     from initlab.initializers.schemes import (
         Constant,
         DeltaOrthogonal,

@@ -472,8 +472,15 @@ def init_model(
     seed: int | None = None,
     example: Any = None,
     layouts: Layouts = None,
+    recipe: str | None = None,
+    **recipe_options: Any,
 ) -> InitReport:
     """Initialize every parameter of ``model`` in place and report what was done.
+
+    ``recipe``: a training codebase's init (``"megatron"``, ``"gpt2"``, ``"olmo2"``, ...;
+    ``initlab recipes`` lists them) instead of ``scheme``; ``recipe_options`` override what
+    the recipe reads from the model (``sigma``, ``L``, ``base_width``, ``example_input``,
+    ``overrides``). Returns a ``RecipeReport``: the same columns plus each parameter's role.
 
     ``scheme``: any spec :func:`initlab.get` accepts, for weights (>= 2 dims). Activation-aware
     schemes (``he_*`` by default, ``xavier_*:gain=auto``, ``orthogonal:gain=auto``) take the
@@ -497,6 +504,15 @@ def init_model(
     >>> round(report["0.weight"].target_std, 4)  # sqrt(2 / 4)
     0.7071
     """
+    if recipe is not None:  # a codebase's recipe: initializers/recipes.py does the work
+        from initlab.initializers.recipes import init_with_recipe
+
+        if example is not None:
+            recipe_options.setdefault("example_input", example)
+        return init_with_recipe(model, recipe, seed=seed, **recipe_options)  # type: ignore[return-value]
+    if recipe_options:
+        raise TypeError(f"init_model got unexpected options {sorted(recipe_options)}: "
+                        f"they are only valid with recipe=...")  # fmt: skip
     if not isinstance(model, nn.Module):
         raise TypeError(f"init_model needs a torch.nn.Module; got {type(model).__name__}")
     weight_scheme = get(scheme)
