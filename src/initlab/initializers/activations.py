@@ -33,12 +33,16 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from initlab.initializers.schemes import Activation
-from initlab.initializers.trace import (
+from initlab.initializers.trace import (  # noqa: F401 (re-exported: the doctor imports them)
+    _FUNCTIONS,
+    _METHODS,
     DataFlow,
     MeasuredActivation,
     _elementwise_kind,
     _has_own_weight,
+    function_activation,
     is_norm_module,
+    module_activation,
     trace,
 )
 
@@ -63,23 +67,6 @@ class FoundActivation:
 _LINEAR: Activation = ("linear", None)
 
 
-def module_activation(module: nn.Module) -> Activation | None:
-    """The activation a module applies, as ``(name, param)``, or ``None`` if it is not a known
-    one (``nn.Identity`` and dropout are transparent, not activations)."""
-    if isinstance(module, nn.LeakyReLU):
-        return ("leaky_relu", float(module.negative_slope))
-    if isinstance(module, nn.PReLU):
-        return ("leaky_relu", float(module.weight.detach().float().mean()))
-    if isinstance(module, nn.ELU | nn.CELU):
-        return ("elu", float(module.alpha))
-    if isinstance(module, nn.Softplus):
-        return ("softplus", float(module.beta))
-    for types, name in _MODULE_NAMES:
-        if isinstance(module, types):
-            return (name, None)
-    return None
-
-
 def measured_activation(module: nn.Module) -> Activation | None:
     """An unknown activation module recognised by behaviour: no parameters, no buffers, no
     children, acts elementwise and is not the identity. Its gain is measured from its forward."""
@@ -93,63 +80,6 @@ def measured_activation(module: nn.Module) -> Activation | None:
     if _elementwise_kind(module) != "elementwise":
         return None
     return (MeasuredActivation(type(module).__name__, module), None)
-
-
-_MODULE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
-    ((nn.ReLU, nn.ReLU6, nn.RReLU), "relu"),
-    (nn.Tanh, "tanh"),
-    ((nn.Sigmoid, nn.Hardsigmoid), "sigmoid"),
-    (nn.SELU, "selu"),
-    (nn.GELU, "gelu"),
-    ((nn.SiLU, nn.Hardswish), "silu"),
-    (nn.Mish, "mish"),
-    ((nn.Softmax, nn.LogSoftmax, nn.Hardtanh), "linear"),
-)
-
-_FUNCTIONS = {
-    F.relu: "relu", torch.relu: "relu", F.relu6: "relu", F.tanh: "tanh", torch.tanh: "tanh",
-    F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid", F.selu: "selu", torch.selu: "selu",
-    F.gelu: "gelu", F.silu: "silu", F.mish: "mish", F.elu: "elu", F.softplus: "softplus",
-    F.leaky_relu: "leaky_relu", F.softmax: "linear", F.log_softmax: "linear",
-    torch.softmax: "linear", F.relu_: "relu", F.elu_: "elu", F.leaky_relu_: "leaky_relu",
-    F.hardswish: "silu", F.hardsigmoid: "sigmoid",
-}  # fmt: skip
-# Tensor methods (x.relu(), x.relu_()) and the names torch functions report in a trace.
-_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh",
-            "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "softmax": "linear",
-            "log_softmax": "linear"}  # fmt: skip
-# Other elementwise activation functions: gain measured from the function itself.
-_MEASURED_FUNCTIONS = {F.celu: "celu", F.softsign: "softsign", F.logsigmoid: "logsigmoid",
-                       F.tanhshrink: "tanhshrink", F.softshrink: "softshrink",
-                       F.hardshrink: "hardshrink", F.hardtanh: "hardtanh"}  # fmt: skip
-_DEFAULT_PARAM = {"leaky_relu": ("negative_slope", 1, 0.01), "elu": ("alpha", 1, 1.0),
-                  "softplus": ("beta", 1, 1.0)}  # fmt: skip
-
-
-def function_activation(
-    func: Any, name: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-) -> Activation | None:
-    """The activation a torch function or tensor method applies (``F.gelu``, ``x.relu_()``),
-    with its parameter read from ``args``/``kwargs`` (the tensor first), or ``None``."""
-    kwargs = kwargs or {}
-    try:
-        known = _FUNCTIONS.get(func)
-        measured = _MEASURED_FUNCTIONS.get(func)
-    except TypeError:  # unhashable callables
-        known = measured = None
-    if known is None and measured is None:
-        known = _METHODS.get(name)
-    if measured is not None:
-        extra = args[1:]
-        return (MeasuredActivation(measured, lambda x: func(x, *extra, **kwargs)), None)
-    if known is None:
-        return None
-    param = None
-    if known in _DEFAULT_PARAM:
-        key, position, default = _DEFAULT_PARAM[known]
-        param = kwargs.get(key, args[position] if len(args) > position else default)
-        param = float(param) if isinstance(param, int | float) else default
-    return (known, param)
 
 
 # Operations that pass the signal on without a nonlinearity (fx graphs).
