@@ -3,11 +3,16 @@
     python3 benchmarks/init_speed.py                      # 5e7 parameters (CI-sized)
     python3 benchmarks/init_speed.py --size 1e9           # about 1B float32 parameters (4 GB)
     python3 benchmarks/init_speed.py --device cuda --size 1e9
+    python3 benchmarks/init_speed.py --small-only           # 10,000 x Linear(4, 4) only
 
 The model is ``depth`` pairs ``Linear(width, 4 width)``, ``Linear(4 width, width)`` (a
 transformer MLP stack), with ``depth`` chosen so the model has about ``--size`` parameters.
 
 Reported, all measured in this one run on the same tensors:
+
+* many small layers (issue 12, load case 1): ``init_model`` on 10,000 ``Linear(4, 4)`` in a
+  ``ModuleList`` against a plain ``torch.nn.init`` loop, median of interleaved runs (target
+  <= 3x: per-parameter overhead, not bandwidth);
 
 * ``build``: ``initlab.build(factory, "he_normal")`` against constructing the model normally
   (PyTorch's default init) and then ``init_model`` on it; and build's peak memory growth
@@ -29,6 +34,7 @@ from __future__ import annotations
 import argparse
 import math
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -102,6 +108,36 @@ SCHEMES: list[tuple[str, str, Callable[[torch.Tensor, torch.Generator], object],
 ]  # fmt: skip
 
 
+def many_small(count: int, repeats: int) -> str:
+    """Load case 1 of issue 12: ``init_model`` on ``count`` ``Linear(4, 4)`` in a ``ModuleList``
+    against a plain ``torch.nn.init`` loop (kaiming_normal_ + zeros_), interleaved, medians."""
+    with torch.random.fork_rng(devices=[]):
+        layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(count))
+
+    def plain() -> None:
+        g = torch.Generator().manual_seed(0)
+        for m in layers:
+            nn.init.kaiming_normal_(m.weight, generator=g)
+            nn.init.zeros_(m.bias)
+
+    def ours() -> None:
+        initlab.init_model(layers, "he_normal", seed=0)
+
+    ours()  # warm up
+    times: dict[str, list[float]] = {"plain": [], "init_model": []}
+    for _ in range(repeats):
+        for name, fn in (("plain", plain), ("init_model", ours)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    t_plain, t_ours = statistics.median(times["plain"]), statistics.median(times["init_model"])
+    return (
+        f"many small layers: init_model on {count} x Linear(4, 4) in a ModuleList {t_ours:.3f} s "
+        f"vs torch.nn.init loop {t_plain:.3f} s -> {t_ours / t_plain:.1f}x "
+        f"(target <= 3x; median of {repeats})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=float, default=5e7, help="parameters (default 5e7)")
@@ -120,7 +156,18 @@ def main(argv: list[str] | None = None) -> int:
         help="bytes of layers per interleaved group (default 5e8)",
     )  # fmt: skip
     parser.add_argument("--skip-build", action="store_true", help="skip the build comparison")
+    parser.add_argument(
+        "--small-layers", type=int, default=10_000,
+        help="Linear(4, 4) layers for the many-small-layers case (0: skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--small-only", action="store_true", help="run only the many-small-layers case"
+    )
     args = parser.parse_args(argv)
+    if args.small_layers:
+        print(many_small(args.small_layers, max(args.repeats, 5)))
+    if args.small_only:
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("CUDA is not available", file=sys.stderr)

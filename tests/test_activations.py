@@ -102,7 +102,7 @@ def test_transformer_layers_use_their_activation_attribute(activation, expected)
     [(nn.ReLU(), ("relu", None)), (nn.LeakyReLU(0.1), ("leaky_relu", 0.1)),
      (nn.ELU(0.5), ("elu", 0.5)), (nn.Softplus(beta=2), ("softplus", 2.0)),
      (nn.SiLU(), ("silu", None)), (nn.Tanh(), ("tanh", None)), (nn.SELU(), ("selu", None)),
-     (nn.Identity(), ("linear", None)), (nn.Linear(2, 2, device="meta"), None),
+     (nn.Identity(), None), (nn.Linear(2, 2, device="meta"), None),
      (nn.Dropout(), None)],
 )  # fmt: skip
 def test_module_activation(module, expected):
@@ -123,8 +123,15 @@ def test_sequential_with_a_custom_leaf_is_traced():
 def test_plain_sequential_is_not_traced(monkeypatch):
     import initlab.initializers.activations as acts
 
-    monkeypatch.setattr(acts, "_trace", lambda model: pytest.fail("traced a plain Sequential"))
+    monkeypatch.setattr(acts, "_fx_trace", lambda model: pytest.fail("traced a plain Sequential"))
+    monkeypatch.setattr(acts, "trace", lambda *a: pytest.fail("traced a plain Sequential"))
     model = _build(
         lambda: nn.Sequential(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), nn.Linear(8, 1))
     )
     assert _found(model) == {"0.0": ("relu", "sequential"), "1": ("linear", "none")}
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    found = following_activations(model, x)
+    assert {k: v.activation for k, v in found.items()} == {
+        "0.0": ("relu", None),
+        "1": ("linear", None),
+    }

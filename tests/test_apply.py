@@ -83,7 +83,8 @@ def test_activation_detection_in_custom_modules():
     report = init_model(_build(Custom), seed=1)
     assert [(report[f"fc{i}.weight"].activation, report[f"fc{i}.weight"].activation_source)
             for i in (1, 2, 3)] == [("relu", "fx"), ("tanh", "fx"), ("linear", "none")]  # fmt: skip
-    report = init_model(_build(DataDependent), seed=1)
+    with pytest.warns(UserWarning, match="guessed from the order in which modules are"):
+        report = init_model(_build(DataDependent), seed=1)
     assert (report["fc1.weight"].activation, report["fc1.weight"].activation_source) == (
         "selu", "order"
     )  # fmt: skip
@@ -247,8 +248,8 @@ def test_report_str_and_to_dict():
     text = str(report)
     lines = text.splitlines()
     assert lines[0].split() == [
-        "parameter", "shape", "scheme", "fan_in", "fan_out", "activation", "gain", "target",
-        "std", "realized", "std",
+        "parameter", "shape", "scheme", "fan_in", "fan_out", "activation", "found", "by",
+        "gain", "target", "std", "realized", "std", "note",
     ]  # fmt: skip
     assert "0.weight" in text and "he_normal" in text and "(512, 256)" in text
     data = report.to_dict()

@@ -111,16 +111,26 @@ def test_build_kept_parameters_get_their_default():
     assert torch.equal(model[0].bias, torch.zeros(300))
 
 
-def test_build_kept_parameter_without_reset_parameters_is_an_error():
-    class Scale(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lin = nn.Linear(2, 2)
-            self.alpha = nn.Parameter(torch.ones(2))
+class _Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+        self.alpha = nn.Parameter(torch.full((2,), 1e-6))
 
-    with pytest.raises(ValueError, match=r"alpha.*no reset_parameters.*rules="):
-        build(Scale, seed=0)
-    model, _ = build(Scale, rules={"alpha": "ones"}, seed=0)
+
+def test_build_keeps_the_constructors_constants():
+    model, report = build(_Scale, seed=0)
+    assert torch.equal(model.alpha, torch.full((2,), 1e-6))  # layer scale survives build
+    assert report["alpha"].action == "keep" and "no known layer role" in report["alpha"].note
+
+
+def test_build_kept_parameter_too_large_without_reset_parameters_is_an_error(monkeypatch):
+    import initlab.initializers.build as build_module
+
+    monkeypatch.setattr(build_module, "_TEMPLATE_NUMEL", 1)
+    with pytest.raises(ValueError, match=r"alpha.*no reset_parameters\(\); construct"):
+        build(_Scale, seed=0)
+    model, _ = build(_Scale, rules={"alpha": "ones"}, seed=0)
     assert torch.equal(model.alpha, torch.ones(2))
 
 

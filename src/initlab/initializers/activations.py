@@ -1,44 +1,71 @@
 """Which nonlinearity follows each parameterized layer of a model.
 
-Tried in order, each documented in :func:`following_activations`:
+:func:`following_activations` answers it, in this order, and each answer says how it was found
+(``FoundActivation.source``):
 
-0. A plain ``nn.Sequential`` tree of stock ``torch.nn`` layers: registration order is the
-   data flow, so it is read directly (no tracing).
-1. ``torch.fx`` tracing: follow the data flow from each layer's output through
-   shape-only and normalizing operations (dropout, reshape, batch/layer norm, residual adds)
-   to the first activation (module, function or method). Layers inside a module that fx
-   treats as one call (``nn.MultiheadAttention``'s ``out_proj``) take that module's answer.
-2. Module registration order, when tracing fails (data-dependent control flow) or for layers
-   the traced graph never calls: the first activation module registered after the layer and
-   before the next parameterized layer.
-3. Otherwise ``linear`` (no activation found).
+0. ``"sequential"``: a plain ``nn.Sequential`` tree whose leaves are stock ``torch.nn`` weight
+   layers, activations and transparent layers (dropout, identity, norms, pooling, reshapes):
+   registration order is the data flow, so it is read directly. Exactly what tracing gives.
+1. With an ``example`` input: the data flow of one real forward pass
+   (:func:`initlab.initializers.trace.trace`), which works on any model that runs, Hugging Face
+   ones included. Source ``"trace"`` (a known activation module or function), ``"measured"`` (an
+   unknown elementwise module such as Hugging Face's ``NewGELUActivation``, whose gain is then
+   computed from its own forward) or ``"none"`` (nothing follows: linear). Layers the forward
+   pass never calls as modules (``nn.MultiheadAttention``'s ``out_proj``) take their nearest
+   called ancestor's answer.
+2. Without an example: ``torch.fx`` tracing (``"fx"``), same walk on the symbolic graph.
+3. When fx fails too: registration order (``"order"``), a guess that is wrong when the
+   activation module is registered after both layers (T5's ``wi, wo, act``); ``init_model``
+   then warns once and asks for an example.
+4. PyTorch's Transformer layers, whose ``linear1`` is followed by their ``activation``
+   attribute (a function), have source ``"layer"`` when no trace saw the call.
 """
 
 from __future__ import annotations
 
 import operator
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
 from initlab.initializers.schemes import Activation
+from initlab.initializers.trace import (
+    DataFlow,
+    MeasuredActivation,
+    _elementwise_kind,
+    _has_own_weight,
+    is_norm_module,
+    trace,
+)
 
 
 @dataclass(frozen=True)
 class FoundActivation:
-    """The activation after a layer and how it was found (``fx``, ``order`` or ``none``)."""
+    """The activation after a layer and how it was found: ``sequential``, ``trace``,
+    ``measured``, ``fx``, ``order``, ``layer`` or ``none`` (see the module docstring).
+
+    ``activation`` is ``(name, param)``; ``name`` is a :class:`MeasuredActivation` (a callable
+    whose ``str()`` is its class name) for an activation initlab has no name for.
+    """
 
     activation: Activation
     source: str
+
+    @property
+    def name(self) -> str:
+        return str(self.activation[0])
 
 
 _LINEAR: Activation = ("linear", None)
 
 
 def module_activation(module: nn.Module) -> Activation | None:
-    """The activation a module applies, as ``(name, param)``, or ``None`` if it is not one."""
+    """The activation a module applies, as ``(name, param)``, or ``None`` if it is not a known
+    one (``nn.Identity`` and dropout are transparent, not activations)."""
     if isinstance(module, nn.LeakyReLU):
         return ("leaky_relu", float(module.negative_slope))
     if isinstance(module, nn.PReLU):
@@ -53,6 +80,21 @@ def module_activation(module: nn.Module) -> Activation | None:
     return None
 
 
+def measured_activation(module: nn.Module) -> Activation | None:
+    """An unknown activation module recognised by behaviour: no parameters, no buffers, no
+    children, acts elementwise and is not the identity. Its gain is measured from its forward."""
+    if (
+        next(module.children(), None) is not None
+        or next(module.parameters(), None) is not None
+        or next(module.buffers(), None) is not None
+        or isinstance(module, _PASS_MODULES)
+    ):
+        return None
+    if _elementwise_kind(module) != "elementwise":
+        return None
+    return (MeasuredActivation(type(module).__name__, module), None)
+
+
 _MODULE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
     ((nn.ReLU, nn.ReLU6, nn.RReLU), "relu"),
     (nn.Tanh, "tanh"),
@@ -61,7 +103,7 @@ _MODULE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (
     (nn.GELU, "gelu"),
     ((nn.SiLU, nn.Hardswish), "silu"),
     (nn.Mish, "mish"),
-    ((nn.Softmax, nn.LogSoftmax, nn.Identity, nn.Hardtanh), "linear"),
+    ((nn.Softmax, nn.LogSoftmax, nn.Hardtanh), "linear"),
 )
 
 _FUNCTIONS = {
@@ -69,30 +111,62 @@ _FUNCTIONS = {
     F.sigmoid: "sigmoid", torch.sigmoid: "sigmoid", F.selu: "selu", torch.selu: "selu",
     F.gelu: "gelu", F.silu: "silu", F.mish: "mish", F.elu: "elu", F.softplus: "softplus",
     F.leaky_relu: "leaky_relu", F.softmax: "linear", F.log_softmax: "linear",
-    torch.softmax: "linear",
+    torch.softmax: "linear", F.relu_: "relu", F.elu_: "elu", F.leaky_relu_: "leaky_relu",
+    F.hardswish: "silu", F.hardsigmoid: "sigmoid",
 }  # fmt: skip
-_METHODS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "softmax": "linear",
+# Tensor methods (x.relu(), x.relu_()) and the names torch functions report in a trace.
+_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh",
+            "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "softmax": "linear",
             "log_softmax": "linear"}  # fmt: skip
+# Other elementwise activation functions: gain measured from the function itself.
+_MEASURED_FUNCTIONS = {F.celu: "celu", F.softsign: "softsign", F.logsigmoid: "logsigmoid",
+                       F.tanhshrink: "tanhshrink", F.softshrink: "softshrink",
+                       F.hardshrink: "hardshrink", F.hardtanh: "hardtanh"}  # fmt: skip
 _DEFAULT_PARAM = {"leaky_relu": ("negative_slope", 1, 0.01), "elu": ("alpha", 1, 1.0),
                   "softplus": ("beta", 1, 1.0)}  # fmt: skip
 
-# Operations that pass the signal on without a nonlinearity.
+
+def function_activation(
+    func: Any, name: str, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+) -> Activation | None:
+    """The activation a torch function or tensor method applies (``F.gelu``, ``x.relu_()``),
+    with its parameter read from ``args``/``kwargs`` (the tensor first), or ``None``."""
+    kwargs = kwargs or {}
+    try:
+        known = _FUNCTIONS.get(func)
+        measured = _MEASURED_FUNCTIONS.get(func)
+    except TypeError:  # unhashable callables
+        known = measured = None
+    if known is None and measured is None:
+        known = _METHODS.get(name)
+    if measured is not None:
+        extra = args[1:]
+        return (MeasuredActivation(measured, lambda x: func(x, *extra, **kwargs)), None)
+    if known is None:
+        return None
+    param = None
+    if known in _DEFAULT_PARAM:
+        key, position, default = _DEFAULT_PARAM[known]
+        param = kwargs.get(key, args[position] if len(args) > position else default)
+        param = float(param) if isinstance(param, int | float) else default
+    return (known, param)
+
+
+# Operations that pass the signal on without a nonlinearity (fx graphs).
 _PASS_FUNCTIONS = {operator.add, torch.add, operator.getitem, torch.flatten, torch.reshape,
                    F.dropout, torch.cat, operator.mul, torch.transpose, torch.permute,
                    F.layer_norm, F.batch_norm, F.group_norm, F.max_pool2d, F.avg_pool2d,
                    F.adaptive_avg_pool2d, torch.squeeze, torch.unsqueeze}  # fmt: skip
 _PASS_METHODS = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze",
-                 "unsqueeze", "add", "add_", "__getitem__", "float", "to", "type_as"}  # fmt: skip
+                 "unsqueeze", "add", "add_", "__getitem__", "float", "to", "type_as",
+                 "mul", "expand"}  # fmt: skip
 _PASS_MODULES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten,
-    nn.Unflatten, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+    nn.Unflatten, nn.Identity, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
     nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
     nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
 )  # fmt: skip
-
-
-def _has_own_weight(module: nn.Module) -> bool:
-    return any(p.dim() >= 2 for p in module.parameters(recurse=False))
 
 
 def _node_activation(node: fx.Node, modules: dict[str, nn.Module]) -> Activation | str | None:
@@ -102,18 +176,15 @@ def _node_activation(node: fx.Node, modules: dict[str, nn.Module]) -> Activation
         act = module_activation(module)
         if act is not None:
             return act
-        return "pass" if isinstance(module, _PASS_MODULES) else None
+        if isinstance(module, _PASS_MODULES) or (
+            is_norm_module(module) and not _has_own_weight(module)
+        ):
+            return "pass"
+        return measured_activation(module)
     if node.op == "call_function":
-        if node.target in _FUNCTIONS:
-            name = _FUNCTIONS[node.target]
-            param = None
-            if name in _DEFAULT_PARAM:
-                key, position, default = _DEFAULT_PARAM[name]
-                param = node.kwargs.get(
-                    key, node.args[position] if len(node.args) > position else default
-                )
-                param = float(param) if isinstance(param, int | float) else default
-            return (name, param)
+        act = function_activation(node.target, "", node.args, dict(node.kwargs))
+        if act is not None:
+            return act
         return "pass" if node.target in _PASS_FUNCTIONS else None
     if node.op == "call_method":
         if node.target in _METHODS:
@@ -122,10 +193,12 @@ def _node_activation(node: fx.Node, modules: dict[str, nn.Module]) -> Activation
     return None
 
 
-def _trace(model: nn.Module) -> dict[str, Activation] | None:
+def _fx_trace(model: nn.Module) -> dict[str, Activation] | None:
+    if type(model).forward is nn.Module.forward:  # ModuleList, ModuleDict: no forward to trace
+        return None
     try:
         graph = fx.symbolic_trace(model).graph
-    except Exception:  # tracing fails on data-dependent control flow; fall back to order
+    except Exception:  # tracing fails on data-dependent control flow and most HF models
         return None
     modules = dict(model.named_modules())
     found: dict[str, Activation] = {}
@@ -158,6 +231,8 @@ def _by_order(model: nn.Module) -> dict[str, Activation]:
             pending = [name]
             continue
         act = module_activation(module)
+        if act is None and pending and next(module.children(), None) is None:
+            act = measured_activation(module)
         if act is not None and pending:
             for p in pending:
                 found[p] = act
@@ -170,7 +245,8 @@ def _by_order(model: nn.Module) -> dict[str, Activation]:
 def _transformer_layers(model: nn.Module) -> dict[str, FoundActivation]:
     """``linear1`` of PyTorch's Transformer layers is followed by their ``activation``
     attribute (a function such as ``F.relu`` or a module), which neither fx (the layers are
-    single calls to it) nor the registration order can see.
+    single calls to it) nor the registration order can see, and which a traced forward pass
+    does not call as a module in eval mode (the layers' fused fast path).
     """
     found: dict[str, FoundActivation] = {}
     layer_types = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
@@ -180,7 +256,7 @@ def _transformer_layers(model: nn.Module) -> dict[str, FoundActivation]:
             if isinstance(act, nn.Module):
                 activation = module_activation(act)
             else:
-                activation = (_FUNCTIONS[act], None) if act in _FUNCTIONS else None
+                activation = function_activation(act, getattr(act, "__name__", ""))
             if activation is not None:
                 found[f"{name}.linear1" if name else "linear1"] = FoundActivation(
                     activation, "layer"
@@ -189,23 +265,82 @@ def _transformer_layers(model: nn.Module) -> dict[str, FoundActivation]:
 
 
 def _plain_sequential(model: nn.Module) -> bool:
-    """An ``nn.Sequential`` tree of stock ``torch.nn`` leaves: its order is its data flow."""
+    """An ``nn.Sequential`` tree of stock ``torch.nn`` leaves that are weight layers, known
+    activations or transparent layers: its order is its data flow, and reading it gives exactly
+    what tracing gives."""
     if not isinstance(model, nn.Sequential):
         return False
     for module in model.modules():
         has_children = next(iter(module.children()), None) is not None
         if has_children and not isinstance(module, nn.Sequential):
             return False
-        if not has_children and not type(module).__module__.startswith("torch.nn"):
+        if has_children:
+            continue
+        if not type(module).__module__.startswith("torch.nn"):
+            return False
+        if isinstance(module, nn.RNNBase | nn.MultiheadAttention):
+            return False
+        if not (
+            _has_own_weight(module)
+            or module_activation(module) is not None
+            or isinstance(module, _PASS_MODULES)
+        ):
             return False
     return True
 
 
-def following_activations(model: nn.Module) -> dict[str, FoundActivation]:
+def _found(by_order: dict[str, Activation], source: str) -> dict[str, FoundActivation]:
+    none = FoundActivation(_LINEAR, "none")  # shared: models of many layers are mostly linear
+    return {
+        k: none if v == _LINEAR else FoundActivation(v, source) for k, v in by_order.items() if k
+    }
+
+
+def _nearest_ancestor(name: str, found: dict[str, FoundActivation]) -> FoundActivation | None:
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        ancestor = ".".join(parts[:i])
+        if ancestor in found:
+            return found[ancestor]
+    return None
+
+
+def _traced(model: nn.Module, flow: DataFlow) -> dict[str, FoundActivation]:
+    found: dict[str, FoundActivation] = {}
+    for name, _ in model.named_modules():
+        if not flow.called(name) or not name:
+            continue
+        following = flow.following(name)
+        if following is None:
+            continue
+        source = {"module": "trace", "function": "trace"}.get(following.how, following.how)
+        found[name] = FoundActivation(following.activation, source)
+    layers = _transformer_layers(model)
+    result: dict[str, FoundActivation] = {}
+    for name, module in model.named_modules():
+        if not name or not _has_own_weight(module):
+            continue
+        if name in found:
+            result[name] = found[name]
+        elif name in layers:
+            result[name] = layers[name]
+        else:
+            # never called as a module: inside a call that uses its weight directly
+            # (MultiheadAttention's out_proj), or unused on this input
+            result[name] = _nearest_ancestor(name, found) or FoundActivation(_LINEAR, "none")
+    return result
+
+
+def following_activations(
+    model: nn.Module, example: Any = None, *, warn: bool = False
+) -> dict[str, FoundActivation]:
     """Map each module that owns a >= 2-D parameter (by qualified name) to the activation
-    that follows it. Plain ``nn.Sequential`` trees of ``torch.nn`` layers use their order
-    (source ``"sequential"``), other traceable models ``torch.fx``; others fall back to
-    registration order (see the module docstring).
+    that follows it, and how it was found (see the module docstring).
+
+    ``example``: an input the model accepts (a tensor, a tuple of positional arguments or a
+    dict of keyword arguments); with it, the answer comes from one real forward pass. Without
+    it: plain ``Sequential`` order, ``torch.fx``, or, when fx fails, registration order: a guess,
+    with a warning when ``warn`` is true.
 
     The model's own parameters (a lone ``nn.Linear`` given to ``init_model``) have no entry:
     nothing inside the model follows them, so schemes use their standalone defaults there
@@ -214,19 +349,23 @@ def following_activations(model: nn.Module) -> dict[str, FoundActivation]:
     if _plain_sequential(model):
         # Registration order is the execution order: no need to trace (saves milliseconds per
         # call, which matter next to filling a model on a GPU).
-        return {
-            k: FoundActivation(v, "sequential" if v != _LINEAR else "none")
-            for k, v in _by_order(model).items()
-            if k
-        }
-    order = {
-        k: FoundActivation(v, "order" if v != _LINEAR else "none")
-        for k, v in _by_order(model).items()
-        if k
-    }
+        return _found(_by_order(model), "sequential")
+    if example is not None:
+        return _traced(model, example if isinstance(example, DataFlow) else trace(model, example))
+    order = _found(_by_order(model), "order")
     order.update(_transformer_layers(model))
-    traced = _trace(model)
+    traced = _fx_trace(model)
     if traced is None:
+        guessed = [k for k, v in order.items() if v.source == "order"]
+        if warn and guessed:
+            warnings.warn(
+                f"initlab could not trace {type(model).__name__} with torch.fx, so the "
+                f"activation after each layer was guessed from the order in which modules are "
+                f"registered ({len(guessed)} layer(s) got an activation that way); give an "
+                "example input (init_model(model, ..., example=batch)) to follow the real "
+                "data flow",
+                stacklevel=3,
+            )
         return order
     found = {k: FoundActivation(v, "fx" if v != _LINEAR else "none") for k, v in traced.items()}
     for name, by_order in order.items():
@@ -235,7 +374,48 @@ def following_activations(model: nn.Module) -> dict[str, FoundActivation]:
         # Not called in the traced graph: inside a module fx does not look into (torch.nn
         # modules such as MultiheadAttention, whose out_proj is followed by what follows the
         # attention), or not called at all. Take the nearest traced ancestor's, else the order.
-        parts = name.split(".")
-        ancestors = (".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1))
-        found[name] = next((found[a] for a in ancestors if a in traced), by_order)
+        ancestor = _nearest_ancestor(name, {k: found[k] for k in traced})
+        found[name] = ancestor or by_order
     return found
+
+
+@dataclass
+class Discovery:
+    """What initlab knows about a model's structure, shared by ``init_model`` and the doctor.
+
+    ``activations``: :func:`following_activations`' answer; ``source``: how it was found for
+    the model as a whole (``trace``, ``sequential``, ``fx`` or ``order``); ``flow``: the traced
+    data flow when an example was given (residual streams, execution order, layer shapes), else
+    ``None``.
+    """
+
+    activations: dict[str, FoundActivation]
+    source: str
+    flow: DataFlow | None = None
+
+    def residual(self) -> list[str]:
+        """Layers whose output is added to a residual stream (needs an example)."""
+        return [] if self.flow is None else self.flow.residual_modules()
+
+
+def discover(model: nn.Module, example: Any = None) -> Discovery:
+    """One discovery of a model's data flow and activations, for every caller.
+
+    With ``example`` (tensor, tuple of positional args or dict of keyword args) the model is run
+    once (:func:`~initlab.initializers.trace.trace`); without, plain-Sequential order, fx, or
+    registration order, warning once when that guess decided an activation.
+    """
+    if example is not None and not _plain_sequential(model):
+        flow = trace(model, example)
+        return Discovery(following_activations(model, flow), "trace", flow)
+    found = following_activations(model, example, warn=True)
+    sources = {f.source for f in found.values()}
+    if _plain_sequential(model):
+        source = "sequential"
+    elif "order" in sources:
+        source = "order"
+    elif "fx" in sources or not sources - {"none", "layer"}:
+        source = "fx"
+    else:
+        source = "order"
+    return Discovery(found, source)

@@ -10,20 +10,24 @@ Constructing ``nn.Linear(8192, 8192)`` runs PyTorch's default init (``kaiming_un
    parameters that the factory shared between modules (``to_empty`` unties them);
 4. gives buffers their real values: normalization layers' running statistics by
    ``reset_running_stats()`` (mean 0, var 1, batches 0); any other buffer by running
-   ``factory()`` once more on the CPU with every parameter sent to the meta device as it is
-   registered (so only the buffers take memory), under a forked global RNG, and copying the
-   buffers from that template;
-5. parameters that ``init_model`` keeps (``"keep"`` rules, ``bias="keep"``, PReLU slopes) have
-   no values yet: their module's ``reset_parameters()`` gives them PyTorch's default, drawn with
-   the global RNG temporarily seeded from ``seed`` and the module name (then restored). This
-   runs before step 6, which overwrites the module's other parameters. A module with a kept
-   parameter and no ``reset_parameters()`` is an error that names the parameter;
+   ``factory()`` once more on the CPU, under a forked global RNG seeded from ``seed``, with every
+   large parameter sent to the meta device as it is registered (so only buffers and small
+   parameters take memory), and copying the buffers from that template;
+5. parameters that ``init_model`` keeps (no known layer role: layer-scale ``gamma``, ViT's
+   ``class_token`` and ``pos_embedding``, ``"keep"`` rules, PReLU slopes) get the value their
+   constructor gave them, from the same template, so every constant a constructor sets
+   survives; a kept parameter too large for the template (over ``_TEMPLATE_NUMEL`` elements, a
+   ``"keep"`` rule on a big weight) gets its module's ``reset_parameters()`` instead, drawn
+   with the global RNG temporarily seeded from ``seed`` and the module name (then restored). A
+   parameter with neither is an error that names it. This runs before step 6, which
+   overwrites the module's other parameters;
 6. runs :func:`initlab.init_model` (same scheme, rules, bias policy and seed): every other
    parameter is written once, so peak memory is the parameters' bytes plus small change.
 
 The result equals ``init_model(factory().to(dtype).to(device), scheme, seed=seed)`` for every
-parameter that ``init_model`` initializes and for every buffer; kept parameters have PyTorch's
-default distribution but, being drawn from a seeded RNG, not the eager model's exact values.
+parameter that ``init_model`` initializes and for every buffer; kept parameters have their
+constructor's values (exactly, for constants; for random ones, the same distribution drawn from
+a seeded RNG).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from torch import nn
 
 from initlab._core.rng import as_seed, derive_seed, seeded_global_rng
 from initlab._core.validation import check_choice
-from initlab.initializers.apply import InitReport, Rules, _kept_parameters, init_model
+from initlab.initializers.apply import InitReport, Layouts, Rules, _kept_parameters, init_model
 from initlab.initializers.registry import Spec
 
 _DTYPES = {
@@ -93,8 +97,13 @@ _patch_users = 0
 _original_register_parameter = nn.Module.register_parameter
 
 
+# Parameters up to this many elements keep their values in the template (kept parameters are
+# small: layer scales, class tokens, position embeddings); larger ones go to meta.
+_TEMPLATE_NUMEL = 1 << 22
+
+
 def _register_parameter(self: nn.Module, name: str, param: nn.Parameter | None) -> None:
-    if param is not None and getattr(_template, "depth", 0):
+    if param is not None and getattr(_template, "depth", 0) and param.numel() > _TEMPLATE_NUMEL:
         param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
     _original_register_parameter(self, name, param)
 
@@ -125,9 +134,21 @@ def _make(factory: Callable[[], nn.Module]) -> nn.Module:
     return model
 
 
-def _restore_buffers(
-    model: nn.Module, factory: Callable[[], nn.Module], dtype: torch.dtype | None
-) -> None:
+def _template_model(
+    factory: Callable[[], nn.Module], dtype: torch.dtype | None, seed: int
+) -> nn.Module:
+    """``factory()`` on the CPU with only buffers and small parameters materialized."""
+    # (on the CPU whatever default device the caller set)
+    with (
+        seeded_global_rng(derive_seed(seed, "template")),
+        _parameters_on_meta(),
+        torch.device("cpu"),
+    ):
+        template = _make(factory)
+    return template if dtype is None else template.to(dtype=dtype)
+
+
+def _restore_buffers(model: nn.Module, template: Callable[[], nn.Module]) -> None:
     reset: set[str] = set()
     for module_name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
@@ -139,11 +160,7 @@ def _restore_buffers(
     others = [name for name, _ in model.named_buffers() if name not in reset]
     if not others:
         return
-    with torch.random.fork_rng(devices=[]), _parameters_on_meta():
-        template = _make(factory)
-    if dtype is not None:
-        template = template.to(dtype=dtype)
-    values = dict(template.named_buffers())
+    values = dict(template().named_buffers())
     with torch.no_grad():
         for name, buffer in model.named_buffers():
             if name in others:
@@ -157,8 +174,17 @@ def _retie(model: nn.Module, ties: list[tuple[str, str]]) -> None:
         setattr(owner, attribute, model.get_parameter(source))
 
 
-def _defaults_for_kept(model: nn.Module, kept: list[str], seed: int) -> None:
+def _defaults_for_kept(
+    model: nn.Module, kept: list[str], seed: int, template: Callable[[], nn.Module]
+) -> None:
     owners: dict[str, list[str]] = {}
+    values = dict(template().named_parameters()) if kept else {}
+    with torch.no_grad():
+        for name in list(kept):
+            value = values.get(name)
+            if value is not None and value.device.type != "meta":
+                model.get_parameter(name).copy_(value)
+                kept.remove(name)
     for name in kept:
         owners.setdefault(name.rpartition(".")[0], []).append(name)
     for owner_name, names in owners.items():
@@ -167,10 +193,11 @@ def _defaults_for_kept(model: nn.Module, kept: list[str], seed: int) -> None:
         if not callable(reset):
             them = "them" if len(names) > 1 else "it"
             raise ValueError(
-                f"build cannot give {', '.join(names)} a value: init_model keeps {them} and "
-                f"{type(module).__name__} has no reset_parameters(); give {them} a scheme, e.g. "
-                f"rules={{{names[0]!r}: 'zeros'}}, or construct the model eagerly and call "
-                "init_model"
+                f"build cannot give {', '.join(names)} a value: init_model keeps {them}, "
+                f"{them} {'are' if len(names) > 1 else 'is'} too large to copy from a template "
+                f"construction and {type(module).__name__} has no reset_parameters(); "
+                "construct the model eagerly and call init_model, or name "
+                f"{them} in rules with the scheme your model needs"
             )
         devices = {p.device for p in module.parameters()}
         generator_seed = derive_seed(seed, "reset_parameters", owner_name)
@@ -187,13 +214,16 @@ def build(
     seed: int | None = None,
     bias: Spec = "zeros",
     rules: Rules = None,
+    example: Any = None,
+    layouts: Layouts = None,
 ) -> tuple[nn.Module, InitReport]:
     """Construct ``factory()`` on ``device`` with every parameter initialized once by ``scheme``.
 
     ``factory``: a zero-argument callable returning an ``nn.Module`` (a class, a lambda, a
     ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``: as in
-    :func:`initlab.init_model`, whose report is returned. ``dtype``: floating dtype for the
-    floating parameters and buffers (``torch.bfloat16`` or ``"bfloat16"``), as
+    :func:`initlab.init_model`, whose report is returned; so are ``example`` (an input, to find
+    activations from one forward pass of the built model) and ``layouts``. ``dtype``: floating
+    dtype for the floating parameters and buffers (``torch.bfloat16`` or ``"bfloat16"``), as
     ``model.to(dtype)`` would give; ``None`` keeps the factory's dtypes.
 
     No default init runs and parameters are written once, so building is faster than
@@ -226,9 +256,18 @@ def build(
             first[id(param)] = name
     model.to_empty(device=target)
     _retie(model, ties)
-    _restore_buffers(model, factory, cast)
+    made: list[nn.Module] = []
+
+    def template() -> nn.Module:  # built at most once, and only when needed
+        if not made:
+            made.append(_template_model(factory, cast, seed))
+        return made[0]
+
+    _restore_buffers(model, template)
     # Kept parameters first: init_model reads some of them (a PReLU slope sets the gain of the
     # layer before it) and overwrites whatever else reset_parameters() touched.
-    _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed)
-    report = init_model(model, scheme, bias=bias, rules=rules, seed=seed)
+    _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed, template)
+    report = init_model(
+        model, scheme, bias=bias, rules=rules, seed=seed, example=example, layouts=layouts
+    )
     return model, report

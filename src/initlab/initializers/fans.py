@@ -19,9 +19,9 @@ attention) with the fans of the signal that really flows through it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -30,6 +30,10 @@ from initlab._core.validation import check_choice
 
 Layout = Literal["torch", "keras"]
 LAYOUTS = ("torch", "keras")
+WeightLayout = Literal["out_in", "in_out"]
+WEIGHT_LAYOUTS = ("out_in", "in_out")
+"""How a layer stores a 2-D weight: PyTorch's ``(out, in)`` or ``(in, out)`` (Hugging Face's
+``Conv1D``, which computes ``x @ W``)."""
 
 
 def _shape_of(shape_or_tensor: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
@@ -169,3 +173,43 @@ def parameter_fans(module: nn.Module, name: str, param: torch.Tensor) -> list[Fa
         return [FanChunk(0, shape[0], fan_in, fan_out, name[0] + " projection", "linear")]
     fan_in, fan_out = fan_in_fan_out(shape)
     return _whole(param, fan_in, fan_out)
+
+
+# Layer types, by class name, known to store their weight as (in, out).
+_IN_OUT_TYPES = frozenset({"Conv1D"})  # Hugging Face transformers.pytorch_utils.Conv1D
+_OUT_IN_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding,
+                 nn.EmbeddingBag, nn.RNNBase, nn.MultiheadAttention)  # fmt: skip
+
+
+def weight_layout(
+    module: nn.Module, name: str, param: torch.Tensor,
+    layouts: Mapping[str | type, str] | None = None, flow: Any = None,
+) -> WeightLayout:  # fmt: skip
+    """How ``module`` uses its 2-D parameter ``name``: ``"out_in"`` (PyTorch's ``(out, in)``)
+    or ``"in_out"`` (``x @ W``, Hugging Face's ``Conv1D``).
+
+    In order: a layout the user declared for the module's type (``layouts={"MyLinear":
+    "in_out"}``, by class or class name); ``Conv1D`` by type name; PyTorch's own layers; and,
+    for any other type, the shapes the layer consumed and produced in a traced forward pass
+    (``flow``, a :class:`~initlab.initializers.trace.DataFlow`): a ``(a, b)`` weight (``a !=
+    b``) that maps inputs whose last dim is ``a`` to outputs whose last dim is ``b`` is
+    ``(in, out)``. Otherwise ``"out_in"``.
+    """
+    if param.dim() != 2 or name != "weight":
+        return "out_in"
+    kind = type(module)
+    for key, value in (layouts or {}).items():
+        if (isinstance(key, type) and isinstance(module, key)) or key == kind.__name__:
+            return value  # type: ignore[return-value]
+    if kind.__name__ in _IN_OUT_TYPES:
+        return "in_out"
+    if isinstance(module, _OUT_IN_TYPES) or flow is None:
+        return "out_in"
+    a, b = param.shape
+    for call in flow.module_calls(flow.names.get(id(module), "")):
+        if call.inputs and call.outputs:
+            got_in, got_out = flow.shape(call.inputs[0]), flow.shape(call.outputs[0])
+            if a != b and got_in and got_out and (got_in[-1], got_out[-1]) == (a, b):
+                return "in_out"
+        break
+    return "out_in"

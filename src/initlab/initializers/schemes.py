@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -527,6 +528,8 @@ class He(_NamedVarianceScaling):
         else:
             name, param = self.nonlinearity, None
         # Exact squares for the ReLU family, so He normal is bit-identical to sqrt(2. / n).
+        if name == "linear":
+            return 1.0, self.mode, self.distribution
         if name == "relu":
             return 2.0, self.mode, self.distribution
         if name == "leaky_relu":
@@ -537,6 +540,25 @@ class He(_NamedVarianceScaling):
 
 
 # ---------------------------------------------------------------------- structured
+# torch.set_num_threads is process-wide: one QR at a time changes it.
+_QR_LOCK = threading.Lock()
+
+
+def _qr(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """QR that gives the same bits whatever the thread count: on the CPU, LAPACK's blocked QR
+    splits work by thread (a 512 x 512 float32 Q differs in 95% of entries between 1 and 2
+    threads), so it runs in float64 on one thread; on GPUs, as is."""
+    if matrix.device.type != "cpu":
+        return torch.linalg.qr(matrix)
+    with _QR_LOCK:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return torch.linalg.qr(matrix.double())
+        finally:
+            torch.set_num_threads(threads)
+
+
 def _orthogonal_matrix(
     rows: int, cols: int, generator: torch.Generator, device, dtype
 ) -> torch.Tensor:
@@ -544,9 +566,10 @@ def _orthogonal_matrix(
     flat = torch.empty(rows, cols, device=device, dtype=work_dtype).normal_(generator=generator)
     if rows < cols:
         flat = flat.T
-    q, r = torch.linalg.qr(flat)
+    q, r = _qr(flat)
     # Multiply by the signs of diag(R) so Q is uniformly (Haar) distributed.
     q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, 1.0)
+    q = q.to(work_dtype)
     return q.T if rows < cols else q
 
 
