@@ -51,13 +51,17 @@ def _scheme(spec: str) -> Any:
 
 
 def _recommendations(
-    model: nn.Module, calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
+    model: nn.Module,
+    calls: Sequence[_Call],
+    per_weight: dict[int, dict[str, float]],
+    example: Any = None,
 ) -> list[Recommendation]:
     """Per weight module called in the pass: the activation that follows it, found by
     :func:`initlab.initializers.activations.following_activations`, the same discovery
-    :func:`initlab.init_model` uses (so ``fix`` and ``init_model`` give one answer)."""
+    :func:`initlab.init_model` uses (so ``fix`` and ``init_model`` give one answer): with
+    ``example`` (the diagnosed inputs) from the traced data flow of a real forward pass."""
     qualified = {id(m): n for n, m in model.named_modules()}
-    found = following_activations(model) if calls else {}
+    found = following_activations(model, example) if calls else {}
     by_module: dict[int, Activation] = {}
     for call in calls:
         if _weight_of(call.module) is None or id(call.module) in by_module:
