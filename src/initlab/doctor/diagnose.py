@@ -268,9 +268,10 @@ def diagnose(
                 m.eval()
         probe.attach()
         probe.arm()
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), _NoDropout():
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             try:
-                output = model(*args, **kwargs)
+                with _NoDropout():  # the forward only: statistics and backward run without it
+                    output = model(*args, **kwargs)
             except (torch.OutOfMemoryError, MemoryError) as error:
                 raise MemoryError(
                     f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
