@@ -68,6 +68,16 @@ MODEL_FILE = textwrap.dedent(
 
     def not_a_model():
         return 3
+
+    def exits():
+        import sys
+        sys.exit(5)
+
+    def gpt2():
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=128, n_positions=32)
+        return GPT2LMHeadModel(config)
     """
 )
 
@@ -110,11 +120,47 @@ def test_user_model(capsys, model_file):
         (["--init", "he_nromal"], "he_normal"),
         (["--depth", "0"], "--depth must be >= 1"),
         (["--activation", "tahn"], "tanh"),
+        (["--model", "{file}:exits", "--input-shape", "3"], "exited (sys.exit) with code 5"),
+        (["--model", "{exit_file}:f", "--input-shape", "3"], "exited (sys.exit) with code 3"),
+        (["--plot", ""], "--plot must not be empty"),
+        (["--init", ""], "--init must not be empty"),
+        (["--width", "10000000"], "GiB, more than this machine's"),
+        (["--batch", "1000000000000"], "GiB, more than this machine's"),
+        (["--model", "{file}:cnn", "--input-shape", "4", "--input-dtype", "long"], "--vocab-size"),
+        (["--vocab-size", "10"], "--vocab-size goes with --model"),
     ],
 )
 def test_errors_are_one_line(capsys, model_file, args, message):
-    args = [a.replace("{file}", str(model_file)) for a in args]
+    exit_file = model_file.parent / "exits.py"
+    exit_file.write_text("import sys\nsys.exit(3)\n")
+    args = [
+        a.replace("{file}", str(model_file)).replace("{exit_file}", str(exit_file)) for a in args
+    ]
     code, out, err = run(capsys, "diagnose", "--width", "8", "--depth", "2", *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("initlab diagnose: error:")
     assert message in err
+
+
+def test_token_inputs_for_a_language_model(capsys, model_file):
+    code, out, _ = run(
+        capsys,
+        "diagnose",
+        "--model",
+        f"{model_file}:gpt2",
+        "--input-shape",
+        "16",
+        "--vocab-size",
+        "128",
+        "--batch",
+        "2",
+    )
+    assert code == 0, out
+    assert "healthy" in out and "lm_head" in out
+
+
+def test_model_help_says_the_file_runs(capsys):
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "file's code runs" in out and "weights_only=False" in out

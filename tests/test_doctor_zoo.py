@@ -5,6 +5,7 @@ and every calling convention a user model has."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -170,13 +171,16 @@ def test_small_pooled_relu_bottleneck_is_not_dead_by_chance():
 # ---------------------------------------------------------------------- item 8: one discovery
 def test_fix_and_init_model_agree_on_the_activation_after_each_layer():
     z = ZOO["resnet_basic"](seed=0)
+    _set_weights(z.model, "tiny")  # unhealthy: recommendations follow the traced data flow
     d = initlab.diagnose(z.model, z.example)
-    found = following_activations(z.model)
+    assert not d.healthy
+    report = initlab.init_model(copy.deepcopy(z.model), "he_normal", seed=0, example=z.example)
     for rec in d.recommendations:
-        module = rec.parameter.rpartition(".")[0]
-        assert rec.activation == found[module].activation[0], rec.parameter
+        assert rec.activation == report[rec.parameter].activation, rec.parameter
     rec = next(r for r in d.recommendations if r.parameter == "layer2.0.conv2.weight")
-    assert rec.activation == found["layer2.0.conv2"].activation[0]
+    assert rec.activation == "relu"  # was lecun (call order) in fix, relu in init_model
+    found = following_activations(z.model)  # healthy models: the same function, no example
+    assert found["layer2.0.conv2"].activation[0] == "relu"
 
 
 # ---------------------------------------------------------------------- item 9: conventions

@@ -268,9 +268,10 @@ def diagnose(
                 m.eval()
         probe.attach()
         probe.arm()
-        with torch.random.fork_rng(devices=devices), torch.enable_grad(), _NoDropout():
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
             try:
-                output = model(*args, **kwargs)
+                with _NoDropout():  # the forward only: statistics and backward run without it
+                    output = model(*args, **kwargs)
             except (torch.OutOfMemoryError, MemoryError) as error:
                 raise MemoryError(
                     f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
@@ -341,7 +342,15 @@ def diagnose(
                 b.copy_(saved)
     _sync(probe.pending, probe.repairs)
     probe.repairs = []
-    return _assemble(model, probe.calls, per_weight, thresholds, label, loss=scalars.get("loss"))
+    return _assemble(
+        model,
+        probe.calls,
+        per_weight,
+        thresholds,
+        label,
+        loss=scalars.get("loss"),
+        example=inputs,
+    )
 
 
 def _first_line(error: BaseException) -> str:
@@ -373,12 +382,19 @@ def _assemble(
     *,
     loss: float | None = None,
     iteration: int | None = None,
+    example: Any = None,
 ) -> Diagnosis:
     rows = _build_rows(calls, per_weight)
+    verdicts = _verdicts(rows, thresholds, loss)
+    # The activation after each layer comes from the discovery init_model uses. When there is
+    # something to fix, it follows the real data flow of the diagnosed batch (one more forward
+    # pass without gradients, the same answer init_model(..., example=inputs) gives, which fix
+    # applies); a healthy model skips that pass (torch.fx or module order, no extra forward).
+    traced = example if [v.kind for v in verdicts] != ["healthy"] else None
     return Diagnosis(
         layers=rows,
-        verdicts=_verdicts(rows, thresholds, loss),
-        recommendations=_recommendations(model, calls, per_weight),
+        verdicts=verdicts,
+        recommendations=_recommendations(model, calls, per_weight, traced),
         thresholds=thresholds,
         loss=loss,
         label=label,
@@ -417,7 +433,9 @@ def fix(
         if isinstance(getattr(module, "bias", None), torch.Tensor):
             rules[f"{module_name}.bias" if module_name else "bias"] = "zeros"
     rules_with_keep: dict[str, str] = {**rules, "*": "keep"}
-    report = init_model(model, "he_normal", rules=rules_with_keep, seed=seed)
+    # The same example as the diagnosis: init_model and the recommendations share one
+    # discovery of the activation after each layer (the traced data flow of this batch).
+    report = init_model(model, "he_normal", rules=rules_with_keep, seed=seed, example=inputs)
     after = diagnose(
         model, inputs, targets, loss_fn, seed=seed, thresholds=thresholds, label="after"
     )

@@ -276,6 +276,14 @@ class _Probe:
     def _record(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
         if not self.armed:
             return
+        # The statistics are plain tensor ops: no torch-function mode (diagnose's dropout
+        # switch) or subclass needs to see them, and skipping that dispatch saves ~10 us an op.
+        with torch._C.DisableTorchFunction():
+            self._record_call(name, module, args, kwargs, output)
+
+    def _record_call(
+        self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any
+    ) -> None:
         out = _first_tensor(output)
         if out is None or not out.is_floating_point() or out.numel() == 0:
             self.calls.append(_Call(name, module, None, None, 0))

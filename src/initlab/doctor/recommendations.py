@@ -10,6 +10,7 @@ activation. :func:`initlab.fix` re-initializes with them.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -45,19 +46,46 @@ def recommend(activation: Activation) -> tuple[str, str]:
     return "he_normal", "He"
 
 
+# Discovery without an example (torch.fx or module order) depends only on the model's module
+# structure: cached per model and structure, so repeated diagnoses (Monitor, benchmarks, sweeps)
+# do not trace the model with torch.fx every time (tens to hundreds of ms on a ResNet-50).
+_STATIC: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _static_discovery(model: nn.Module) -> dict[str, Any]:
+    structure = tuple((n, type(m), m.forward) for n, m in model.named_modules())
+    cached = _STATIC.get(model)
+    if cached is not None and cached[0] == structure:
+        return cached[1]
+    found = following_activations(model)
+    _STATIC[model] = (structure, found)
+    return found
+
+
 @cache
 def _scheme(spec: str) -> Any:
     return get(spec)
 
 
 def _recommendations(
-    model: nn.Module, calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
+    model: nn.Module,
+    calls: Sequence[_Call],
+    per_weight: dict[int, dict[str, float]],
+    example: Any = None,
 ) -> list[Recommendation]:
     """Per weight module called in the pass: the activation that follows it, found by
     :func:`initlab.initializers.activations.following_activations`, the same discovery
-    :func:`initlab.init_model` uses (so ``fix`` and ``init_model`` give one answer)."""
+    :func:`initlab.init_model` uses (so ``fix`` and ``init_model`` give one answer): with
+    ``example`` (the diagnosed inputs) from the traced data flow of a real forward pass."""
     qualified = {id(m): n for n, m in model.named_modules()}
-    found = following_activations(model) if calls else {}
+    if not calls:
+        found = {}
+    elif example is not None:
+        found = following_activations(model, example)
+    else:
+        found = _static_discovery(model)
     by_module: dict[int, Activation] = {}
     for call in calls:
         if _weight_of(call.module) is None or id(call.module) in by_module:
