@@ -15,8 +15,11 @@ Per parameter, in this order of precedence:
    (LSTM gates).
 5. Other 1-D parameters (PReLU slopes, ...) are kept.
 
-Each parameter draws from its own generator, seeded from ``seed`` and the parameter's
-qualified name, so its values do not depend on the other parameters.
+Each parameter draws from its own stream, keyed by ``seed`` and the parameter's qualified
+name, so its values do not depend on the other parameters. By default (``rng="counter"``) every
+element is a pure function of (seed, name, its index in the logical tensor), so DTensor shards
+and pipeline stages get the values a single process gets (:mod:`initlab.initializers.sharded`);
+``rng="torch"`` keeps the previous ``torch.Generator`` streams and their exact values.
 """
 
 from __future__ import annotations
@@ -25,17 +28,19 @@ import fnmatch
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from initlab._core.rng import as_seed, derive_seed, parallel_map, reseeded_generator
 from initlab._core.table import format_table
+from initlab._core.validation import check_choice
 from initlab.initializers.activations import following_activations
 from initlab.initializers.fans import FanChunk, fan_in_fan_out, parameter_fans
 from initlab.initializers.registry import Spec, get
 from initlab.initializers.schemes import Initializer, Uniform
+from initlab.initializers.sharded import Rows, fill_rows, is_dtensor
 
 RuleKey = str | type
 Rules = Mapping[RuleKey, Spec] | None
@@ -198,18 +203,48 @@ def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
     return flat.float().std()
 
 
+# ---- rng="counter" | "torch": how each parameter draws (kept apart from the planning above)
+RNG = Literal["counter", "torch"]
+RNGS = ("counter", "torch")
+
+
+def _block(rng: str, param: torch.Tensor, chunk: FanChunk | None) -> Any:
+    """What a fill writes: a row block of the parameter (``Rows``: any DTensor sharding) for
+    the counter stream, the tensor itself or a slice of it for a torch generator."""
+    if rng == "counter":
+        return Rows.of(param, *(() if chunk is None else (chunk.start, chunk.stop)))
+    if is_dtensor(param):
+        raise ValueError(
+            "rng='torch' cannot initialize DTensor parameters: torch's generators give each "
+            "shard its own stream, so values change with the sharding; use rng='counter'"
+        )
+    return param if chunk is None else param[chunk.start : chunk.stop]
+
+
 @dataclass
 class _Fill:
-    """One parameter's work: its generator seed and its (block, scheme, fans, activation) list."""
+    """One parameter's work: its stream seed and its (block, scheme, fans, activation) list."""
 
     seed: int
     device: torch.device
-    blocks: list[tuple[str, torch.Tensor, Initializer, tuple[int, int] | None, Any]]
+    blocks: list[tuple[str, Any, Initializer, tuple[int, int] | None, Any]]
     stds: list[torch.Tensor | None] = field(default_factory=list)
+    rng: str = "torch"
+    name: str = ""  # the parameter's qualified name: with the seed, the counter stream's key
 
     def run(self) -> None:
         if self.device.type == "meta":  # no values to fill; shapes were checked already
             self.stds.extend([None] * len(self.blocks))
+            return
+        if self.rng == "counter":
+            for label, block, chosen, fans, act in self.blocks:
+                try:
+                    local = fill_rows(chosen, block, self.seed, self.name, fans, act)
+                except ValueError as error:
+                    raise ValueError(f"cannot initialize {label}: {error}") from None
+                with torch.no_grad():  # a shard's std is not the parameter's: see audit_init
+                    sharded = block.sharded or local is None
+                    self.stds.append(None if sharded else _realized_std(local))
             return
         generator = reseeded_generator(self.seed, self.device)
         for label, target, chosen, fans, act in self.blocks:
@@ -228,6 +263,7 @@ def init_model(
     bias: Spec = "zeros",
     rules: Rules = None,
     seed: int | None = None,
+    rng: RNG = "counter",
 ) -> InitReport:
     """Initialize every parameter of ``model`` in place and report what was done.
 
@@ -239,6 +275,12 @@ def init_model(
     ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``) or a scheme spec.
     ``rules``: ``{glob or module type: spec or "keep"}``, first match wins.
     ``seed``: same seed, same values; ``None`` draws a fresh seed (recorded in the report).
+    ``rng``: ``"counter"`` (default): each element is a pure function of (seed, parameter
+    name, its index in the logical tensor), so the values are the same on one process or on
+    any sharding (DTensor ``Shard``/``Replicate`` placements, FSDP2, a pipeline stage that
+    keeps the parameter names) and on any thread count; see :mod:`initlab.initializers.sharded`.
+    ``"torch"``: one ``torch.Generator`` per parameter, seeded from (seed, name): the values
+    initlab gave before the counter stream existed (not for DTensors).
 
     >>> import torch.nn as nn
     >>> report = init_model(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)), seed=0)
@@ -251,6 +293,7 @@ def init_model(
     checked_rules = _check_rules(rules)
     if bias not in ("keep", "default"):
         get(bias)  # validate once, up front
+    check_choice("rng", rng, RNGS)
     seed = as_seed(seed)
     activations = following_activations(model)
     report = InitReport(seed=seed)
@@ -283,9 +326,10 @@ def init_model(
                     f"give it a rule with a scheme that needs none (zeros, normal, uniform)"
                 )
             found = activations.get(module_name)
-            fill = _Fill(derive_seed(seed, qualified), param.device, [])
+            stream_seed = seed if rng == "counter" else derive_seed(seed, qualified)
+            fill = _Fill(stream_seed, param.device, [], rng=rng, name=qualified)
             for chunk in chunks or [None]:
-                target = param if chunk is None else param[chunk.start : chunk.stop]
+                target = _block(rng, param, chunk)
                 act = None
                 source = None
                 if chunk is not None and chunk.activation is not None:
