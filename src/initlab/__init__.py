@@ -51,6 +51,9 @@ _EXPORTS: dict[str, str] = {
     "InitRow": "initlab.initializers.apply",
     "default_init_std": "initlab.initializers.apply",
     "init_model": "initlab.initializers.apply",
+    "AuditReport": "initlab.initializers.audit",
+    "Fingerprint": "initlab.initializers.audit",
+    "audit_init": "initlab.initializers.audit",
     "build": "initlab.initializers.build",
     "initialize_parameters": "initlab.initializers.course",
     "fan_in_fan_out": "initlab.initializers.fans",
@@ -121,6 +124,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
         with_l2,
     )
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
+    from initlab.initializers.audit import AuditReport, Fingerprint, audit_init
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field

@@ -89,6 +89,26 @@ def words(key: tuple[int, int], start: int, count: int) -> np.ndarray:
     return halves[first : first + count]
 
 
+def flat_runs(
+    shape: Sequence[int], offsets: Sequence[int], sizes: Sequence[int]
+) -> tuple[np.ndarray, int]:
+    """The part ``offsets``/``sizes`` of a row-major tensor of ``shape`` as contiguous runs of
+    flat indices: the runs' starts (in the part's row-major order) and their common length."""
+    if not shape:
+        return np.zeros(1, dtype=np.int64), 1
+    # Trailing dims covered in full merge into the run.
+    k = len(shape) - 1
+    while k > 0 and sizes[k] == shape[k] and offsets[k] == 0:
+        k -= 1
+    length = math.prod(sizes[k:])
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    starts = np.zeros(1, dtype=np.int64)
+    for d in range(k):
+        axis = (np.arange(sizes[d], dtype=np.int64) + offsets[d]) * strides[d]
+        starts = (starts[:, None] + axis[None, :]).reshape(-1)
+    return starts + offsets[k] * strides[k], length
+
+
 @dataclass(frozen=True)
 class CounterStream:
     """The values of one logical tensor, or of a rectangular ``part`` of it.
@@ -156,23 +176,8 @@ class CounterStream:
 
     def _runs(self) -> tuple[np.ndarray, int]:
         """Flat logical indices where the local part's contiguous runs start, and their length."""
-        shape = self.shape
         offsets = [b + o for b, o in zip(self.block_offsets, self.local_offsets(), strict=True)]
-        sizes = list(self.local_shape)
-        if not shape:
-            return np.zeros(1, dtype=np.int64), 1
-        # Trailing dims covered in full merge into the run.
-        k = len(shape) - 1
-        while k > 0 and sizes[k] == shape[k] and offsets[k] == 0:
-            k -= 1
-        length = math.prod(sizes[k:])
-        strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
-        starts = np.zeros(1, dtype=np.int64)
-        for d in range(k):
-            axis = (np.arange(sizes[d], dtype=np.int64) + offsets[d]) * strides[d]
-            starts = (starts[:, None] + axis[None, :]).reshape(-1)
-        starts = starts + offsets[k] * strides[k]
-        return starts, length
+        return flat_runs(self.shape, offsets, self.local_shape)
 
     def local_offsets(self) -> tuple[int, ...]:
         return self.local[0] if self.local else (0,) * len(self.shape)

@@ -38,7 +38,7 @@ from torch import nn
 
 from initlab._core.rng import as_seed, derive_seed, seeded_global_rng
 from initlab._core.validation import check_choice
-from initlab.initializers.apply import InitReport, Rules, _kept_parameters, init_model
+from initlab.initializers.apply import RNG, InitReport, Rules, _kept_parameters, init_model
 from initlab.initializers.registry import Spec
 
 _DTYPES = {
@@ -187,11 +187,12 @@ def build(
     seed: int | None = None,
     bias: Spec = "zeros",
     rules: Rules = None,
+    rng: RNG = "counter",
 ) -> tuple[nn.Module, InitReport]:
     """Construct ``factory()`` on ``device`` with every parameter initialized once by ``scheme``.
 
     ``factory``: a zero-argument callable returning an ``nn.Module`` (a class, a lambda, a
-    ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``: as in
+    ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``, ``rng``: as in
     :func:`initlab.init_model`, whose report is returned. ``dtype``: floating dtype for the
     floating parameters and buffers (``torch.bfloat16`` or ``"bfloat16"``), as
     ``model.to(dtype)`` would give; ``None`` keeps the factory's dtypes.
@@ -230,5 +231,5 @@ def build(
     # Kept parameters first: init_model reads some of them (a PReLU slope sets the gain of the
     # layer before it) and overwrites whatever else reset_parameters() touched.
     _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed)
-    report = init_model(model, scheme, bias=bias, rules=rules, seed=seed)
+    report = init_model(model, scheme, bias=bias, rules=rules, seed=seed, rng=rng)
     return model, report
