@@ -170,7 +170,7 @@ def _fingerprints(named: list[tuple[str, torch.Tensor]]) -> list[Fingerprint]:
     peaks = _all_reduce(params, peaks, _max())
     sums = torch.zeros(len(parts), 4, dtype=torch.int64)
     scales = []
-    for i, ((_, param), (offsets, bits, values, counts)) in enumerate(zip(real, parts, strict=True)):
+    for i, (param, (offsets, bits, values, counts)) in enumerate(zip(params, parts, strict=True)):
         peak = float(peaks[i, 0])
         scale = 2.0 ** math.ceil(math.log2(peak)) if peak > 0 else 0.0
         scales.append(scale)
