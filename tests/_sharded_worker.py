@@ -131,6 +131,11 @@ def _checks(rank: int, world: int) -> dict:
             parts[key] = local_parts(model)
             if scheme == schemes[0]:
                 results[key + ":audit"] = audit_rows(model)
+    try:  # the torch-generator path refuses DTensors (its values would depend on the sharding)
+        initlab.init_model(model, "he_normal", seed=SEED, rng="torch")
+        results["rng_torch_on_dtensor"] = "accepted"
+    except ValueError as error:
+        results["rng_torch_on_dtensor"] = str(error)
     # 2. FSDP2: fully_shard on meta, to_empty, then initlab.
     with torch.device("meta"):
         model = Tiny()

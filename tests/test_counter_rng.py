@@ -237,3 +237,19 @@ def test_half_precision_rounds_the_float32_values():
     model, _ = initlab.build(_mlp, "he_normal", seed=0, dtype="bfloat16")
     reference, _ = initlab.build(_mlp, "he_normal", seed=0)
     assert torch.equal(model[0].weight, reference[0].weight.to(torch.bfloat16))
+
+
+def test_a_scheme_defined_elsewhere_gets_a_seeded_generator_on_the_whole_block():
+    """Subclasses outside initlab's schemes may call ``tensor.normal_(generator=...)``: they get
+    a torch generator seeded from the stream, so their values still ignore the sharding."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Mine(initlab.Normal):
+        def _fill(self, tensor, generator, fans, activation):
+            tensor.normal_(0.0, 2.0, generator=generator)
+
+    stream = _stream((10, 6))
+    whole = Mine()(torch.empty(10, 6), stream)
+    assert torch.equal(Mine()(torch.empty(4, 6), stream.part((6, 0), (4, 6))), whole[6:])
+    assert torch.equal(whole, Mine()(torch.empty(10, 6), _stream((10, 6))))

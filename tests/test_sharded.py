@@ -123,3 +123,9 @@ def test_torch_nn_init_on_dtensors_depends_on_the_world_size(runs):
         two, four = runs[2][f"torch_init:{placement}"], runs[4][f"torch_init:{placement}"]
         if not isinstance(two, str) and not isinstance(four, str):
             assert not torch.equal(two, four), placement
+
+
+def test_rng_torch_refuses_dtensors(runs):
+    for result in runs.values():
+        message = result["rng_torch_on_dtensor"]
+        assert message.startswith("rng='torch' cannot initialize DTensor parameters"), message

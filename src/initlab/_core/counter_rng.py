@@ -170,6 +170,11 @@ class CounterStream:
         key = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little"))
         return CounterStream(key, tuple(shape))
 
+    def seed(self) -> int:
+        """A 63-bit seed for this block, for code that can only draw from a torch generator."""
+        text = f"{self.key}\x1f{self.block}\x1fseed".encode()
+        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
     def part(self, offsets: Sequence[int], sizes: Sequence[int]) -> CounterStream:
         """The stream of the part ``offsets``/``sizes`` of the block (relative to it)."""
         return CounterStream(self.key, self.shape, self.block, (tuple(offsets), tuple(sizes)))

@@ -150,7 +150,15 @@ class Initializer:
         if self.uses_fans and fans is None:
             fans = fan_in_fan_out(logical)
         with torch.no_grad():
-            if isinstance(source, CounterStream) and source.is_partial and self.needs_whole:
+            if isinstance(source, CounterStream) and type(self)._fill.__module__ != __name__:
+                # A scheme defined elsewhere may draw with torch.Generator calls: give it one
+                # seeded from the stream's key and block, on the whole block, and keep the part
+                # (same values on any sharding; not independent of the torch version).
+                whole = torch.empty(logical, dtype=tensor.dtype, device=tensor.device)
+                generator = torch.Generator(device=tensor.device)
+                self._fill(whole, generator.manual_seed(source.seed()), fans, activation)
+                tensor.copy_(whole[source.local_slices()])
+            elif isinstance(source, CounterStream) and source.is_partial and self.needs_whole:
                 whole = torch.empty(logical, dtype=tensor.dtype, device=tensor.device)
                 self._fill(whole, source.whole(), fans, activation)
                 tensor.copy_(whole[source.local_slices()])
