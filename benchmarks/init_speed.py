@@ -257,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         k = k if slow else len(weights)
         ws = weights[:k]
         scheme = initlab.get(spec)
+        # Warm up both init_model paths (a first truncated_normal pays SciPy's import).
+        for rng in ("counter", "torch"):
+            initlab.init_model(nn.Sequential(*linears[:1]), spec, seed=0, rng=rng)
         # Interleave the four fills group by group (~--group-bytes each), so that the load of
         # a shared machine, drifting over seconds, hits all of them alike.
         groups, start = [], 0
