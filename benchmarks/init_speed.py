@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         scheme = initlab.get(spec)
         # Warm up both init_model paths (a first truncated_normal pays SciPy's import).
         for rng in ("counter", "torch"):
-            initlab.init_model(nn.Sequential(*linears[:1]), spec, seed=0, rng=rng)
+            initlab.build(small, spec, device=device, seed=0, rng=rng)
         # Interleave the four fills group by group (~--group-bytes each), so that the load of
         # a shared machine, drifting over seconds, hits all of them alike.
         groups, start = [], 0
