@@ -4,6 +4,7 @@
     python3 benchmarks/init_speed.py --size 1e9           # about 1B float32 parameters (4 GB)
     python3 benchmarks/init_speed.py --device cuda --size 1e9
     python3 benchmarks/init_speed.py --small-only           # 10,000 x Linear(4, 4) only
+    python3 benchmarks/init_speed.py --threads 1 --skip-build    # per-core rates
 
 The model is ``depth`` pairs ``Linear(width, 4 width)``, ``Linear(4 width, width)`` (a
 transformer MLP stack), with ``depth`` chosen so the model has about ``--size`` parameters.
@@ -19,10 +20,13 @@ Reported, all measured in this one run on the same tensors:
   (CPU: ``ru_maxrss``; CUDA: ``max_memory_allocated``) against the parameters' bytes;
 * per scheme: GB/s of the equivalent ``torch.nn.init`` call on every weight, of the initlab
   scheme called on every weight (one Python loop, like the torch one), of ``init_model`` (biases,
-  report and realized stds included) and of the machine's baseline, ``tensor.uniform_()`` over
-  the same weights. The four run interleaved on groups of layers of ``--group-bytes`` (0.5 GB)
-  each, ``init_model`` on a ``Sequential`` of the group's layers, so that the load of a shared
-  machine, drifting over seconds, hits all four alike; times are summed over the groups.
+  report and realized stds included; the counter-based generator, its default), of
+  ``init_model(rng="torch")`` (the torch-generator path, initlab's previous default) and of the
+  machine's baseline, ``tensor.uniform_()`` over the same weights. The five run interleaved on
+  groups of layers of ``--group-bytes`` (0.5 GB) each, ``init_model`` on a ``Sequential`` of the
+  group's layers, so that the load of a shared machine, drifting over seconds, hits all alike;
+  times are summed over the groups. ``counter/torch-rng`` is the counter generator's speed
+  relative to the torch-generator path (target >= 0.8x).
 
 Rows marked ``*`` run on the first layers only (``--slow-bytes``): torch's ``trunc_normal_``
 and orthogonal's QR are slow enough to make a 1B run take many minutes otherwise; GB/s is a
@@ -157,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--skip-build", action="store_true", help="skip the build comparison")
     parser.add_argument(
+        "--threads", type=int, default=0,
+        help="torch intra-op threads (default: torch's); 1 gives per-core rates",
+    )  # fmt: skip
+    parser.add_argument(
         "--small-layers", type=int, default=10_000,
         help="Linear(4, 4) layers for the many-small-layers case (0: skip)",
     )  # fmt: skip
@@ -164,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         "--small-only", action="store_true", help="run only the many-small-layers case"
     )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.small_layers:
         print(many_small(args.small_layers, max(args.repeats, 5)))
     if args.small_only:
@@ -285,14 +295,18 @@ def main(argv: list[str] | None = None) -> int:
             total, k = total + w.numel() * w.element_size(), k + 1
         return k
 
-    header = ("scheme", "GB", "torch GB/s", "initlab GB/s", "init_model", "uniform_ base",
-              "initlab/torch", "init_model/torch", "init_model/base")  # fmt: skip
+    header = ("scheme", "GB", "torch GB/s", "initlab GB/s", "init_model", "torch-rng",
+              "uniform_ base", "initlab/torch", "init_model/torch", "init_model/base",
+              "counter/torch-rng")  # fmt: skip
     rows = []
     for name, spec, torch_fill, slow in SCHEMES:
         k = first_from(0, args.ortho_bytes if name == "orthogonal" else args.slow_bytes)
         k = k if slow else len(weights)
         ws = weights[:k]
         scheme = initlab.get(spec)
+        # Warm up both init_model paths (a first truncated_normal pays SciPy's import).
+        for rng in ("counter", "torch"):
+            initlab.build(small, spec, device=device, seed=0, rng=rng)
         # Interleave the four fills group by group (~--group-bytes each), so that the load of
         # a shared machine, drifting over seconds, hits all of them alike.
         groups, start = [], 0
@@ -300,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             stop = start + max(1, first_from(start, args.group_bytes))
             groups.append((start, min(stop, k)))
             start = stop
-        best = dict.fromkeys(("torch", "initlab", "init_model", "base"), math.inf)
+        best = dict.fromkeys(("torch", "initlab", "init_model", "torch_rng", "base"), math.inf)
         for _ in range(1 if slow else repeats):
             total = dict.fromkeys(best, 0.0)
             for i, j in groups:
@@ -313,31 +327,42 @@ def main(argv: list[str] | None = None) -> int:
                 total["init_model"] += timed(
                     lambda s=spec, m=sub: initlab.init_model(m, s, seed=0), device, 1
                 )
+                total["torch_rng"] += timed(
+                    lambda s=spec, m=sub: initlab.init_model(m, s, seed=0, rng="torch"), device, 1
+                )
                 total["base"] += timed(loop(part, uniform), device, 1)
             best = {key: min(best[key], total[key]) for key in best}
-        t_torch, t_lab, t_model, base = (gbps(ws, best[key]) for key in best)
+        t_torch, t_lab, t_model, t_legacy, base = (gbps(ws, best[key]) for key in best)
         rows.append((
             name + ("*" if k < len(weights) else ""), sum(w.numel() * 4 for w in ws) / 1e9,
-            t_torch, t_lab, t_model, base, t_lab / t_torch, t_model / t_torch, t_model / base,
+            t_torch, t_lab, t_model, t_legacy, base, t_lab / t_torch, t_model / t_torch,
+            t_model / base, t_model / t_legacy,
         ))  # fmt: skip
         print(f"  {name}: torch {t_torch:.3f}  initlab {t_lab:.3f}  init_model {t_model:.3f}",
               file=sys.stderr, flush=True)  # fmt: skip
 
     table = [list(header)]
     for row in rows:
-        cells = [row[0], f"{row[1]:.2f}"] + [f"{v:.3f}" for v in row[2:6]]
-        table.append(cells + [f"{v:.2f}x" for v in row[6:]])
+        cells = [row[0], f"{row[1]:.2f}"] + [f"{v:.3f}" for v in row[2:7]]
+        table.append(cells + [f"{v:.2f}x" for v in row[7:]])
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for cells in table:
         print("  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True)))
     for line in results:
         print(line)
     trunc = {r[0].rstrip("*"): r for r in rows}
-    worst = min(rows, key=lambda r: r[7])
+    worst = min(rows, key=lambda r: r[8])
     print(
-        f"truncated normal: init_model {trunc['truncated_normal'][7]:.1f}x torch "
-        f"(target >= 10x); slowest scheme vs torch.nn.init: {worst[0]} {worst[7]:.2f}x "
-        f"(init_model), {min(r[6] for r in rows):.2f}x (initlab per tensor) (target >= 0.9x)"
+        f"truncated normal: init_model {trunc['truncated_normal'][8]:.1f}x torch "
+        f"(target >= 10x); slowest scheme vs torch.nn.init: {worst[0]} {worst[8]:.2f}x "
+        f"(init_model), {min(r[7] for r in rows):.2f}x (initlab per tensor) (target >= 0.9x)"
+    )
+    ratios = sorted(r[10] for r in rows)
+    slowest = min(rows, key=lambda r: r[10])
+    print(
+        f"counter generator vs torch generator (init_model, same run): median "
+        f"{ratios[len(ratios) // 2]:.2f}x, slowest {slowest[0]} {slowest[10]:.2f}x "
+        "(target >= 0.8x)"
     )
     return 0
 

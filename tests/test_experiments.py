@@ -221,14 +221,15 @@ def test_monitored_divergence_is_the_batched_one():
 
 
 def test_monitoring_every_iteration_of_a_diverging_run():
-    # the record of the iteration the run diverges holds outputs near 1e200 (finite)
+    # the record of the iteration the run diverges holds huge finite values in the first layer
+    # (1.6e88 with init_model's counter-stream values for seed 0; 1e100+ with rng="torch")
     result = compare(["random:scale=3"], activation="linear", output="linear", lr=0.5,
                      iterations=60, init_style="model", seeds=[0], monitor_every=1,
                      progress=False)  # fmt: skip
     series = result.monitor("random:scale=3")
     assert series.iterations == [0, 1, 2, 3] and result.runs[0].diverged_at == 3
     last = [values[3] for values in series.series("rms").values()]
-    assert last[0] > 1e100 and not (math.isfinite(last[-1]) and last[-1] < 1e150)
+    assert last[0] > 1e80 and not (math.isfinite(last[-1]) and last[-1] < 1e150)
     saved = json.loads(json.dumps(result.to_dict(), allow_nan=False))["monitor"][0]
     back = MonitorSeries.from_dict(saved).series("rms")
     assert [str(values[3]) for values in back.values()] == [str(v) for v in last]

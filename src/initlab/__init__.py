@@ -62,6 +62,9 @@ _EXPORTS: dict[str, str] = {
     "init_model": "initlab.initializers.apply",
     "InitReport": "initlab.initializers.apply",
     "InitRow": "initlab.initializers.apply",
+    "audit_init": "initlab.initializers.audit",
+    "AuditReport": "initlab.initializers.audit",
+    "Fingerprint": "initlab.initializers.audit",
     "build": "initlab.initializers.build",
     "initialize_parameters": "initlab.initializers.course",
     "Critical": "initlab.initializers.critical",
@@ -164,6 +167,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.gradient_check.losses import with_l2
     from initlab.gradient_check.results import GradCheck
     from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
+    from initlab.initializers.audit import AuditReport, Fingerprint, audit_init
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
     from initlab.initializers.critical import Critical, critical, edge_of_chaos, mean_field

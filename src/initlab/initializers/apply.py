@@ -33,8 +33,11 @@ or ``sqrt(2)`` would make the tied head's logits ``sqrt(d_model)`` times too lar
 embedding use then starts small, which the norm after it (every tied language model has one)
 absorbs. The report's ``note`` says which use decided.
 
-Each parameter draws from its own generator, seeded from ``seed`` and the parameter's
-qualified name, so its values do not depend on the other parameters.
+Each parameter draws from its own stream, keyed by ``seed`` and the parameter's qualified
+name, so its values do not depend on the other parameters. By default (``rng="counter"``) every
+element is a pure function of (seed, name, its index in the logical tensor), so DTensor shards
+and pipeline stages get the values a single process gets (:mod:`initlab.initializers.sharded`);
+``rng="torch"`` keeps the previous ``torch.Generator`` streams and their exact values.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -63,6 +66,7 @@ from initlab.initializers.fans import (
 )
 from initlab.initializers.registry import Spec, get
 from initlab.initializers.schemes import Constant, Initializer, Uniform
+from initlab.initializers.sharded import Rows, fill_rows, is_dtensor
 from initlab.initializers.trace import _restored_state
 
 RuleKey = str | type
@@ -406,27 +410,46 @@ def _realized_std(tensor: torch.Tensor) -> torch.Tensor | None:
     return flat.float().std()
 
 
+# ---- rng="counter" | "torch": how each parameter draws
+RNG = Literal["counter", "torch"]
+RNGS = ("counter", "torch")
+
+
+def _block(rng: str, param: torch.Tensor, chunk: FanChunk | None) -> Any:
+    """What a counter-stream fill writes: a row block of the parameter (``Rows``: any DTensor
+    sharding), its logical indices those of ``param`` (for ``(in, out)`` layers, the transposed
+    view the fans read)."""
+    return Rows.of(param, *(() if chunk is None else (chunk.start, chunk.stop)))
+
+
 def _small_stds(targets: list[torch.Tensor]) -> torch.Tensor:
     """Sample std of many small tensors of one shape, dtype and device: one reduction."""
     return torch.stack(targets).reshape(len(targets), -1).float().std(dim=1)
 
 
 class _Fill:
-    """One parameter's work: its generator seed, its (block, scheme, fans, activation) list,
-    and the rows of an embedding's padding indices to zero afterwards."""
+    """One parameter's work: its stream seed, its (block, scheme, fans, activation) list, the
+    rows of an embedding's padding indices to zero afterwards, and how it draws (``rng``; with
+    the counter stream the seed and the qualified ``name`` key the stream)."""
 
-    __slots__ = ("blocks", "device", "seed", "stds", "zero_rows")
+    __slots__ = ("blocks", "device", "name", "rng", "seed", "stds", "zero_rows")
 
-    def __init__(self, seed: int, device: torch.device, blocks: list[Any]) -> None:
+    def __init__(self, seed: int, device: torch.device, blocks: list[Any], rng: str = "torch",
+                 name: str = "") -> None:  # fmt: skip
         self.seed = seed
         self.device = device
-        self.blocks: list[tuple[str, torch.Tensor, Initializer, Any, Any]] = blocks
+        self.blocks: list[tuple[str, Any, Initializer, Any, Any]] = blocks
         self.stds: list[torch.Tensor | None] = []
         self.zero_rows: tuple[torch.Tensor, list[int]] | None = None
+        self.rng = rng
+        self.name = name
 
     def run(self) -> None:
         if self.device.type == "meta":  # no values to fill; shapes were checked already
             self.stds.extend([None] * len(self.blocks))
+            return
+        if self.rng == "counter":
+            self._run_counter()
             return
         generator = reseeded_generator(self.seed, self.device)
         with torch.no_grad():
@@ -445,6 +468,25 @@ class _Fill:
                 # (a 0-d entry is a measured std; 0-d parameters have none: None)
                 small = 2 <= target.numel() <= _STD_BATCH
                 self.stds.append(target if small else _realized_std(target))
+
+    def _run_counter(self) -> None:
+        """Fill every block from the counter stream of (seed, name): this rank's part only."""
+        for label, block, chosen, fans, act in self.blocks:
+            try:
+                local = fill_rows(chosen, block, self.seed, self.name, fans, act)
+            except ValueError as error:
+                raise ValueError(f"cannot initialize {label}: {error}") from None
+            with torch.no_grad():  # a shard's std is not the parameter's: see audit_init
+                if block.sharded or local is None:
+                    self.stds.append(None)
+                elif 2 <= local.numel() <= _STD_BATCH:
+                    self.stds.append(local)
+                else:
+                    self.stds.append(_realized_std(local))
+        if self.zero_rows is not None:
+            param, rows = self.zero_rows
+            with torch.no_grad():
+                param[rows] = 0
 
 
 def _check_layouts(layouts: Layouts) -> dict[str | type, str]:
@@ -472,6 +514,7 @@ def init_model(
     seed: int | None = None,
     example: Any = None,
     layouts: Layouts = None,
+    rng: RNG = "counter",
     recipe: str | None = None,
     **recipe_options: Any,
 ) -> InitReport:
@@ -496,6 +539,12 @@ def init_model(
     order (a guess, with a warning).
     ``layouts``: ``{layer type or type name: "in_out" | "out_in"}`` for layers of your own that
     store their weight as ``(in, out)``; Hugging Face's ``Conv1D`` is known.
+    ``rng``: ``"counter"`` (default): each element is a pure function of (seed, parameter
+    name, its index in the logical tensor), so the values are the same on one process or on
+    any sharding (DTensor ``Shard``/``Replicate`` placements, FSDP2, a pipeline stage that
+    keeps the parameter names) and on any thread count; see :mod:`initlab.initializers.sharded`.
+    ``"torch"``: one ``torch.Generator`` per parameter, seeded from (seed, name): the values
+    initlab gave before the counter stream existed (not for DTensors).
 
     See the module docstring for norms, biases, tied tensors, padding rows and kept parameters.
 
@@ -520,6 +569,7 @@ def init_model(
     checked_layouts = _check_layouts(layouts)
     if bias not in ("keep", "default"):
         get(bias)  # validate once, up front
+    check_choice("rng", rng, RNGS)
     seed = as_seed(seed)
     found = discover(model, example)
     activations = found.activations
@@ -596,7 +646,7 @@ def init_model(
                     f"give it a rule with a scheme that needs none (zeros, normal, uniform)"
                 )
             following = activations.get(use_module_name)
-            if isinstance(chosen, Constant) and param.dim() <= 1:
+            if isinstance(chosen, Constant) and param.dim() <= 1 and not is_dtensor(param):
                 # biases, norm scales: no generator, filled together below; std exactly 0
                 constants.setdefault((chosen.value, param.device, param.dtype), []).append(param)
                 report.rows.append(InitRow(
@@ -605,7 +655,15 @@ def init_model(
                     note="; ".join(notes) or None,
                 ))  # fmt: skip
                 continue
-            fill = _Fill(derive(qualified), param.device, [])
+            if rng == "torch" and is_dtensor(param):
+                raise ValueError(
+                    f"rng='torch' cannot initialize DTensor parameters ({qualified}): torch's "
+                    "generators "
+                    "give each shard its own stream, so values change with the sharding; use "
+                    "rng='counter'"
+                )
+            stream_seed = seed if rng == "counter" else derive(qualified)
+            fill = _Fill(stream_seed, param.device, [], rng=rng, name=qualified)
             padding = (
                 _padding_rows(uses)
                 if action in ("weight", "rule") and (tie_note or isinstance(module, _EMBEDDINGS))
@@ -618,7 +676,10 @@ def init_model(
             whole = chunks is None or len(chunks) == 1
             for chunk in chunks or [None]:
                 whole_chunk = chunk is None or (whole and chunk.start == 0)
-                target = view if whole_chunk else view[chunk.start : chunk.stop]
+                if rng == "counter":
+                    target = _block(rng, view, chunk)
+                else:
+                    target = view if whole_chunk else view[chunk.start : chunk.stop]
                 act = None
                 source = None
                 if chunk is not None and chunk.activation is not None:

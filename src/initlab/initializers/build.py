@@ -42,7 +42,7 @@ from torch import nn
 
 from initlab._core.rng import as_seed, derive_seed, seeded_global_rng
 from initlab._core.validation import check_choice
-from initlab.initializers.apply import InitReport, Layouts, Rules, _kept_parameters, init_model
+from initlab.initializers.apply import RNG, InitReport, Layouts, Rules, _kept_parameters, init_model
 from initlab.initializers.registry import Spec
 
 _DTYPES = {
@@ -216,11 +216,12 @@ def build(
     rules: Rules = None,
     example: Any = None,
     layouts: Layouts = None,
+    rng: RNG = "counter",
 ) -> tuple[nn.Module, InitReport]:
     """Construct ``factory()`` on ``device`` with every parameter initialized once by ``scheme``.
 
     ``factory``: a zero-argument callable returning an ``nn.Module`` (a class, a lambda, a
-    ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``: as in
+    ``functools.partial``). ``scheme``, ``bias``, ``rules``, ``seed``, ``rng``: as in
     :func:`initlab.init_model`, whose report is returned; so are ``example`` (an input, to find
     activations from one forward pass of the built model) and ``layouts``. ``dtype``: floating
     dtype for the floating parameters and buffers (``torch.bfloat16`` or ``"bfloat16"``), as
@@ -268,6 +269,13 @@ def build(
     # layer before it) and overwrites whatever else reset_parameters() touched.
     _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed, template)
     report = init_model(
-        model, scheme, bias=bias, rules=rules, seed=seed, example=example, layouts=layouts
+        model,
+        scheme,
+        bias=bias,
+        rules=rules,
+        seed=seed,
+        example=example,
+        layouts=layouts,
+        rng=rng,
     )
     return model, report

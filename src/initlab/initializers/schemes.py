@@ -34,6 +34,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from initlab._core.counter_rng import CounterStream
 from initlab._core.rng import SeedLike, make_generator, truncated_standard_normal_
 from initlab._core.validation import check_choice, check_number
 from initlab.initializers import gains
@@ -49,6 +50,32 @@ TRUNCATED_STD = 0.87962566103423978
 
 Activation = tuple[str, float | None]
 """An activation as ``(name, parameter)``, e.g. ``("leaky_relu", 0.2)``."""
+
+Source = torch.Generator | CounterStream
+"""Where a fill draws from: a torch generator (a stream of draws) or a counter-based stream
+(each element a pure function of its logical index; :mod:`initlab._core.counter_rng`)."""
+
+
+def _normal_(tensor: torch.Tensor, mean: float, std: float, source: Source) -> torch.Tensor:
+    if isinstance(source, CounterStream):
+        return source.normal_(tensor, mean, std)
+    return tensor.normal_(mean, std, generator=source)
+
+
+def _uniform_(tensor: torch.Tensor, low: float, high: float, source: Source) -> torch.Tensor:
+    if isinstance(source, CounterStream):
+        return source.uniform_(tensor, low, high)
+    return tensor.uniform_(low, high, generator=source)
+
+
+def _truncated_(
+    tensor: torch.Tensor, low: float, high: float, source: Source, scale: float = 1.0
+) -> torch.Tensor:
+    """``scale z``, ``z ~ N(0, 1)`` truncated to ``[low, high]`` (standardized bounds)."""
+    if isinstance(source, CounterStream):
+        return source.truncated_normal_(tensor, low, high, scale)
+    return truncated_standard_normal_(tensor, low, high, source, scale=scale)
+
 
 _SAMPLE_DTYPES = ("float16", "float32", "float64")  # NumPy has no bfloat16
 _DTYPES = {
@@ -85,6 +112,9 @@ class Initializer:
     uses_fans: ClassVar[bool] = False
     min_dims: ClassVar[int] = 0
     max_dims: ClassVar[int | None] = None
+    # Schemes whose values depend on the whole tensor (a QR, a diagonal, per-column choices):
+    # a counter stream over a part of it (a shard) computes the whole block, then keeps its part.
+    needs_whole: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ public API
     def __call__(
@@ -97,19 +127,44 @@ class Initializer:
     ) -> torch.Tensor:
         """Fill ``tensor`` in place and return it.
 
-        ``generator`` is a ``torch.Generator`` on the tensor's device, an int seed, or ``None``
-        (a fresh seed from the OS; the global RNG is never used). ``fans`` overrides the fans
-        computed from the shape (layer-aware fans, per-gate blocks); ``activation`` resolves
-        ``"auto"`` gains.
+        ``generator`` is a ``torch.Generator`` on the tensor's device, an int seed, ``None``
+        (a fresh seed from the OS; the global RNG is never used), or a counter stream
+        (:class:`initlab._core.counter_rng.CounterStream`, what :func:`initlab.init_model` uses
+        by default): then ``tensor`` may be a part (a shard) of the stream's logical tensor, and
+        shape checks and fans use the logical shape. ``fans`` overrides the fans computed from
+        the shape (layer-aware fans, per-gate blocks); ``activation`` resolves ``"auto"`` gains.
         """
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"expected a torch.Tensor to fill; got {type(tensor).__name__}")
-        self._check_shape(tuple(tensor.shape))
+        if isinstance(generator, CounterStream):
+            if tuple(tensor.shape) != generator.local_shape:
+                raise ValueError(
+                    f"the counter stream covers a part of shape {generator.local_shape}; got a "
+                    f"tensor of shape {tuple(tensor.shape)}"
+                )
+            logical = generator.block_shape
+            source: Source = generator
+        else:
+            logical = tuple(tensor.shape)
+            source = make_generator(generator, tensor.device)
+        self._check_shape(logical)
         if self.uses_fans and fans is None:
-            fans = fan_in_fan_out(tensor.shape)
-        gen = make_generator(generator, tensor.device)
+            fans = fan_in_fan_out(logical)
         with torch.no_grad():
-            self._fill(tensor, gen, fans, activation)
+            if isinstance(source, CounterStream) and type(self)._fill.__module__ != __name__:
+                # A scheme defined elsewhere may draw with torch.Generator calls: give it one
+                # seeded from the stream's key and block, on the whole block, and keep the part
+                # (same values on any sharding; not independent of the torch version).
+                whole = torch.empty(logical, dtype=tensor.dtype, device=tensor.device)
+                generator = torch.Generator(device=tensor.device)
+                self._fill(whole, generator.manual_seed(source.seed()), fans, activation)
+                tensor.copy_(whole[source.local_slices()])
+            elif isinstance(source, CounterStream) and source.is_partial and self.needs_whole:
+                whole = torch.empty(logical, dtype=tensor.dtype, device=tensor.device)
+                self._fill(whole, source.whole(), fans, activation)
+                tensor.copy_(whole[source.local_slices()])
+            else:
+                self._fill(tensor, source, fans, activation)
         return tensor
 
     def sample(
@@ -241,7 +296,7 @@ class Normal(Initializer):
         object.__setattr__(self, "std", check_number("std", self.std, minimum=0.0))
 
     def _fill(self, tensor, generator, fans, activation):
-        tensor.normal_(self.mean, self.std, generator=generator)
+        _normal_(tensor, self.mean, self.std, generator)
 
     def target_std(self, shape, fans=None, activation=None):
         return self.std
@@ -262,7 +317,7 @@ class Random(Initializer):
         object.__setattr__(self, "scale", check_number("scale", self.scale, minimum=0.0))
 
     def _fill(self, tensor, generator, fans, activation):
-        tensor.normal_(0.0, self.scale, generator=generator)
+        _normal_(tensor, 0.0, self.scale, generator)
 
     def target_std(self, shape, fans=None, activation=None):
         return self.scale
@@ -284,7 +339,7 @@ class Uniform(Initializer):
             raise ValueError(f"uniform needs low <= high; got low={self.low}, high={self.high}")
 
     def _fill(self, tensor, generator, fans, activation):
-        tensor.uniform_(self.low, self.high, generator=generator)
+        _uniform_(tensor, self.low, self.high, generator)
 
     def target_std(self, shape, fans=None, activation=None):
         return (self.high - self.low) / math.sqrt(12.0)
@@ -356,6 +411,9 @@ class TruncatedNormal(Initializer):
             tensor.fill_(min(max(self.mean, low), high))
             return
         a, b = (low - self.mean) / self.std, (high - self.mean) / self.std
+        if isinstance(generator, CounterStream):
+            generator.truncated_normal_(tensor, a, b, self.std, self.mean)
+            return
         if a * b > 0 and min(abs(a), abs(b)) > 3:
             _far_tail_standard_normal_(tensor, a, b, generator)
         else:
@@ -393,12 +451,12 @@ class _VarianceScalingCore(Initializer):
     def _fill(self, tensor, generator, fans, activation):
         std, distribution = self._std(tensor.shape, fans, activation)
         if distribution == "normal":
-            tensor.normal_(0.0, std, generator=generator)
+            _normal_(tensor, 0.0, std, generator)
         elif distribution == "uniform":
             limit = math.sqrt(3.0) * std
-            tensor.uniform_(-limit, limit, generator=generator)
+            _uniform_(tensor, -limit, limit, generator)
         else:
-            truncated_standard_normal_(tensor, -2.0, 2.0, generator, scale=std / TRUNCATED_STD)
+            _truncated_(tensor, -2.0, 2.0, generator, scale=std / TRUNCATED_STD)
 
     def target_std(self, shape, fans=None, activation=None):
         return self._std(tuple(shape), fans, activation)[0]
@@ -559,11 +617,12 @@ def _qr(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             torch.set_num_threads(threads)
 
 
-def _orthogonal_matrix(
-    rows: int, cols: int, generator: torch.Generator, device, dtype
-) -> torch.Tensor:
+def _orthogonal_matrix(rows: int, cols: int, generator: Source, device, dtype) -> torch.Tensor:
     work_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    flat = torch.empty(rows, cols, device=device, dtype=work_dtype).normal_(generator=generator)
+    flat = torch.empty(rows, cols, device=device, dtype=work_dtype)
+    if isinstance(generator, CounterStream):  # the whole block's own matrix of N(0, 1) draws
+        generator = generator.derived("orthogonal", (rows, cols))
+    _normal_(flat, 0.0, 1.0, generator)
     if rows < cols:
         flat = flat.T
     q, r = _qr(flat)
@@ -587,6 +646,7 @@ class Orthogonal(Initializer):
     name: ClassVar[str] = "orthogonal"
     formula: ClassVar[str] = "W = gain * Q, Q^T Q = I (or Q Q^T = I)"
     min_dims: ClassVar[int] = 2
+    needs_whole: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "gain", _check_gain(self.gain))
@@ -623,6 +683,7 @@ class Identity(Initializer):
     name: ClassVar[str] = "identity"
     formula: ClassVar[str] = "W = gain * I"
     min_dims: ClassVar[int] = 2
+    needs_whole: ClassVar[bool] = True
     max_dims: ClassVar[int | None] = 2
 
     def __post_init__(self) -> None:
@@ -648,6 +709,7 @@ class Dirac(Initializer):
     name: ClassVar[str] = "dirac"
     formula: ClassVar[str] = "w[o, i, centre] = 1 if o == i (per group), else 0"
     min_dims: ClassVar[int] = 3
+    needs_whole: ClassVar[bool] = True
     max_dims: ClassVar[int | None] = 5
 
     def __post_init__(self) -> None:
@@ -687,6 +749,7 @@ class DeltaOrthogonal(Initializer):
     name: ClassVar[str] = "delta_orthogonal"
     formula: ClassVar[str] = "w[:, :, centre] = gain * Q (Q^T Q = I), 0 elsewhere"
     min_dims: ClassVar[int] = 3
+    needs_whole: ClassVar[bool] = True
     max_dims: ClassVar[int | None] = 5
 
     def __post_init__(self) -> None:
@@ -730,6 +793,7 @@ class Sparse(Initializer):
     name: ClassVar[str] = "sparse"
     formula: ClassVar[str] = "w ~ N(0, std^2), ceil(sparsity * rows) zeros per column"
     min_dims: ClassVar[int] = 2
+    needs_whole: ClassVar[bool] = True
     max_dims: ClassVar[int | None] = 2
 
     def __post_init__(self) -> None:
@@ -741,9 +805,13 @@ class Sparse(Initializer):
     def _fill(self, tensor, generator, fans, activation):
         rows, cols = tensor.shape
         zeros = math.ceil(self.sparsity * rows)
-        tensor.normal_(0.0, self.std, generator=generator)
+        _normal_(tensor, 0.0, self.std, generator)
         if zeros and cols:
-            keys = torch.rand(rows, cols, generator=generator, device=tensor.device)
+            keys = torch.empty(rows, cols, device=tensor.device)
+            if isinstance(generator, CounterStream):
+                _uniform_(keys, 0.0, 1.0, generator.derived("sparse", (rows, cols)))
+            else:
+                keys.uniform_(generator=generator)
             chosen = keys.argsort(dim=0)[:zeros]
             tensor.scatter_(0, chosen, 0.0)
 

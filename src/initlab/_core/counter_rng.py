@@ -1,0 +1,324 @@
+"""A counter-based generator: each element's value is a pure function of its logical index.
+
+``CounterStream(key, shape)`` stands for the random values of one logical (unsharded) tensor of
+``shape``. Element ``i`` (its flat, row-major index in the logical tensor) draws the 32-bit word
+
+    word(i) = half (i mod 2) of uint64 word ((i mod 8) // 2) of Philox4x64-10(counter=i // 8, key)
+
+(NumPy's ``np.random.Philox``; the 128-bit key comes from the seed and the parameter's
+qualified name, :func:`counter_key`). The word becomes an odd-centred uniform in ``(-1, 1)``,
+
+    v(i) = (floor(word / 2^8) + 1/2) 2^-23      (word as a signed int32; exact in float32)
+
+and the schemes transform ``v`` element by element, with correctly rounded or
+position-independent operations only: ``U(low, high) = mid + half v``; ``N(mean, std) = mean +
+std sqrt(2) erfinv(v)``; the normal truncated to ``[a, b]`` maps ``v`` affinely onto
+``(2 Phi(a) - 1, 2 Phi(b) - 1)`` before the same ``erfinv`` (inverse CDF: no rejection loop,
+so no element depends on another). float64 tensors use ``v = (word + 1/2) 2^-31`` and float64
+arithmetic; half-precision ones are computed in float32 and rounded.
+
+So any rectangular part of the tensor -- a Shard(0) or Shard(1) slice, an uneven last shard, a
+gate block -- is computed directly, without the rest, and equals the same part of the whole:
+values do not depend on world size, placement, chunking, thread count or the order in which
+parameters are visited. ``CounterStream.part(offsets, sizes)`` narrows a stream to such a part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from initlab._core.rng import parallel_map
+
+# Elements per piece: Philox words and the float transform stay in cache, and torch runs each
+# operation inline (at most its intra-op grain size, 32768): pieces already run on threads.
+_PIECE = 1 << 15
+# Pieces of one tensor are spread over threads above this many elements (values do not change:
+# each element is a pure function of its index).
+_PARALLEL = 1 << 20
+# A piece of short runs is generated as the span it covers when that wastes less than this
+# factor of words; otherwise each run sets the Philox counter on its own.
+_RUN_COST = 512  # elements' worth of time that setting a counter costs (measured: ~1.5 us)
+
+_local = threading.local()  # one Philox bit generator per thread, its state set per run
+
+_SQRT2 = math.sqrt(2.0)
+
+
+def counter_key(seed: int, name: str) -> tuple[int, int]:
+    """The 128-bit Philox key of the parameter ``name`` under ``seed`` (BLAKE2b of both)."""
+    text = f"initlab-counter\x1f{int(seed)}\x1f{name}".encode()
+    digest = hashlib.blake2b(text, digest_size=16).digest()
+    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+
+
+def words(key: tuple[int, int], start: int, count: int) -> np.ndarray:
+    """The int32 words of logical elements ``start .. start + count - 1``."""
+    if count <= 0:
+        return np.empty(0, dtype=np.int32)
+    block = start // 8  # Philox counter of the first element
+    # NumPy's Philox increments its counter before each block: start from block - 1 (mod 2^256).
+    counter = [block - 1, 0, 0, 0] if block else [2**64 - 1] * 4
+    bit_generator = getattr(_local, "philox", None)
+    if bit_generator is None:
+        bit_generator = _local.philox = np.random.Philox(key=[0, 0])
+    # Setting the state costs ~1 us; constructing a Philox costs ~20 us (it reads OS entropy).
+    bit_generator.state = {
+        "bit_generator": "Philox",
+        "state": {"counter": np.array(counter, dtype=np.uint64), "key": np.array(key, np.uint64)},
+        "buffer": np.zeros(4, dtype=np.uint64),
+        "buffer_pos": 4,
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    first = start - 8 * block
+    raw = bit_generator.random_raw(-(-(first + count) // 2))
+    if sys.byteorder == "little":
+        halves = raw.view(np.int32)
+    else:  # low half first, as on little-endian machines
+        halves = np.empty(2 * raw.size, dtype=np.uint32)
+        halves[0::2], halves[1::2] = raw & 0xFFFFFFFF, raw >> np.uint64(32)
+        halves = halves.view(np.int32)
+    return halves[first : first + count]
+
+
+def flat_runs(
+    shape: Sequence[int], offsets: Sequence[int], sizes: Sequence[int]
+) -> tuple[np.ndarray, int]:
+    """The part ``offsets``/``sizes`` of a row-major tensor of ``shape`` as contiguous runs of
+    flat indices: the runs' starts (in the part's row-major order) and their common length."""
+    if not shape:
+        return np.zeros(1, dtype=np.int64), 1
+    # Trailing dims covered in full merge into the run.
+    k = len(shape) - 1
+    while k > 0 and sizes[k] == shape[k] and offsets[k] == 0:
+        k -= 1
+    length = math.prod(sizes[k:])
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    starts = np.zeros(1, dtype=np.int64)
+    for d in range(k):
+        axis = (np.arange(sizes[d], dtype=np.int64) + offsets[d]) * strides[d]
+        starts = (starts[:, None] + axis[None, :]).reshape(-1)
+    return starts + offsets[k] * strides[k], length
+
+
+@dataclass(frozen=True)
+class CounterStream:
+    """The values of one logical tensor, or of a rectangular ``part`` of it.
+
+    ``key``: the Philox key (:func:`counter_key`). ``shape``: the logical tensor's shape (the
+    whole parameter). ``block``: ``(offsets, sizes)`` of the sub-tensor a scheme fills as one
+    logical tensor (the whole parameter, or one gate/projection block of it; its fans and,
+    for orthogonal, its matrix). ``local``: ``(offsets, sizes)`` of the part of ``block`` that
+    this tensor holds, relative to ``block`` (the whole block unless sharded).
+    """
+
+    key: tuple[int, int]
+    shape: tuple[int, ...]
+    block: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    local: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def block_offsets(self) -> tuple[int, ...]:
+        return self.block[0] if self.block else (0,) * len(self.shape)
+
+    @property
+    def block_shape(self) -> tuple[int, ...]:
+        """The shape of the logical tensor a scheme sees (fans come from it)."""
+        return self.block[1] if self.block else self.shape
+
+    @property
+    def local_shape(self) -> tuple[int, ...]:
+        """The shape of the tensor this stream fills."""
+        return self.local[1] if self.local else self.block_shape
+
+    @property
+    def is_partial(self) -> bool:
+        """Whether the filled tensor is a strict part of the block (a shard)."""
+        return self.local is not None and self.local[1] != self.block_shape
+
+    def whole(self) -> CounterStream:
+        """The stream of the whole block (for schemes that need all of it)."""
+        return CounterStream(self.key, self.shape, self.block)
+
+    def local_slices(self) -> tuple[slice, ...]:
+        """Index of the local part inside the whole block."""
+        offsets, sizes = self.local or ((0,) * len(self.shape), self.block_shape)
+        return tuple(slice(o, o + s) for o, s in zip(offsets, sizes, strict=True))
+
+    def rows(self, start: int, stop: int) -> CounterStream:
+        """The stream of rows ``start:stop`` (dim 0) of the block, as a new block."""
+        offsets, sizes = self.block_offsets, self.block_shape
+        return CounterStream(
+            self.key, self.shape, ((offsets[0] + start, *offsets[1:]), (stop - start, *sizes[1:]))
+        )
+
+    def derived(self, label: str, shape: Sequence[int]) -> CounterStream:
+        """An independent stream of ``shape`` for extra draws a scheme needs for this block
+        (orthogonal's Gaussian matrix, sparse's column choices): its key hashes this key, the
+        block and ``label``."""
+        text = f"{self.key}\x1f{self.block}\x1f{label}".encode()
+        digest = hashlib.blake2b(text, digest_size=16).digest()
+        key = (int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little"))
+        return CounterStream(key, tuple(shape))
+
+    def seed(self) -> int:
+        """A 63-bit seed for this block, for code that can only draw from a torch generator."""
+        text = f"{self.key}\x1f{self.block}\x1fseed".encode()
+        return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+
+    def part(self, offsets: Sequence[int], sizes: Sequence[int]) -> CounterStream:
+        """The stream of the part ``offsets``/``sizes`` of the block (relative to it)."""
+        return CounterStream(self.key, self.shape, self.block, (tuple(offsets), tuple(sizes)))
+
+    def _runs(self) -> tuple[np.ndarray, int]:
+        """Flat logical indices where the local part's contiguous runs start, and their length."""
+        offsets = [b + o for b, o in zip(self.block_offsets, self.local_offsets(), strict=True)]
+        return flat_runs(self.shape, offsets, self.local_shape)
+
+    def local_offsets(self) -> tuple[int, ...]:
+        return self.local[0] if self.local else (0,) * len(self.shape)
+
+    # ------------------------------------------------------------------ values
+    # Each distribution is ``post(a j + b)`` with ``j`` the integer part of the word (``v = j
+    # unit + unit / 2``): the affine step is folded into one multiply and one add, each
+    # correctly rounded, so every element gets the same bits wherever it is computed.
+    def uniform_(self, tensor: torch.Tensor, low: float, high: float) -> torch.Tensor:
+        """``U(low, high)``: ``(low + high) / 2 + (high - low) / 2 * v``."""
+        mid, half = (low + high) / 2, (high - low) / 2
+        return self._fill_(tensor, half, mid, None)
+
+    def normal_(self, tensor: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+        """``N(mean, std^2)``: ``mean + std sqrt(2) erfinv(v)``."""
+        scale = std * _SQRT2
+
+        def post(x: torch.Tensor) -> None:
+            x.erfinv_().mul_(scale)
+            if mean != 0.0:
+                x.add_(mean)
+
+        return self._fill_(tensor, 1.0, 0.0, post)
+
+    def truncated_normal_(
+        self, tensor: torch.Tensor, low: float, high: float, scale: float = 1.0, shift: float = 0.0
+    ) -> torch.Tensor:
+        """``shift + scale z``, ``z ~ N(0, 1)`` truncated to ``[low, high]`` (inverse CDF):
+        ``z = sqrt(2) erfinv(c + h v)`` with ``c +/- h = 2 Phi(high|low) - 1``, clamped to the
+        bounds against rounding. float64 when both bounds lie beyond 5 std; far tails (both
+        bounds beyond 3 std on one side) use ``ndtri`` on the mirrored lower tail."""
+        if not low < high:
+            raise ValueError(f"truncation bounds must satisfy low < high; got [{low}, {high}]")
+        if low * high > 0 and min(abs(low), abs(high)) > 3:
+            return self._far_tail_(tensor, low, high, scale, shift)
+        u_low, u_high = (math.erf(b / _SQRT2) for b in (low, high))
+        centre, half = (u_low + u_high) / 2, (u_high - u_low) / 2
+
+        def post(x: torch.Tensor) -> None:
+            x.erfinv_().mul_(_SQRT2).clamp_(low, high)
+            if scale != 1.0:
+                x.mul_(scale)
+            if shift != 0.0:
+                x.add_(shift)
+
+        wide = min(abs(low), abs(high)) > 5
+        return self._fill_(tensor, half, centre, post, torch.float64 if wide else None)
+
+    def _far_tail_(self, tensor, low, high, scale, shift):
+        sign = -1.0 if low > 0 else 1.0
+        a, b = min(sign * low, sign * high), max(sign * low, sign * high)
+        phi_a, phi_b = (0.5 * math.erfc(-x / _SQRT2) for x in (a, b))
+
+        def post(x: torch.Tensor) -> None:
+            torch.special.ndtri(x, out=x).clamp_(a, b).mul_(sign * scale)
+            if shift != 0.0:
+                x.add_(shift)
+
+        half, mid = (phi_b - phi_a) / 2, (phi_a + phi_b) / 2
+        return self._fill_(tensor, half, mid, post, torch.float64)
+
+    # ------------------------------------------------------------------ machinery
+    def _fill_(
+        self,
+        tensor: torch.Tensor,
+        half: float,
+        mid: float,
+        post: Callable[[torch.Tensor], None] | None,
+        work_dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Fill ``tensor`` with ``post(mid + half v)``, piece by piece (on threads when large)."""
+        if tuple(tensor.shape) != self.local_shape:
+            raise ValueError(
+                f"counter stream covers shape {self.local_shape}; got a tensor of shape "
+                f"{tuple(tensor.shape)}"
+            )
+        n = tensor.numel()
+        if n == 0:
+            return tensor
+        if work_dtype is None:
+            work_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        # Parameters are contiguous; other tensors go through one contiguous copy.
+        target = tensor if tensor.is_contiguous() else torch.empty_like(tensor.contiguous())
+        flat = target.view(-1)
+        direct = flat.device.type == "cpu" and flat.dtype == work_dtype
+        if work_dtype == torch.float64:  # v = (w + 1/2) 2^-31
+            unit, shift_bits = 2.0**-31, 0
+        else:  # v = (w >> 8 + 1/2) 2^-23
+            unit, shift_bits = 2.0**-23, 8
+        a, b = half * unit, mid + half * unit / 2
+
+        np_work = np.float64 if work_dtype == torch.float64 else np.float32
+
+        def fill(piece: tuple[int, np.ndarray, int]) -> None:
+            at, starts, length = piece
+            j = _gather(self.key, starts, length)
+            if shift_bits:
+                j = np.right_shift(j, shift_bits)
+            count = j.size
+            out = flat[at : at + count] if direct else torch.empty(count, dtype=work_dtype)
+            values = out.numpy()
+            np.multiply(j, np_work(a), out=values, dtype=np_work)  # exact conversion of j
+            np.add(values, np_work(b), out=values)
+            if post is not None:
+                post(out)
+            if not direct:
+                flat[at : at + count].copy_(out)
+
+        parallel_map(fill, _pieces(*self._runs()), workers=None if n >= _PARALLEL else 1)
+        if target is not tensor:
+            tensor.copy_(target)
+        return tensor
+
+
+def _pieces(starts: np.ndarray, length: int) -> list[tuple[int, np.ndarray, int]]:
+    """Cut the runs into pieces of about ``_PIECE`` elements, each ``(offset in the local
+    tensor, run starts, run length)``: several short runs, or a part of a long one."""
+    if length >= _PIECE:
+        return [
+            (r * length + sub, starts[r : r + 1] + sub, min(_PIECE, length - sub))
+            for r in range(starts.size)
+            for sub in range(0, length, _PIECE)
+        ]
+    per_piece = _PIECE // length
+    return [
+        (i * length, starts[i : i + per_piece], length) for i in range(0, starts.size, per_piece)
+    ]
+
+
+def _gather(key: tuple[int, int], starts: np.ndarray, length: int) -> np.ndarray:
+    """The words of the runs ``starts[j] .. starts[j] + length - 1``, concatenated."""
+    if starts.size == 1:
+        return words(key, int(starts[0]), length)
+    span = int(starts[-1]) + length - int(starts[0])
+    if span <= starts.size * (length + _RUN_COST):  # generate the span, keep what is ours
+        all_words = words(key, int(starts[0]), span)
+        index = (starts - starts[0])[:, None] + np.arange(length, dtype=np.int64)[None, :]
+        return all_words[index.reshape(-1)]
+    return np.concatenate([words(key, int(s), length) for s in starts])
