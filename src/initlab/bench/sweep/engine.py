@@ -29,6 +29,7 @@ import copy
 import inspect
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -287,8 +288,10 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
     buffers = {k: v.detach() for k, v in buffers.items()}
     x = dataset.x_train.to(dtype)
     y = dataset.y_train
+    models[0].eval()  # no dropout draws from the global RNG while probing the output size
     with torch.no_grad():
         n_out = int(models[0](x[:1]).shape[-1])
+    models[0].train()
     output = _output(spec, n_out)
     t = targets(output, y, n_out, dtype)
 
@@ -331,7 +334,10 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
         dead_views = _views(~alive, plist)
 
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Ops without a vmap rule (CPU flash attention, ...) run member by member: slower,
+            # still right. PyTorch warns on each call; the sweep docs say so once.
+            warnings.filterwarnings("ignore", message="There is a performance drop")
             for it in range(iterations):
                 grads_d, loss = step(params, buffers, x, t)
                 finite = torch.isfinite(loss)
@@ -365,7 +371,8 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
     best = torch.where(alive & (loss < best), loss, best)
     results = []
     has_test = dataset.x_test.shape[0] > 0
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop")
         test_logits = forward(params, buffers, dataset.x_test.to(dtype)) if has_test else None
         t_test = targets(output, dataset.y_test, n_out, dtype) if has_test else None
     for b in range(members):

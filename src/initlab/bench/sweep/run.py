@@ -190,7 +190,7 @@ def _check_models(spec: SweepSpec, configs: Sequence[Config],
             continue
         seen.add(key)
         data = datasets[config["data"]]
-        model = build_member(spec, config, data)
+        model = build_member(spec, config, data).eval()  # eval: no draws from the global RNG
         x = data.x_train[:2].to(DTYPES[spec.dtype])
         try:
             with torch.no_grad():
@@ -220,6 +220,7 @@ def sweep(
     address: str | None = None,
     chunk: int | None = None,
     num_cpus: int | None = None,
+    datasets: Mapping[str, Dataset | Sequence[Any]] | None = None,
     progress: bool = True,
 ) -> SweepResult:
     """Train every config of ``spec`` and return one row per run.
@@ -232,6 +233,8 @@ def sweep(
     ``backend``: ``"local"`` or ``"ray"`` (``address`` of a cluster, else a local Ray with
     ``num_cpus`` CPUs, default all); ``chunk``: most configs per batched ensemble (default
     ``spec.chunk`` or 64). The numbers do not depend on the backend or the chunk size.
+    ``datasets``: in-memory data by name (a :class:`Dataset` or ``(x, y[, x_test, y_test])``)
+    for names on the ``data`` axis; other names load with :func:`initlab.datasets.load`.
 
     >>> result = sweep({"scale": [0.5, 2.0], "iterations": 20}, progress=False)
     >>> [r["status"] for r in result.rows]
@@ -249,10 +252,12 @@ def sweep(
     if resume and out is None:
         raise ValueError("resume=True needs out=DIR (the folder of the sweep to continue)")
     configs = spec.configs()
+    given = dict(datasets or {})
     datasets = {}
     for config in configs:
-        if config["data"] not in datasets:
-            datasets[config["data"]] = as_dataset(config["data"])
+        name = config["data"]
+        if name not in datasets:
+            datasets[name] = as_dataset(given.get(name, name))
     _check_models(spec, configs, datasets)
     prints = _fingerprints(spec, configs, datasets)
     store = None
