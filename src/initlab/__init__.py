@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     "StackedMLP": "initlab.bench.nets",
     "load_parameters": "initlab.bench.nets",
     "mlp": "initlab.bench.nets",
+    "SweepResult": "initlab.bench.sweep.run",
+    "SweepSpec": "initlab.bench.sweep.spec",
+    "sweep": "initlab.bench.sweep.run",
     "History": "initlab.bench.train",
     "Run": "initlab.bench.train",
     "train": "initlab.bench.train",
@@ -100,6 +103,8 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.bench.compare import Comparison, MonitorSeries, compare
     from initlab.bench.datasets import Dataset
     from initlab.bench.nets import MLP, StackedMLP, load_parameters, mlp
+    from initlab.bench.sweep.run import SweepResult, sweep
+    from initlab.bench.sweep.spec import SweepSpec
     from initlab.bench.train import History, Run, train, train_stacked
     from initlab.doctor.diagnose import (
         Diagnosis,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Subcommand modules, in the order ``initlab --help`` lists them.
-COMMANDS = ("schemes", "compare", "gradcheck", "diagnose")
+COMMANDS = ("schemes", "compare", "sweep", "gradcheck", "diagnose")
 
 
 class _Parser(argparse.ArgumentParser):
