@@ -133,9 +133,7 @@ def phase_diagram(result: SweepResult, x: str, y: str, metric: str = "final_loss
 def _cmap(name: str) -> Any:
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad("#bbbbbb")
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad="#bbbbbb")
 
 
 def _ticks(ax: Any, x: str, xs: list[Any], y: str, ys: list[Any]) -> None:
