@@ -141,8 +141,9 @@ def _auto_threads(chunks: Sequence[Chunk]) -> None:
 
 def _fingerprints(spec: SweepSpec, configs: Sequence[Config],
                   datasets: Mapping[str, Dataset]) -> dict[str, str]:  # fmt: skip
-    import initlab
+    import sys
 
+    version = getattr(sys.modules.get("initlab"), "__version__", "?")  # loaded: it is our parent
     options = {k: v for k, v in spec.to_dict().items()
                if k not in ("axes", "chunk", "search", "samples")}  # fmt: skip
     options["model"] = model_name(spec.model)
@@ -159,7 +160,7 @@ def _fingerprints(spec: SweepSpec, configs: Sequence[Config],
     for name, d in datasets.items():
         digest = tensor_digest(d.x_train, d.y_train, d.x_test, d.y_test)
         by_data[name] = fingerprint({"options": options, "model_source": source, "data": digest,
-                                     "initlab": initlab.__version__})  # fmt: skip
+                                     "initlab": version})  # fmt: skip
     return {config_id(c): by_data[c["data"]] for c in configs}
 
 
@@ -241,6 +242,11 @@ def sweep(
     ['finished', 'finished']
     """
     spec = _coerce(spec)
+    if isinstance(spec.model, str):
+        raise TypeError(
+            f"model {spec.model!r}: sweep() takes the factory itself (a callable); the CLI "
+            f"loads FILE.py:FACTORY strings"
+        )
     check_choice("backend", backend, BACKENDS)
     size = spec.chunk if chunk is None else chunk
     size = int(check_number("chunk", size if size is not None else DEFAULT_CHUNK, minimum=1,
