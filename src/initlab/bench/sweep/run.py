@@ -123,10 +123,11 @@ def plan_chunks(spec: SweepSpec, configs: Sequence[Config], datasets: Mapping[st
                config["lr"] if engine == "stacked" else None)  # fmt: skip
         groups.setdefault(key, []).append(config)
     chunks = []
+    shared = dict(datasets)  # one object: the Ray backend ships it once
     for (engine, *_), members in groups.items():
         for start in range(0, len(members), chunk):
             part = members[start : start + chunk]
-            chunks.append(Chunk(len(chunks), part, spec, dict(datasets), engine, threads))
+            chunks.append(Chunk(len(chunks), part, spec, shared, engine, threads))
     return chunks
 
 
