@@ -87,7 +87,7 @@ def _members(spec: SweepSpec) -> tuple[list[nn.Module], Any, str]:
     data = as_dataset(configs[0]["data"])
     models = [build_member(spec, c, data) for c in configs]
     with torch.no_grad():
-        n_out = int(models[0](data.x_train[:1]).shape[-1])
+        n_out = int(models[0](data.x_train[:1].float()).shape[-1])
     return models, data, "sigmoid" if n_out == 1 else "softmax"
 
 
