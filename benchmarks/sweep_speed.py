@@ -44,7 +44,7 @@ from torch import nn
 from initlab import SweepSpec, sweep
 from initlab.bench.sweep.engine import build_member, member_loss
 from initlab.bench.sweep.store import METRICS
-from initlab.bench.train import as_dataset, targets
+from initlab.bench.train import as_dataset, few_threads, targets
 
 
 class SmallCNN(nn.Module):
@@ -98,13 +98,17 @@ def per_run(spec: SweepSpec) -> float:
     t = targets(output, data.y_train, 1 if output == "sigmoid" else 10, torch.float32)
     loss_fn = F.binary_cross_entropy_with_logits if output == "sigmoid" else F.cross_entropy
     lr = float(spec.configs()[0]["lr"])
+    # Tiny nets run fastest on one thread (per-op overhead; idle threads spin): give the
+    # baseline the same thread rule as the sweep.
+    size = x.shape[0] * sum(p.numel() for p in models[0].parameters())
     start = time.perf_counter()
-    for model in models:
-        opt = torch.optim.SGD(model.parameters(), lr=lr)
-        for _ in range(spec.iterations):
-            opt.zero_grad()
-            loss_fn(model(x), t).backward()
-            opt.step()
+    with few_threads(1 if size < 1_000_000 else None):
+        for model in models:
+            opt = torch.optim.SGD(model.parameters(), lr=lr)
+            for _ in range(spec.iterations):
+                opt.zero_grad()
+                loss_fn(model(x), t).backward()
+                opt.step()
     return time.perf_counter() - start
 
 
@@ -128,9 +132,11 @@ def func_ensemble(spec: SweepSpec) -> float:
         return (F.softplus(z) - tb * z).mean()  # BCE from logits: vmap has no rule for F.bce
 
     step = vmap(grad(loss), in_dims=(0, 0, None, None))
-    for _ in range(spec.iterations):
-        g = step(params, buffers, x, t)
-        params = {k: p - lr * g[k] for k, p in params.items()}
+    size = len(models) * x.shape[0] * sum(p.numel() for p in models[0].parameters())
+    with few_threads(1 if size < 20_000_000 else None):  # the sweep's thread rule
+        for _ in range(spec.iterations):
+            g = step(params, buffers, x, t)
+            params = {k: p - lr * g[k] for k, p in params.items()}
     return time.perf_counter() - start
 
 
