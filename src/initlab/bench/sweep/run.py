@@ -98,8 +98,14 @@ def _short(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- planning
-def engine_for(spec: SweepSpec, config: Config) -> str:
-    """``stacked`` (fused MLP) or ``vmap`` for one config."""
+_STACKED_WORK = 5_000_000  # parameters x examples: above this the vmap engine is faster
+
+
+def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None) -> str:
+    """``stacked`` (fused MLP) or ``vmap`` for one config. ``auto`` takes the fused stacked
+    MLP only for small nets (parameters x examples < 5e6): measured on 2 cores, it is 1.8x
+    faster than vmap on the course MLP (64 configs) but 3.7x slower on a 64-128-128-10 MLP
+    on digits, where vmap's batched matmuls win."""
     fast = spec.model is None and config["activation"] in FAST_ACTIVATIONS
     if spec.engine == "stacked" and not fast:
         what = "a model factory" if spec.model is not None else f"{config['activation']!r}"
@@ -109,6 +115,13 @@ def engine_for(spec: SweepSpec, config: Config) -> str:
         )
     if spec.engine == "vmap":
         return "vmap"
+    if fast and spec.engine == "auto" and dataset is not None:
+        from initlab.bench.sweep.engine import layer_dims
+
+        dims = layer_dims(spec, config, dataset)
+        params = sum((dims[i] + 1) * dims[i + 1] for i in range(len(dims) - 1))
+        if params * dataset.x_train.shape[0] >= _STACKED_WORK:
+            return "vmap"
     return "stacked" if fast else "vmap"
 
 
@@ -118,7 +131,7 @@ def plan_chunks(spec: SweepSpec, configs: Sequence[Config], datasets: Mapping[st
     in order of first appearance, and cut each group into chunks of at most ``chunk``."""
     groups: dict[tuple[Any, ...], list[Config]] = {}
     for config in configs:
-        engine = engine_for(spec, config)
+        engine = engine_for(spec, config, datasets[config["data"]])
         key = (engine, arch_key(config), config["optimizer"],
                config["lr"] if engine == "stacked" else None)  # fmt: skip
         groups.setdefault(key, []).append(config)
