@@ -103,7 +103,7 @@ _STACKED_WORK = 5_000_000  # parameters x examples: above this the vmap engine i
 
 def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None) -> str:
     """``stacked`` (fused MLP) or ``vmap`` for one config. ``auto`` takes the fused stacked
-    MLP only for small nets (parameters x examples < 5e6): measured on 2 cores, it is 1.8x
+    MLP only for small nets (parameters x examples < 5e6): measured on 2 cores, it is 1.7x
     faster than vmap on the course MLP (64 configs) but 3.7x slower on a 64-128-128-10 MLP
     on digits, where vmap's batched matmuls win."""
     fast = spec.model is None and config["activation"] in FAST_ACTIVATIONS
