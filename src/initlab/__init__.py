@@ -32,6 +32,9 @@ _EXPORTS: dict[str, str] = {
     "History": "initlab.bench.results",
     "Run": "initlab.bench.results",
     "train_stacked": "initlab.bench.stacked",
+    "sweep": "initlab.bench.sweep.run",
+    "SweepResult": "initlab.bench.sweep.run",
+    "SweepSpec": "initlab.bench.sweep.spec",
     "train": "initlab.bench.train",
     "coord_check": "initlab.doctor.coord_check",
     "CoordCheck": "initlab.doctor.coord_check",
@@ -144,6 +147,8 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.bench.options import RunOptions
     from initlab.bench.results import History, Run
     from initlab.bench.stacked import train_stacked
+    from initlab.bench.sweep.run import SweepResult, sweep
+    from initlab.bench.sweep.spec import SweepSpec
     from initlab.bench.train import train
     from initlab.doctor.coord_check import CoordCheck, coord_check
     from initlab.doctor.criticality import MLPCriticality, mlp_criticality

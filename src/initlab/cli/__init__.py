@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 # Subcommand modules, in the order ``initlab --help`` lists them.
 COMMANDS = (
-    "schemes", "compare", "gradcheck", "diagnose",
+    "schemes", "compare", "sweep", "gradcheck", "diagnose",
     "roles", "recipes",
     "lsuv", "critical", "coord_check", "spp", "spectrum",
     "reproduce",

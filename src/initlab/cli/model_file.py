@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from initlab._core.validation import unknown_name_error
 
@@ -38,16 +39,8 @@ def _split_spec(spec: str) -> tuple[str, str]:
     return path_text, name
 
 
-def load_model(spec: str, seed: int = 0) -> nn.Module:
-    """Import ``path/to/file.py`` and call its ``factory()``: ``"file.py:factory"``.
-
-    The factory runs with torch's RNG seeded by ``seed`` inside ``fork_rng``: PyTorch's default
-    init is then reproducible and the caller's global RNG is left as it was.
-    """
-    from torch import nn
-
-    from initlab._core.rng import seeded_global_rng
-
+def load_factory(spec: str, what: str = "factory") -> Callable[..., Any]:
+    """Import ``path/to/file.py`` and return its callable ``FACTORY``: ``"file.py:FACTORY"``."""
     path_text, name = _split_spec(spec)
     path = Path(path_text)
     if not path.is_file():
@@ -68,7 +61,22 @@ def load_model(spec: str, seed: int = 0) -> nn.Module:
     factory = getattr(module, name, None)
     if not callable(factory):
         choices = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise unknown_name_error(f"factory in {path_text}:", name, choices or ["(none)"])
+        raise unknown_name_error(f"{what} in {path_text}:", name, choices or ["(none)"])
+    return factory
+
+
+def load_model(spec: str, seed: int = 0) -> nn.Module:
+    """Import ``path/to/file.py`` and call its ``factory()``: ``"file.py:factory"``.
+
+    The factory runs with torch's RNG seeded by ``seed`` inside ``fork_rng``: PyTorch's default
+    init is then reproducible and the caller's global RNG is left as it was.
+    """
+    from torch import nn
+
+    from initlab._core.rng import seeded_global_rng
+
+    path_text, name = _split_spec(spec)
+    factory = load_factory(spec)
     try:
         with seeded_global_rng(seed):
             model = factory()

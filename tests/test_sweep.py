@@ -1,0 +1,277 @@
+"""initlab.sweep: spec expansion and errors, seeding, chunking, the result store and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from initlab import SweepResult, SweepSpec, sweep
+from initlab.bench.sweep import backends
+from initlab.bench.sweep.engine import build_member
+from initlab.bench.sweep.spec import config_id, init_seed
+from initlab.bench.sweep.store import METRICS, ResultStore, read_csv
+from initlab.bench.train import as_dataset
+
+SMALL = {"scheme": ["he", "xavier"], "scale": [0.5, 2.0], "depth": [1, 2], "width": 6,
+         "seed": [0, 1], "iterations": 30, "dtype": "float64"}  # fmt: skip
+
+
+def _metrics(result):
+    return [{k: r[k] for k in ("config_id", *METRICS)} for r in result.rows]
+
+
+# ---------------------------------------------------------------------------- spec
+def test_grid_expands_in_axis_order_with_defaults():
+    spec = SweepSpec.from_dict(SMALL)
+    configs = spec.configs()
+    assert len(configs) == 2 * 2 * 2 * 2
+    assert [c["seed"] for c in configs[:2]] == [0, 1]  # the last axis varies fastest
+    assert configs[0]["scheme"] == configs[7]["scheme"] == "he"
+    assert configs[0]["lr"] == 0.01 and configs[0]["data"] == "circles"
+    assert len({config_id(c) for c in configs}) == len(configs)
+
+
+def test_random_search_is_reproducible_and_draws_from_ranges():
+    data = {"scale": {"low": 0.1, "high": 10, "log": True}, "depth": [1, 2, 3],
+            "search": "random", "samples": 20, "sweep_seed": 5}  # fmt: skip
+    a, b = SweepSpec.from_dict(data).configs(), SweepSpec.from_dict(data).configs()
+    assert a == b and 10 < len(a) <= 20
+    assert all(0.1 <= c["scale"] <= 10 for c in a)
+    assert {c["depth"] for c in a} <= {1, 2, 3}
+    other = SweepSpec.from_dict({**data, "sweep_seed": 6}).configs()
+    assert other != a
+
+
+def test_spec_files_json_and_yaml(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"schemes": ["he"], "depths": [1, 3]}))
+    (tmp_path / "s.yaml").write_text("schemes: [he]\ndepths: [1, 3]\n")
+    a = SweepSpec.from_file(tmp_path / "s.json").configs()
+    b = SweepSpec.from_file(tmp_path / "s.yaml").configs()
+    assert a == b and [c["depth"] for c in a] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"sceme": ["he"]}, "did you mean 'scheme'"),
+        ({"scheme": ["hee_normal"]}, "he_normal"),
+        ({"activation": ["tahn"]}, "did you mean 'tanh'"),
+        ({"optimizer": ["sgd"]}, "full-batch"),
+        ({"depth": "2,x"}, "axis 'depth' takes integers; got 'x'"),
+        ({"depth": [2, 2]}, "lists a value twice"),
+        ({"scale": {"low": 1, "high": 2}}, "needs search='random'"),
+        ({"depth": {"low": 1, "high": 2}, "search": "random", "samples": 2}, "only for scale"),
+        ({"search": "random"}, "needs samples"),
+        ({"lr": [0.0]}, "lr\\[0\\] must be > 0"),
+        ({"depth": [2, 3], "layer_dims": [2, 4, 1]}, "layer_dims fixes"),
+        ({"iterations": 0}, "iterations must be >= 1"),
+    ],
+)
+def test_bad_specs_say_what_was_wrong(data, match):
+    with pytest.raises(ValueError, match=match):
+        SweepSpec.from_dict(data)
+
+
+def test_bad_spec_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SweepSpec.from_file(tmp_path / "missing.yaml")
+    (tmp_path / "s.toml").write_text("x")
+    with pytest.raises(ValueError, match=r"must end in \.json, \.yaml or \.yml"):
+        SweepSpec.from_file(tmp_path / "s.toml")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        SweepSpec.from_file(tmp_path / "bad.json")
+
+
+def test_factory_without_a_swept_argument_is_refused():
+    def net(width: int = 4) -> torch.nn.Module:
+        return torch.nn.Linear(2, 1)
+
+    with pytest.raises(TypeError, match="varies 'depth' but model factory"):
+        sweep(SweepSpec(axes={"depth": [1, 2]}, model=net, iterations=2), progress=False)
+
+
+def test_a_model_with_the_wrong_output_shape_fails_before_training():
+    def net(width: int = 4) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Linear(2, width), torch.nn.Flatten(0))
+
+    with pytest.raises(ValueError, match="logits of shape"):
+        sweep(SweepSpec(axes={"width": [3, 4]}, model=net, iterations=2), progress=False)
+
+
+# ---------------------------------------------------------------------------- seeding
+def test_init_depends_on_the_config_not_its_position():
+    spec = SweepSpec.from_dict(SMALL)
+    configs = spec.configs()
+    data = as_dataset("circles")
+    c = configs[5]
+    assert init_seed(0, c) == init_seed(0, dict(reversed(list(c.items()))))
+    a = build_member(spec, c, data)
+    b = build_member(SweepSpec.from_dict({**SMALL, "scheme": ["xavier", "he"]}), c, data)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # same draw, scaled: configs that differ only in scale are common random numbers
+    twin = build_member(spec, {**c, "scale": 0.5 if c["scale"] == 2.0 else 2.0}, data)
+    ratio = next(a.parameters()) / next(twin.parameters())
+    expected = (c["scale"] / (0.5 if c["scale"] == 2.0 else 2.0)) ** 0.5
+    assert torch.allclose(ratio, torch.full_like(ratio, expected), rtol=1e-12)
+
+
+@pytest.mark.parametrize("engine", ["stacked", "vmap"])
+def test_results_do_not_depend_on_chunking(engine):
+    spec = {**SMALL, "engine": engine, "scheme": "he", "lr": [0.05, 0.5], "iterations": 20}
+    whole = sweep(spec, progress=False)
+    ones = sweep(spec, chunk=1, progress=False)
+    threes = sweep(spec, chunk=3, progress=False)
+    assert _metrics(whole) == _metrics(ones) == _metrics(threes)
+    assert {r["members"] for r in ones.rows} == {1}
+    assert {r["members"] for r in whole.rows} == ({4} if engine == "stacked" else {8})
+
+
+def test_stacked_and_vmap_engines_agree():
+    a = sweep({**SMALL, "engine": "stacked"}, progress=False)
+    b = sweep({**SMALL, "engine": "vmap"}, progress=False)
+    for x, y in zip(a.rows, b.rows, strict=True):
+        assert x["final_loss"] == pytest.approx(y["final_loss"], rel=1e-9)
+        assert x["best_loss"] == pytest.approx(y["best_loss"], rel=1e-9)
+
+
+def test_divergence_is_recorded_with_its_iteration():
+    result = sweep({"scale": [1.0, 1e40], "depth": 3, "lr": 0.1, "iterations": 20,
+                    "dtype": "float32", "engine": "vmap"}, progress=False)  # fmt: skip
+    ok, bad = result.rows
+    assert ok["status"] == "finished" and ok["final_loss"] is not None
+    assert bad["status"] == "diverged" and bad["diverged_at"] == 0 and bad["final_loss"] is None
+
+
+# ---------------------------------------------------------------------------- store
+def test_store_round_trips_every_number(tmp_path):
+    result = sweep(SMALL, out=tmp_path / "s", progress=False)
+    rows = read_csv(tmp_path / "s" / "results.csv")  # in the order chunks finished
+
+    def ordered(res):
+        return sorted(_metrics(res), key=lambda r: r["config_id"])
+
+    assert ordered(SweepResult(rows, result.spec)) == ordered(result)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "s" / "results.parquet")
+    assert table.column("final_loss").to_pylist() == [r["final_loss"] for r in rows]
+    assert set(table.column("fingerprint").to_pylist()) == {result.rows[0]["fingerprint"]}
+    loaded = SweepResult.load(tmp_path / "s")
+    assert ordered(loaded) == ordered(result)
+    with pytest.raises(FileExistsError, match="not empty"):
+        sweep(SMALL, out=tmp_path / "s", progress=False)
+
+
+def test_resume_after_a_kill_loses_nothing(tmp_path, monkeypatch):
+    spec = {**SMALL, "depth": [1, 2, 3]}  # three architectures: three chunks
+    reference = sweep(spec, progress=False)
+    calls = []
+    real = backends.run_chunk
+
+    def dies_after_first(chunk):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(chunk.index)
+        return real(chunk)
+
+    monkeypatch.setattr(backends, "run_chunk", dies_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(spec, out=tmp_path / "s", progress=False)
+    saved = read_csv(tmp_path / "s" / "results.csv")
+    assert len(saved) == len(reference.rows) // 3  # the first chunk, complete
+    ran = []
+
+    def counting(chunk):
+        ran.extend(config_id(c) for c in chunk.configs)
+        return real(chunk)
+
+    monkeypatch.setattr(backends, "run_chunk", counting)
+    resumed = sweep(spec, out=tmp_path / "s", resume=True, progress=False)
+    assert len(ran) == len(reference.rows) - len(saved)
+    assert not {r["config_id"] for r in saved} & set(ran)
+    assert _metrics(resumed) == _metrics(reference)
+    assert len(read_csv(tmp_path / "s" / "results.csv")) == len(reference.rows)
+
+
+def test_resume_refuses_other_settings_and_the_folder_is_locked(tmp_path):
+    sweep(SMALL, out=tmp_path / "s", progress=False)
+    with pytest.raises(ValueError, match="different data or options"):
+        sweep({**SMALL, "iterations": 31}, out=tmp_path / "s", resume=True, progress=False)
+    held = ResultStore(tmp_path / "s", {}, resume=True)
+    with held, pytest.raises(FileExistsError, match="locked"):
+        ResultStore(tmp_path / "s", {}, resume=True)
+
+
+def test_ray_missing_gives_one_line(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ValueError, match=r"pip install initlab\[ray\]"):
+        sweep({"iterations": 2}, backend="ray", progress=False)
+
+
+# ---------------------------------------------------------------------------- CLI, report
+def test_cli_sweep_writes_results_and_report(tmp_path, capsys):
+    from initlab.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["sweep", "--schemes", "he,variance_scaling:scale=1,mode=fan_avg",
+                 "--scale", "0.5,2", "--depth", "1,2", "--iterations", "20", "--out",
+                 str(out), "--no-progress"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "variance_scaling:scale=1,mode=fan_avg" in text
+    names = set(os.listdir(out))
+    assert {"results.csv", "results.parquet", "sweep.json", "phase.png", "multiplier.png",
+            "report.html"} <= names  # fmt: skip
+    assert (out / "phase.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Phase diagram: scale x depth" in (out / "report.html").read_text()
+    assert len(read_csv(out / "results.csv")) == 8
+
+
+def test_cli_model_factory_and_bad_input(tmp_path, capsys):
+    from initlab.cli import main
+
+    (tmp_path / "net.py").write_text(
+        "import torch.nn as nn\n"
+        "def make(width, in_features, out_features):\n"
+        "    return nn.Sequential(nn.Linear(in_features, width), nn.Tanh(),\n"
+        "                         nn.Linear(width, out_features))\n"
+    )
+    out = tmp_path / "m"
+    model = f"{tmp_path / 'net.py'}:make"
+    code = main(["sweep", "--model", model, "--width", "3,5", "--iterations", "5", "--out",
+                 str(out), "--no-progress", "--no-report"])  # fmt: skip
+    assert code == 0
+    assert [r["engine"] for r in read_csv(out / "results.csv")] == ["vmap", "vmap"]
+    capsys.readouterr()
+    assert main(["sweep", "--depth", "2,x", "--no-progress", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "axis 'depth' takes integers" in err
+    assert main(["sweep", "--model", f"{tmp_path / 'net.py'}:mkae", "--out",
+                 str(tmp_path / "y")]) == 2  # fmt: skip
+    assert "did you mean 'make'" in capsys.readouterr().err
+
+
+def test_report_plots_any_two_axes(tmp_path):
+    from initlab.report.sweep import metric_curves, phase_diagram, trainable
+
+    result = sweep({**SMALL, "activation": ["relu", "tanh"]}, progress=False)
+    assert phase_diagram(result, "activation", "width")[:4] == b"\x89PNG"
+    assert metric_curves(result, "depth", hue="scheme")[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="two different axes"):
+        phase_diagram(result, "depth", "depth")
+    row = dict(result.rows[0], status="finished", final_loss=0.1, prior_loss=0.69)
+    assert trainable(row) and not trainable(dict(row, final_loss=0.6))

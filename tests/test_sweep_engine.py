@@ -1,0 +1,126 @@
+"""The batched engine: every member of an ensemble equals its own separate run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.bench.datasets import load
+from initlab.bench.sweep.engine import build_member, train_ensemble
+from initlab.bench.sweep.spec import SweepSpec
+from initlab.bench.train import as_dataset, train
+
+
+def _digits_small():
+    d = load("digits")
+    return as_dataset((d.x_train[:32], d.y_train[:32], d.x_test[:16], d.y_test[:16]))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, width: int = 4, depth: int = 1, activation: str = "relu") -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, width, 3, padding=1)]
+        for _ in range(depth):
+            layers += [nn.ReLU() if activation == "relu" else nn.Tanh(),
+                       nn.Conv2d(width, width, 3, padding=1)]  # fmt: skip
+        layers += [nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 10)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class TinyTransformer(nn.Module):
+    """Digits as 8 tokens of 8 features: embed, one encoder block, mean pool, head."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, width)
+        self.block = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0,
+                                                batch_first=True)  # fmt: skip
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.block(self.embed(x.reshape(x.shape[0], 8, 8)))
+        return self.head(h.mean(1))
+
+
+def _configs(lrs, schemes=("he", "xavier"), scale=(1.0, 2.0)):
+    configs = []
+    for i, lr in enumerate(lrs):
+        configs.append({"scheme": schemes[i % len(schemes)], "scale": scale[i % len(scale)],
+                        "activation": "relu", "depth": 1, "width": 4, "lr": lr,
+                        "optimizer": "gd", "data": "d", "seed": i})  # fmt: skip
+    return configs
+
+
+def _separate(spec, config, data):
+    model = build_member(spec, config, data)
+    run = train(model, data, init=None, optimizer=config["optimizer"], lr=config["lr"],
+                iterations=spec.iterations, momentum=spec.momentum, betas=spec.betas,
+                eps=spec.eps, clip_norm=spec.clip_norm, log_every=spec.iterations,
+                progress=False)  # fmt: skip
+    return run
+
+
+@pytest.mark.parametrize(
+    ("factory", "optimizer"),
+    [(SmallCNN, "gd"), (SmallCNN, "momentum"), (SmallCNN, "adam"), (TinyTransformer, "gd"),
+     (TinyTransformer, "adam")],
+    ids=["cnn-gd", "cnn-momentum", "cnn-adam", "transformer-gd", "transformer-adam"],
+)  # fmt: skip
+def test_members_equal_separate_runs(factory, optimizer):
+    data = _digits_small()
+    lr = {"gd": 0.1, "momentum": 0.05, "adam": 0.003}[optimizer]
+    spec = SweepSpec(axes={"width": [4, 8]} if factory is SmallCNN else {}, model=factory,
+                     iterations=8, dtype="float64", clip_norm=5.0)  # fmt: skip
+    configs = _configs([lr, lr * 0.5, lr * 2])
+    for c in configs:
+        c["optimizer"] = optimizer
+        c["width"] = 4 if factory is SmallCNN else 16
+    models = [build_member(spec, c, data) for c in configs]
+    batched = train_ensemble(models, configs, data, spec)
+    for config, got in zip(configs, batched, strict=True):
+        run = _separate(spec, config, data)
+        assert got["status"] == run.status == "finished"
+        assert got["final_loss"] == pytest.approx(run.final_loss, rel=1e-10, abs=1e-12)
+        assert got["initial_loss"] == pytest.approx(run.history.loss[0], rel=1e-10)
+        assert got["train_accuracy"] == run.train_accuracy
+        assert got["test_accuracy"] == run.test_accuracy
+    # the members really differ (else the test could not fail on a mixed-up member)
+    assert len({round(b["final_loss"], 6) for b in batched}) == len(batched)
+
+
+def test_a_diverging_member_is_masked_and_does_not_poison_the_others():
+    data = _digits_small()
+    spec = SweepSpec(model=SmallCNN, iterations=8, dtype="float64")
+    configs = _configs([0.1, 0.1, 0.05])
+    configs[1]["scale"] = 1e200  # weights ~1e100: the logits overflow
+    models = [build_member(spec, c, data) for c in configs]
+    batched = train_ensemble(models, configs, data, spec)
+    assert batched[1]["status"] == "diverged"
+    assert batched[1]["final_loss"] is None
+    separate = _separate(spec, configs[1], data)
+    assert separate.status == "diverged"
+    assert batched[1]["diverged_at"] == separate.diverged_at
+    for b in (0, 2):
+        run = _separate(spec, configs[b], data)
+        assert batched[b]["status"] == "finished"
+        assert batched[b]["final_loss"] == pytest.approx(run.final_loss, rel=1e-10)
+        assert math.isfinite(batched[b]["best_loss"])
+
+
+def test_dropout_is_refused_with_a_clear_error():
+    data = _digits_small()
+
+    def net(width: int = 8) -> nn.Module:
+        return nn.Sequential(nn.Linear(64, width), nn.Dropout(0.5), nn.Linear(width, 10))
+
+    spec = SweepSpec(model=net, iterations=2)
+    configs = _configs([0.1, 0.1])
+    models = [build_member(spec, c, data) for c in configs]
+    with pytest.raises(ValueError, match="dropout"):
+        train_ensemble(models, configs, data, spec)
