@@ -8,7 +8,7 @@ from initlab import sweep
 from initlab.bench.sweep.store import METRICS, read_csv
 
 SPEC = {"activation": ["relu", "gelu"], "depth": [1, 2], "seed": [0, 1], "width": 5,
-        "scale": [1.0, 1e40], "iterations": 15, "dtype": "float64"}  # fmt: skip
+        "scale": [1.0, 1e300], "iterations": 15, "dtype": "float64"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
