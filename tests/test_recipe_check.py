@@ -45,3 +45,18 @@ def test_without_depth_scaling_the_stream_grows_past_the_reference():
     assert check.off_recipe == []
     growth = check.growth()["transformer.h"]
     assert growth["observed"] > 2 * growth["reference"]
+
+
+def test_diagnose_knows_the_recipe():
+    """diagnose(..., recipe=NAME) carries the recipe check in its text and JSON."""
+    import initlab
+    from zoo import gpt2
+
+    entry = gpt2(seed=0)
+    initlab.init_model(entry.model, recipe="gpt2", seed=0)
+    plain = initlab.diagnose(entry.model, entry.example)
+    assert plain.recipe is None and "recipe" not in plain.to_dict()
+    result = initlab.diagnose(entry.model, entry.example, recipe="gpt2")
+    assert result.recipe is not None and result.recipe.recipe == "gpt2"
+    assert result.to_dict()["recipe"]["recipe"] == "gpt2"
+    assert str(result.recipe) in str(result)

@@ -205,6 +205,7 @@ def diagnose(
     thresholds: Thresholds | None = None,
     label: str = "model",
     samples: int = 2048,
+    recipe: str | None = None,
 ) -> Diagnosis:
     """Run one forward and backward pass of ``model`` on ``inputs`` and diagnose its init.
 
@@ -233,6 +234,11 @@ def diagnose(
     >>> net = initlab.mlp([64] * 20 + [1])
     >>> _ = initlab.init_model(net, "he_normal", seed=0)
     >>> x = torch.randn(128, 64, generator=torch.Generator().manual_seed(0))
+    ``recipe``: the name of an init recipe (``initlab recipes`` lists them); the diagnosis then
+    also holds a :class:`~initlab.doctor.recipe_check.RecipeCheck` (``.recipe``): each linear
+    layer's observed output and gradient scale against the recipe's prediction, and the
+    residual stream's growth with depth against ``1/sqrt(2L)`` branch scaling.
+
     >>> initlab.diagnose(net, x).kinds
     ['healthy']
     """
@@ -342,7 +348,7 @@ def diagnose(
                 b.copy_(saved)
     _sync(probe.pending, probe.repairs)
     probe.repairs = []
-    return _assemble(
+    result = _assemble(
         model,
         probe.calls,
         per_weight,
@@ -351,6 +357,11 @@ def diagnose(
         loss=scalars.get("loss"),
         example=inputs,
     )
+    if recipe is not None:
+        from initlab.doctor.recipe_check import recipe_check
+
+        result.recipe = recipe_check(model, inputs, recipe, seed=seed)
+    return result
 
 
 def _first_line(error: BaseException) -> str:

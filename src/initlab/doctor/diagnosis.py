@@ -209,6 +209,7 @@ class Diagnosis:
     loss: float | None = None
     label: str = "model"
     iteration: int | None = None
+    recipe: Any = None  # a RecipeCheck when diagnose(..., recipe=NAME) was asked
 
     _HEADERS = (
         "#",
@@ -281,10 +282,12 @@ class Diagnosis:
                     ],
                 )
             )
+        if self.recipe is not None:
+            lines += ["", str(self.recipe)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "label": self.label,
             "iteration": self.iteration,
             "loss": _json_number(self.loss),
@@ -293,6 +296,9 @@ class Diagnosis:
             "recommendations": [r.to_dict() for r in self.recommendations],
             "layers": [r.to_dict() for r in self.layers],
         }
+        if self.recipe is not None:
+            data["recipe"] = self.recipe.to_dict()
+        return data
 
 
 def _json_number(value: Any) -> Any:
