@@ -76,7 +76,9 @@ reproduced. `initlab reproduce --list` shows them; `initlab reproduce all --quic
 quick setting (each under a minute on 2 cores; they run in the test suite) and prints a table.
 
 The pages below show the **full** settings, run with `bash benchmarks/papers_full.sh OUT 9`
-(one process per paper, one thread each, on a 16-core machine).
+(one process per paper, one thread each): six on a 16-core machine, he2015, saxe2014 and
+xiao2018 (re-run after their checks were revised) on a busy 2-core one, so their times are
+longer.
 
 | paper | citation | full setting | time |
 |---|---|---|---|
