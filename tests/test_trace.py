@@ -173,3 +173,25 @@ def test_every_zoo_model_traces(name):
     assert weights
     for layer in weights:
         assert flow.following(layer) is not None
+
+
+def test_call_model_and_main_output_read_every_calling_convention():
+    """One helper calls a model with a tensor, a tuple or a mapping and finds its main output."""
+    from types import MappingProxyType
+
+    from initlab.initializers.trace import call_model, main_output
+    from zoo import gpt2
+
+    entry = gpt2(seed=0)
+    entry.model.eval()
+    with torch.no_grad():
+        by_dict = main_output(call_model(entry.model, entry.example))
+        by_mapping = main_output(call_model(entry.model, MappingProxyType(entry.example)))
+    assert by_dict.shape == (2, 16, 128) and torch.equal(by_dict, by_mapping)
+    with torch.random.fork_rng(devices=[]):  # nn.Linear's default init uses the global RNG
+        linear = torch.nn.Linear(3, 2)
+    x = torch.ones(1, 3)
+    assert torch.equal(main_output(call_model(linear, x)), linear(x))
+    assert torch.equal(main_output((linear(x), "extra")), linear(x))
+    with pytest.raises(TypeError, match="returned no tensor"):
+        main_output("not a tensor")

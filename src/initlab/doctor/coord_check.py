@@ -32,6 +32,7 @@ from torch import nn
 from initlab._core.rng import make_generator, seeded_global_rng
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
+from initlab.initializers.trace import call_model, main_output
 
 SLOPE_TOLERANCE = 0.25  # |slope| above this: the layer's scale depends on the width
 
@@ -93,24 +94,6 @@ def _slope(widths: Sequence[int], values: Sequence[float]) -> float:
     my = sum(p[1] for p in pts) / len(pts)
     sxx = sum((p[0] - mx) ** 2 for p in pts)
     return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx if sxx > 0 else math.nan
-
-
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, dict):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
-
-
-def _main(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if hasattr(output, "last_hidden_state"):
-        return output.last_hidden_state
-    return output[0]
 
 
 def _optimizer(spec: str | Callable, model: nn.Module, width: int, lr: float | None) -> Any:
@@ -189,7 +172,7 @@ def coord_check(
         with seeded_global_rng(seed):
             for step in range(steps + 1):
                 current.clear()
-                output = _main(_call(model, example_input))
+                output = main_output(call_model(model, example_input))
                 if target_now is None and loss is None:
                     generator = make_generator(seed)
                     target_now = torch.randn(output.shape, generator=generator,

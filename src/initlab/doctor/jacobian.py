@@ -33,6 +33,7 @@ from torch.utils._pytree import tree_flatten
 from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_number
+from initlab.initializers.trace import call_model, main_output
 
 ISOMETRIC_SPREAD = 3.0
 ILL_CONDITIONED_SPREAD = 100.0
@@ -77,26 +78,6 @@ class JacobianSpectrum:
                 ("exact", self.exact)]  # fmt: skip
         text = format_table(["Jacobian spectrum", "value"], rows)
         return "\n".join([text, f"verdict: {self.verdict}", *self.advice])
-
-
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, dict):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
-
-
-def _main_output(output: Any) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    for attr in ("logits", "last_hidden_state"):
-        if hasattr(output, attr):
-            return getattr(output, attr)
-    tensors = [t for t in tree_flatten(output)[0] if isinstance(t, torch.Tensor)]
-    if not tensors:
-        raise TypeError(f"the model returned no tensor ({type(output).__name__})")
-    return tensors[0]
 
 
 def _float_inputs(example: Any) -> list[torch.Tensor]:
@@ -198,7 +179,7 @@ def jacobian_spectrum(
 
     # the math attention kernel: the fused CPU/GPU kernels have no double backward
     with torch.enable_grad(), sdpa_kernel([SDPBackend.MATH]):
-        y = _main_output(_call(model, swap(example_input)))
+        y = main_output(call_model(model, swap(example_input)))
         if not y.requires_grad:
             raise ValueError("the model's output does not depend on its floating-point inputs")
         u = torch.zeros_like(y, requires_grad=True)

@@ -33,6 +33,7 @@ from torch import nn
 from initlab._core.table import format_table
 from initlab.initializers.recipes import plan
 from initlab.initializers.roles import _block_of, _find_blocks, _first_tensor, _is_linear, roles
+from initlab.initializers.trace import call_model
 
 # Ratios observed/predicted outside [1/TOLERANCE, TOLERANCE] are flagged.
 TOLERANCE = 1.5
@@ -153,14 +154,6 @@ def _rms(t: torch.Tensor) -> float:
     return float(t.detach().float().pow(2).mean().sqrt())
 
 
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, Mapping):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
-
-
 def recipe_check(
     model: nn.Module,
     example_input: Any,
@@ -269,7 +262,7 @@ def recipe_check(
     grads = {p: p.grad for p in model.parameters()}
     model.eval()
     try:
-        result_value = _call(model, example_input)
+        result_value = call_model(model, example_input)
         output = getattr(result_value, "logits", None)
         if not isinstance(output, torch.Tensor):
             output = _first_tensor(result_value)

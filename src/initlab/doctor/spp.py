@@ -32,6 +32,7 @@ from torch.utils._pytree import tree_flatten
 from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab.initializers.residual import Flow
+from initlab.initializers.trace import call_model
 
 _WEIGHT_LAYERS = (nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention,
                   nn.modules.conv._ConvNd)  # fmt: skip
@@ -87,14 +88,6 @@ def _channel_stats(x: torch.Tensor) -> tuple[float, float]:
     mean = x.mean(dim=dims)
     var = x.var(dim=dims, correction=0)
     return float((mean**2).mean()), float(var.mean())
-
-
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, dict):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
 
 
 def spp(
@@ -162,7 +155,7 @@ def spp(
     input_var = _channel_stats(first_input)[1] if first_input.is_floating_point() else 1.0
     try:
         with torch.no_grad(), flow:
-            _call(model, example_input)
+            call_model(model, example_input)
     finally:
         for h in handles:
             h.remove()

@@ -44,6 +44,7 @@ from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_number
 from initlab.initializers.residual import Flow as _Flow
+from initlab.initializers.trace import call_model
 
 _LAYERS = (nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention, nn.modules.conv._ConvNd)
 
@@ -214,14 +215,6 @@ def _ratio(branch: torch.Tensor, skip: torch.Tensor) -> float:
     return float(_stats(branch, None)[0] / _stats(skip, None)[0].clamp_min(1e-12))
 
 
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, dict):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
-
-
 def _check_example(example: Any) -> None:
     values = example.values() if isinstance(example, dict) else (
         example if isinstance(example, tuple) else (example,))  # fmt: skip
@@ -263,7 +256,7 @@ class _Run:
         self._pending = pending
         try:
             with flow:
-                _call(self.model, self.example)
+                call_model(self.model, self.example)
         except _Stop:
             pass
         finally:

@@ -43,6 +43,7 @@ from torch import nn
 
 from initlab._core.table import format_table
 from initlab._core.validation import unknown_name_error
+from initlab.initializers.trace import call_model
 
 # Role -> what it means. The keys are the vocabulary of recipes and of ``overrides``.
 ROLES: dict[str, str] = {
@@ -397,7 +398,7 @@ def residual_writers(model: nn.Module, example_input: Any) -> dict[str, bool] | 
         example_input = {**example_input, "use_cache": False}
     try:
         with torch.no_grad():
-            _call(model, example_input)
+            call_model(model, example_input)
     except Exception:
         return None
     finally:
@@ -496,14 +497,6 @@ def _accepts(model: nn.Module, argument: str) -> bool:
         return argument in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _call(model: nn.Module, example: Any) -> Any:
-    if isinstance(example, Mapping):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
 
 
 # ---------------------------------------------------------------------- the table

@@ -47,7 +47,7 @@ What the recorded flow answers (:class:`DataFlow`):
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -616,11 +616,26 @@ def _restored_state(model: nn.Module) -> Iterator[None]:
 def call_model(model: nn.Module, example: Any) -> Any:
     """Call ``model`` as ``example`` says: a tensor, a tuple of positional arguments, or a dict
     of keyword arguments (``model(**batch)``, the Hugging Face way)."""
-    if isinstance(example, dict):
+    if isinstance(example, Mapping):
         return model(**example)
     if isinstance(example, tuple):
         return model(*example)
     return model(example)
+
+
+def main_output(output: Any) -> torch.Tensor:
+    """The tensor a model's output stands for: the output itself, its ``logits`` or
+    ``last_hidden_state`` (by name, as Hugging Face ``ModelOutput`` objects have them), else the
+    first tensor in a tuple, list or dict."""
+    if isinstance(output, torch.Tensor):
+        return output
+    for attr in ("logits", "last_hidden_state"):
+        if getattr(output, attr, None) is not None:
+            return getattr(output, attr)
+    tensors = [t for t in _tensors(output) if isinstance(t, torch.Tensor)]
+    if not tensors:
+        raise TypeError(f"the model returned no tensor ({type(output).__name__})")
+    return tensors[0]
 
 
 def trace(model: nn.Module, example: Any) -> DataFlow:
