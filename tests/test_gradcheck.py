@@ -19,6 +19,7 @@ from initlab.gradient_check.check import (
     plant_bug,
     with_l2,
 )
+from initlab.gradient_check.runner import FIRST_ROUND
 
 
 def _data(n: int = 64, features: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,10 +231,53 @@ def test_fast_mode_catches_a_bug_in_one_small_tensor_of_a_big_net():
     net = _mlp("relu", dims=(2, 100, 150, 30, 1))
     result = gradcheck(plant_bug(net, "linear4.bias", -1), "bce", x, y, mode="fast", seed=5)
     assert result.verdict == "bug" and result.worst_tensor == "linear4.bias"
-    # cost: 2 * directions * (tensors + 1) evaluations (+1 determinism check), whatever P is,
-    # + the failing tensor and the joint directions again at eps / 10 and eps / 100
-    assert result.evaluations == 2 * 7 * (8 + 1) + 1 + 2 * (2 * 7 * 2)
+    # cost, whatever P is: 2 * FIRST_ROUND per correct tensor (7 of them, unanimous first
+    # round), 2 * 7 for the failing tensor and for the joint directions (+1 determinism
+    # check), and those two again at eps / 10 and eps / 100
+    assert FIRST_ROUND == 2
+    assert result.evaluations == 2 * 2 * 7 + 2 * 7 * 2 + 1 + 2 * (2 * 7 * 2)
     assert result["linear4.bias"].rel == pytest.approx(1.0)  # the same at every step
+    # the first round decides the correct tensors; the failing one gets all 7 directions
+    assert result["linear4.bias"].checked == 7
+    assert {t.checked for t in result.tensors if t.name != "linear4.bias"} == {FIRST_ROUND}
+
+
+class _Skip(nn.Module):
+    """``out = a(x); out += b(x)`` (rebinding, as torchvision's ResNet) or
+    ``out.add_(b(x))`` (result discarded: the in-place update is what counts)."""
+
+    def __init__(self, rebind: bool) -> None:
+        super().__init__()
+        self.a, self.b, self.head = nn.Linear(2, 5), nn.Linear(2, 5), nn.Linear(5, 1)
+        self.rebind = rebind
+
+    def forward(self, x):
+        out = self.a(x)
+        if self.rebind:
+            out += self.b(x)
+        else:
+            out.add_(self.b(x))
+        return self.head(torch.tanh(out))
+
+
+@pytest.mark.parametrize("rebind", [True, False])
+def test_in_place_updates_under_vmap_keep_the_numbers(rebind):
+    # Perturbing b.* batches the right side of the in-place add, not its left side: vmap
+    # refuses it. `out += b(x)` is then batched out of place (checked against the loop);
+    # `out.add_(b(x))` would lose the update out of place, the check sees it: loop.
+    x, y = _data(16)
+    net = _built(_Skip, rebind)
+    result = gradcheck(net, "bce", x, y, mode="fast")
+    looped = gradcheck(net, "bce", x, y, mode="fast", vectorize=False)
+    assert result.verdict == looped.verdict == "correct", str(result)
+    for a, b in zip(result.tensors, looped.tensors, strict=True):  # round-off apart
+        assert a.rel < 1e-7 and b.rel < 1e-7 and a.checked == b.checked
+    note = " ".join(result.notes)
+    assert "b.weight" in note and "a.weight" not in note
+    assert ("out of place" in note) == rebind and ("in a loop" in note) == (not rebind)
+    bad = gradcheck(plant_bug(net, "b.weight", 2.0), "bce", x, y, mode="fast")
+    assert bad.verdict == "bug" and bad.worst_tensor == "b.weight"
+    assert bad["b.weight"].rel == pytest.approx(1 / 3, rel=1e-5)  # |2 - 1| / (2 + 1)
 
 
 # ----------------------------------------------------------------- the user's model

@@ -30,8 +30,10 @@ Modes (``P`` parameters in ``T`` tensors):
 
 * ``"full"``: every entry, ``2 P`` loss evaluations. Evaluations are batched with
   ``torch.func.vmap`` over many perturbed copies of one tensor (the layers before it are
-  computed once); models that vmap cannot run (custom ``autograd.Function`` without vmap
-  support, ``.item()`` in the loss, ...) fall back to a plain loop, with the same numbers.
+  computed once); an in-place ``out += identity`` that vmap refuses is batched out of place
+  (checked against the loop once); models that vmap cannot run (custom ``autograd.Function``
+  without vmap support, ``.item()`` in the loss, ...) fall back to a plain loop, with the same
+  numbers.
 * ``"sample"``: ``samples`` random entries per tensor (a seeded generator), ``2 T samples``
   evaluations.
 * ``"fast"``: directional derivatives. For each tensor separately, and for all tensors at
@@ -40,8 +42,12 @@ Modes (``P`` parameters in ``T`` tensors):
   backward pass wrong by a factor ``c`` in one tensor gives relative error ``|c - 1| / (c +
   1)`` in *every* direction of that tensor, whatever its size. Per tensor, the relative error
   ``|num - ana| / (|num| + |ana|)`` is aggregated over the directions by the *median*, so one
-  direction that crosses a kink does not fail a correct model. ``2 (T + 1) directions``
-  evaluations: the cost does not grow with the parameter count.
+  direction that crosses a kink does not fail a correct model. Directions come in two rounds
+  (:func:`~initlab.gradient_check.runner._directions`): the first two, and the others only
+  where those two are not both correct on their own (no kink, difference below the threshold
+  or at round-off): a wrong backward pass shows in every direction, so two agreeing ones
+  cannot hide it. Between ``4 (T + 1)`` and ``2 (T + 1) directions`` evaluations: the cost
+  does not grow with the parameter count.
 
 Kinks: the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w) - L(w - h)) / h`` come
 for free. Where they disagree and keep disagreeing at ``h / 10``, the loss has a kink *at* the
@@ -207,7 +213,8 @@ def gradcheck(
 
     ``mode``: ``"full"`` (every entry, ``2 P`` evaluations), ``"sample"`` (``samples`` random
     entries per tensor) or ``"fast"`` (``directions`` random directional derivatives per
-    tensor and overall; cost independent of ``P``). ``eps``: the step ``h``. ``seed``: for
+    tensor and overall, the first two of them deciding where they agree; cost independent of
+    ``P``). ``eps``: the step ``h``. ``seed``: for
     the random entries/directions. ``dropout``: ``"refuse"`` (a ``ValueError`` if dropout is
     active) or ``"off"`` (every dropout switched off in the check's copy, functional and
     attention dropout included; batch norm still uses batch statistics). ``thresholds``:

@@ -18,14 +18,43 @@ _CHUNK_ELEMENTS = 1 << 20
 _CHUNK_SETTINGS = 256
 
 
+_OUT_OF_PLACE = {torch.Tensor.add_: torch.add, torch.Tensor.sub_: torch.sub,
+                 torch.Tensor.mul_: torch.mul, torch.Tensor.div_: torch.div}  # fmt: skip
+
+
+class _OutOfPlace(torch.overrides.TorchFunctionMode):
+    """Under vmap, ``a += b`` (``a.add_(b)``; also ``sub_``, ``mul_``, ``div_``) with ``b``
+    batched and ``a`` not is computed out of place: vmap cannot write a batch of results into
+    an unbatched tensor. Python rebinds ``a`` to what ``+=`` returns, so ``out += identity``
+    (torchvision's ResNet blocks, the perturbed tensor in the downsample branch) gives the same
+    numbers; a caller that kept another reference to ``a`` would not see the change, which is
+    why :class:`_Objective` checks the first such call against the plain loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rewritten = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _OUT_OF_PLACE and len(args) > 1 and isinstance(args[1], torch.Tensor):
+            batched = torch._C._functorch.is_batchedtensor
+            if batched(args[1]) and not batched(args[0]):
+                self.rewritten += 1
+                return _OUT_OF_PLACE[func](*args, **kwargs)
+        return func(*args, **kwargs)
+
+
 class _Objective:
     """A scalar function of named tensors, evaluated at many perturbed settings at once.
 
-    Settings are batched with ``torch.func.vmap``. Where vmap fails (an in-place ``out +=
-    identity`` whose right side is batched and left side is not, as in torchvision's ResNet; a
-    custom ``autograd.Function`` without a vmap rule; ``.item()``), that group of tensors is
-    evaluated in a plain loop from then on, with the same numbers; other groups keep vmap.
-    ``looped``: the groups that fell back (``vectorized``: whether any call used vmap).
+    Settings are batched with ``torch.func.vmap``. Where vmap fails on an in-place ``out +=
+    identity`` whose right side is batched and left side is not (torchvision's ResNet, the
+    perturbed tensor in the downsample branch), that group of tensors is evaluated by vmap with
+    such updates made out of place (:class:`_OutOfPlace`), once checked against the plain loop
+    at the first setting (``rewritten``). Where vmap still fails (a custom
+    ``autograd.Function`` without a vmap rule, ``.item()``) or the check disagrees, that group
+    is evaluated in a plain loop from then on, with the same numbers (``looped``); other groups
+    keep vmap. ``vectorized``: whether any call used vmap.
     """
 
     def __init__(
@@ -39,6 +68,7 @@ class _Objective:
         self.vectorize = vectorize
         self.vectorized = False
         self.looped: list[tuple[str, ...]] = []
+        self.rewritten: list[tuple[str, ...]] = []
         self.evaluations = 0
 
     def _one(self, changes: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -62,21 +92,49 @@ class _Objective:
         self.evaluations += count
         return torch.cat(out)
 
+    def _vmap(self, chunk: Mapping[str, torch.Tensor], out_of_place: bool) -> torch.Tensor:
+        with warnings.catch_warnings():
+            # vmap runs ops without a batching rule in a loop, and says so once per op
+            warnings.filterwarnings("ignore", message="There is a performance drop")
+            if not out_of_place:
+                return torch.func.vmap(self._one)(dict(chunk))
+            with _OutOfPlace():
+                return torch.func.vmap(self._one)(dict(chunk))
+
     def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> torch.Tensor:
         group = tuple(chunk)
         if self.vectorize and group not in self.looped:
             try:
-                with warnings.catch_warnings():
-                    # vmap runs ops without a batching rule in a loop, and says so once per op
-                    warnings.filterwarnings("ignore", message="There is a performance drop")
-                    values = torch.func.vmap(self._one)(dict(chunk))
+                values = self._vmap(chunk, out_of_place=group in self.rewritten)
             except Exception:
-                self.looped.append(group)  # a real error in the loss is raised by the loop
-            else:
+                values = self._rewrite(group, chunk)
+            if values is not None:
                 self.vectorized = True
                 return values
         count = next(iter(chunk.values())).shape[0]
         return torch.stack([self._one({k: v[i] for k, v in chunk.items()}) for i in range(count)])
+
+    def _rewrite(
+        self, group: tuple[str, ...], chunk: Mapping[str, torch.Tensor]
+    ) -> torch.Tensor | None:
+        """vmap with in-place updates out of place, checked against the loop at the first
+        setting; ``None`` (and the group looped from then on) where that fails or disagrees."""
+        if group not in self.rewritten:
+            try:
+                values = self._vmap(chunk, out_of_place=True)
+                plain = self._one({k: v[0] for k, v in chunk.items()})
+            except Exception:
+                values = plain = None
+            agree = (
+                values is not None
+                and plain is not None
+                and bool((values[0] - plain).abs() <= 1e-10 * max(1.0, float(plain.abs())))
+            )
+            if agree:
+                self.rewritten.append(group)
+                return values
+        self.looped.append(group)  # a real error in the loss is raised by the loop
+        return None
 
 
 def _at_kinks(

@@ -35,6 +35,7 @@ from initlab.gradient_check.numerics import (
 from initlab.gradient_check.results import VERDICTS, Entry, GradCheck, TensorCheck, _verdict
 
 SHRINK = (10.0, 100.0)  # smaller steps tried where a difference is not correct at eps
+FIRST_ROUND = 2  # fast mode: directions measured first; the rest only where they disagree
 
 
 @dataclass
@@ -147,6 +148,114 @@ def _converge(
     return None, ""
 
 
+def _unanimous(m: _Measured, atol: float, thresholds: tuple[float, float]) -> bool:
+    """Whether every direction of ``m`` is correct on its own (relative difference below
+    ``thresholds[0]`` or at round-off level), none at a kink, all finite."""
+    if bool(m.kinks.any()) or not bool(torch.isfinite(m.num).all() & torch.isfinite(m.ana).all()):
+        return False
+    diff = (m.num - m.ana).abs()
+    scale = m.num.abs() + m.ana.abs()
+    per = torch.where(scale > 0, diff / scale.clamp_min(1e-300), 0.0)
+    return bool(((per < thresholds[0]) | (diff <= atol)).all())
+
+
+def _directions(
+    objective: _Objective,
+    base: dict[str, torch.Tensor],
+    grad: dict[str, torch.Tensor],
+    signs: dict[str, torch.Tensor],
+    zero: float,
+    eps: float,
+    atol: float,
+    thresholds: tuple[float, float],
+) -> _Measured:
+    """Fast mode along ``signs`` (``D`` directions), in two rounds: the first
+    ``FIRST_ROUND`` directions, and the other ``D - FIRST_ROUND`` only where the first round
+    is not unanimously correct (:func:`_unanimous`).
+
+    A backward pass wrong by a factor ``c`` differs by ``|c - 1| / (c + 1)`` in *every*
+    direction, so a unanimous first round cannot hide it, and a correct tensor costs
+    ``2 * FIRST_ROUND`` evaluations instead of ``2 D``; a tensor with a disagreeing or kinked
+    direction gets all ``D``, and the median over them decides as before. The signs of all
+    ``D`` directions are drawn up front, so the result of the second round is the one a
+    single round of ``D`` directions gives.
+    """
+    count = next(iter(signs.values())).shape[0]
+    first = min(count, FIRST_ROUND)
+    head = {k: d[:first] for k, d in signs.items()}
+    m = _along(objective, base, grad, head, zero)(eps, atol)
+    if first == count or _unanimous(m, atol, thresholds):
+        return m
+    rest = _along(objective, base, grad, {k: d[first:] for k, d in signs.items()}, zero)
+    more = rest(eps, atol)
+    return _Measured(torch.cat([m.num, more.num]), torch.cat([m.ana, more.ana]),
+                     torch.cat([m.kinks, more.kinks]), "fast", None,
+                     _along(objective, base, grad, signs, zero))  # fmt: skip
+
+
+@dataclass
+class _Setup:
+    """What every tensor's measurement shares in one run."""
+
+    objective: _Objective
+    grad: dict[str, torch.Tensor]
+    zero: float
+    mode: str
+    eps: float
+    atol: float
+    samples: int
+    directions: int
+    generator: torch.Generator
+    thresholds: tuple[float, float]
+
+
+def _measure(s: _Setup, name: str, value: torch.Tensor) -> tuple[_Measured, bool]:
+    """One tensor's measurement: directions in fast mode (single entries where most of them
+    cross kinks: the bool says so), else all or ``samples`` random entries."""
+    if s.mode == "fast":
+        signs = _signs({name: value}, s.directions, s.generator)
+        m = _directions(s.objective, {name: value}, {name: s.grad[name]}, signs, s.zero,
+                        s.eps, s.atol, s.thresholds)  # fmt: skip
+        if 2 * int(m.kinks.sum()) <= m.kinks.numel():
+            return m, False
+        # Directional derivatives across kinks of several entries that move in opposite
+        # directions have no reference value: check single entries.
+    count = s.samples if s.mode == "sample" else max(s.samples, s.directions)
+    if s.mode == "full" or count >= value.numel():
+        index = torch.arange(value.numel())
+    else:
+        index = torch.randperm(value.numel(), generator=s.generator)[:count].sort().values
+    return _at_entries(s.objective, name, value, s.grad[name], index, s.zero)(s.eps, s.atol), True
+
+
+def _judge(
+    s: _Setup, m: _Measured, value: torch.Tensor, converged: list[str], label: str
+) -> tuple[float, bool, str, int]:
+    """Relative difference, noise flag and verdict of one measurement (trying smaller steps
+    where it is not correct), and how many entries lose the step in rounding."""
+    rel, noise = m.compare(s.atol)
+    verdict = _verdict(rel, noise, s.thresholds)
+    lost = int(((value + s.eps) == (value - s.eps)).sum())
+    if lost:  # the step vanishes in the rounding of these weights: 0 / 0
+        return math.nan, False, "not finite", lost
+    if verdict in ("bug", "look closer"):
+        better, why = _converge(m, rel, s.eps, s.atol, s.thresholds)
+        if better:
+            verdict = better
+            converged.append(f"{label}: {why}")
+    return rel, noise, verdict, 0
+
+
+def _worst_entries(m: _Measured, name: str, shape: tuple[int, ...], worst: int) -> list[Entry]:
+    diff = (m.num - m.ana).abs()
+    found = []
+    for i in diff.argsort(descending=True)[:worst].tolist():
+        where = None if m.index is None else _unravel(int(m.index[i]), shape)
+        found.append(Entry(name, where, i if m.index is None else None,
+                           float(m.ana[i]), float(m.num[i]), bool(m.kinks[i])))  # fmt: skip
+    return found
+
+
 def _run_check(
     fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     base: dict[str, torch.Tensor],
@@ -168,74 +277,32 @@ def _run_check(
     zero = _deterministic(objective, base, loss_value)
     if atol is None:
         atol = 16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0) / eps
-    notes = list(notes)
+    s = _Setup(objective, grad, zero, mode, eps, atol, samples, directions, generator,
+               thresholds)  # fmt: skip
     rows: list[TensorCheck] = []
     entries: list[Entry] = []
     measured_all: list[_Measured] = []
     fallbacks, lost_steps, converged = [], [], []
     for name, value in base.items():
-        m = None
-        if mode == "fast":
-            signs = _signs({name: value}, directions, generator)
-            m = _along(objective, {name: value}, {name: grad[name]}, signs, zero)(eps, atol)
-            if 2 * int(m.kinks.sum()) > directions:
-                # Directional derivatives across kinks of several entries that move in
-                # opposite directions have no reference value: check single entries.
-                fallbacks.append(name)
-                m = None
-        if m is None:
-            count = samples if mode == "sample" else max(samples, directions)
-            if mode == "full" or count >= value.numel():
-                index = torch.arange(value.numel())
-            else:
-                index = torch.randperm(value.numel(), generator=generator)[:count].sort().values
-            m = _at_entries(objective, name, value, grad[name], index, zero)(eps, atol)
-            if mode != "fast":
-                measured_all.append(m)
-        rel, noise = m.compare(atol)
-        verdict = _verdict(rel, noise, thresholds)
-        lost = int(((value + eps) == (value - eps)).sum())
-        if lost:  # the step vanishes in the rounding of these weights: 0 / 0
-            rel, noise, verdict = math.nan, False, "not finite"
+        m, by_entries = _measure(s, name, value)
+        if by_entries and mode == "fast":
+            fallbacks.append(name)
+        if mode != "fast":
+            measured_all.append(m)
+        rel, noise, verdict, lost = _judge(s, m, value, converged, name)
+        if lost:
             lost_steps.append(f"{name} ({lost} of {value.numel()}, |w| up to "
                               f"{float(value.abs().max()):.3g})")  # fmt: skip
-        elif verdict in ("bug", "look closer"):
-            better, why = _converge(m, rel, eps, atol, thresholds)
-            if better:
-                verdict = better
-                converged.append(f"{name}: {why}")
-        diff = (m.num - m.ana).abs()
         rows.append(TensorCheck(
             name=name, shape=tuple(value.shape), checked=m.num.numel(),
-            grad_norm=float(grad[name].norm()), rel=rel, max_diff=float(diff.max()),
-            noise=noise, verdict=verdict, kinks=int(m.kinks.sum()),
+            grad_norm=float(grad[name].norm()), rel=rel,
+            max_diff=float((m.num - m.ana).abs().max()), noise=noise, verdict=verdict,
+            kinks=int(m.kinks.sum()),
         ))  # fmt: skip
-        for i in diff.argsort(descending=True)[:worst].tolist():
-            where = None if m.index is None else _unravel(int(m.index[i]), tuple(value.shape))
-            entries.append(Entry(name, where, i if m.index is None else None,
-                                 float(m.ana[i]), float(m.num[i]), bool(m.kinks[i])))  # fmt: skip
-    if mode == "fast":
-        joint = _along(objective, base, grad, _signs(base, directions, generator), zero)
-        m = joint(eps, atol)
-        for i in (m.num - m.ana).abs().argsort(descending=True)[:worst].tolist():
-            entries.append(Entry("(all)", None, i, float(m.ana[i]), float(m.num[i]),
-                                 bool(m.kinks[i])))  # fmt: skip
-        if bool(m.kinks.all()):
-            notes.append("every joint direction crosses a kink: the per-tensor checks decide")
-    else:
-        m = _Measured(torch.cat([x.num for x in measured_all]),
-                      torch.cat([x.ana for x in measured_all]),
-                      torch.cat([x.kinks for x in measured_all]), "entries", None,
-                      lambda e, a: _joined(measured_all, e, a))  # fmt: skip
-    rel, noise = m.compare(atol)
-    overall = _verdict(rel, noise, thresholds)
-    if lost_steps:
-        rel, noise, overall = math.nan, False, "not finite"
-    elif overall in ("bug", "look closer"):
-        better, why = _converge(m, rel, eps, atol, thresholds)
-        if better:
-            overall = better
-            converged.append(f"overall: {why}")
+        entries += _worst_entries(m, name, tuple(value.shape), worst)
+    rel, noise, overall, extra = _overall(s, base, measured_all, converged, worst, entries,
+                                          lost=bool(lost_steps))  # fmt: skip
+    notes = [*notes, *extra]
     notes += _notes(fallbacks, lost_steps, converged, rows, eps, base, samples, directions)
     verdict = max([overall] + [r.verdict for r in rows], key=VERDICTS.index)
     entries.sort(key=lambda e: e.diff, reverse=True)
@@ -246,6 +313,44 @@ def _run_check(
         vectorized=objective.vectorized, notes=[*notes, *_loop_note(objective)],
         overall_verdict=overall,
     )  # fmt: skip
+
+
+def _overall(
+    s: _Setup,
+    base: dict[str, torch.Tensor],
+    measured_all: list[_Measured],
+    converged: list[str],
+    worst: int,
+    entries: list[Entry],
+    lost: bool,
+) -> tuple[float, bool, str, list[str]]:
+    """The check of all tensors together: random directions over all of them in fast mode
+    (their worst directions join ``entries``), else every measured entry at once; ``not
+    finite`` where a tensor lost the step in rounding (``lost``)."""
+    notes = []
+    if s.mode == "fast":
+        signs = _signs(base, s.directions, s.generator)
+        m = _directions(s.objective, base, s.grad, signs, s.zero, s.eps, s.atol, s.thresholds)
+        for i in (m.num - m.ana).abs().argsort(descending=True)[:worst].tolist():
+            entries.append(Entry("(all)", None, i, float(m.ana[i]), float(m.num[i]),
+                                 bool(m.kinks[i])))  # fmt: skip
+        if bool(m.kinks.all()):
+            notes.append("every joint direction crosses a kink: the per-tensor checks decide")
+    else:
+        m = _Measured(torch.cat([x.num for x in measured_all]),
+                      torch.cat([x.ana for x in measured_all]),
+                      torch.cat([x.kinks for x in measured_all]), "entries", None,
+                      lambda e, a: _joined(measured_all, e, a))  # fmt: skip
+    rel, noise = m.compare(s.atol)
+    overall = _verdict(rel, noise, s.thresholds)
+    if lost:
+        return math.nan, False, "not finite", notes
+    if overall in ("bug", "look closer"):
+        better, why = _converge(m, rel, s.eps, s.atol, s.thresholds)
+        if better:
+            overall = better
+            converged.append(f"overall: {why}")
+    return rel, noise, overall, notes
 
 
 def _joined(parts: list[_Measured], eps: float, atol: float) -> _Measured:
@@ -286,11 +391,23 @@ def _notes(
 
 
 def _loop_note(objective: _Objective) -> list[str]:
-    if not (objective.vectorize and objective.looped):
+    if not objective.vectorize:
         return []
-    groups = sorted({name for group in objective.looped for name in group})
-    shown = ", ".join(groups[:6]) + (f" and {len(groups) - 6} more" if len(groups) > 6 else "")
-    return [
-        f"vmap could not batch the model for {shown} (in-place ops on batched tensors, "
-        "custom autograd Functions, .item()): those were evaluated in a loop, same numbers"
-    ]
+    notes = []
+    if objective.rewritten:
+        notes.append(
+            f"vmap batched {_names(objective.rewritten)} with in-place updates of unbatched "
+            "tensors (out += identity) made out of place, checked against the plain loop"
+        )
+    if objective.looped:
+        notes.append(
+            f"vmap could not batch the model for {_names(objective.looped)} (custom autograd "
+            "Functions, .item(), in-place ops on batched tensors): those were evaluated in a "
+            "loop, same numbers"
+        )
+    return notes
+
+
+def _names(groups: list[tuple[str, ...]]) -> str:
+    names = sorted({name for group in groups for name in group})
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
