@@ -150,7 +150,9 @@ _SOTA = "initlab research notes, section 1"
 _HF = "transformers 5.24.0 (PyPI wheel)"
 
 
-def _recipes() -> list[Recipe]:
+def _gpt_family() -> list[Recipe]:
+    """Normal inits with GPT-2's depth scaling of the residual writers: Megatron, GPT-2/nanoGPT,
+    Hugging Face's default, Pythia."""
     megatron = Recipe(
         "megatron", "Megatron-LM core default",
         rules=(("linear", normal("sigma")), ("attn_out", normal("sigma / sqrt(2 * L)")),
@@ -204,6 +206,11 @@ def _recipes() -> list[Recipe]:
         source=Citation("EleutherAI/gpt-neox", "megatron/model/init_functions.py "
                         "(small_init, wang_init); configs/pythia/*.yml", "ea7aefd"),
     )  # fmt: skip
+    return [megatron, megatron_mup, gpt2, hf_default, pythia]
+
+
+def _truncated_family() -> list[Recipe]:
+    """Truncated normals: OLMo 1/2, OLMo-core, torchtitan (absolute bounds)."""
     olmo1 = Recipe(
         "olmo1_mitchell", "OLMo-1 init_fn: mitchell",
         rules=(("linear", trunc("1 / sqrt(d)")), ("embedding", trunc("1 / sqrt(d)")),
@@ -263,6 +270,12 @@ def _recipes() -> list[Recipe]:
                "+-100 sigma, so nothing is truncated (pytorch#155588)",
                "depth_init=False (before PR #2633) used sigma / sqrt(2 * L)"),
     )  # fmt: skip
+    return [olmo1, olmo_full, olmo2, olmocore, olmocore_depth, titan]
+
+
+def _encoder_decoder_family() -> list[Recipe]:
+    """Per-sublayer scalings from the encoder-decoder literature: T5, DeepNet (decoder-only
+    and the two published encoder-decoder betas), T-Fixup."""
     t5 = Recipe(
         "t5", "T5 (Hugging Face port of Mesh TensorFlow)",
         rules=(("embedding", normal("factor")), ("head", normal("factor")),
@@ -335,6 +348,11 @@ def _recipes() -> list[Recipe]:
                "in_proj only makes up for its larger Xavier fan",
                "decoder-only models are scaled as decoders (9L)^(-1/4)"),
     )  # fmt: skip
+    return [t5, deepnet, deepnet_ts, deepnet_xf, tfixup]
+
+
+def _residual_family() -> list[Recipe]:
+    """Normalization-free residual inits: Fixup, SkipInit, ReZero."""
     fixup = Recipe(
         "fixup", "Fixup (Zhang, Dauphin & Ma 2019) for residual networks",
         rules=(("conv_body", normal("sqrt(2 / fan_out) * L ** (-1 / (2 * branch_layers - 2))")),
@@ -365,6 +383,11 @@ def _recipes() -> list[Recipe]:
     rezero = replace(rezero, source=Citation("majumderb/rezero", "README.md; paper Sec. 3",
                                              "04395b7"), family="any",
                      notes=("only alpha changes; other weights keep their init",))  # fmt: skip
+    return [fixup, skipinit, rezero]
+
+
+def _width_family() -> list[Recipe]:
+    """Inits that scale with the width: SmallInit, SmallInitEmb, muP."""
     smallinit = Recipe(
         "smallinit", "SmallInit (Nguyen & Salazar 2019; GPT-NeoX small_init)",
         rules=(("linear", normal("sqrt(2 / (5 * d))")), ("embedding", normal("sqrt(2 / (5 * d))"))),
@@ -393,9 +416,13 @@ def _recipes() -> list[Recipe]:
                "by output_mult / m (MuReadout) and use 1/d_head attention scaling",
                "pass head=... via a rule override to keep a non-zero readout"),
     )  # fmt: skip
-    return [megatron, megatron_mup, gpt2, hf_default, pythia, olmo1, olmo_full, olmo2, olmocore,
-            olmocore_depth, titan, t5, deepnet, deepnet_ts, deepnet_xf, tfixup, fixup, skipinit,
-            rezero, smallinit, smallinit_emb, mup]  # fmt: skip
+    return [smallinit, smallinit_emb, mup]
+
+
+def _recipes() -> list[Recipe]:
+    """Every recipe, family by family, in the order ``initlab recipes`` lists them."""
+    return [*_gpt_family(), *_truncated_family(), *_encoder_decoder_family(),
+            *_residual_family(), *_width_family()]  # fmt: skip
 
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in _recipes()}
