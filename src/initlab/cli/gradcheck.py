@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from typing import Any
 
 from initlab._core.validation import check_number, check_seed
 
@@ -23,6 +24,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "parameters and gradients that FILE.py defines (the file's code runs: only name files "
         "you trust); exit status 1 when the difference is not below --threshold.",
     )
+    _numpy_options(parser)
+    _model_options(parser)
+    _check_options(parser)
+    parser.set_defaults(handler=run)
+
+
+def _numpy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--numpy",
         default=None,
@@ -37,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1e-7,
         help="--numpy: the difference below which the backward pass is correct (default 1e-7)",
     )
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    """The built-in MLP, its data and its training before the check."""
     parser.add_argument(
         "--dims", default="2,10,5,1", help="layer sizes n0,n1,...,nL (default 2,10,5,1)"
     )
@@ -54,17 +66,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.0,
         help="dropout probability (used in training; off during the check)",
     )
-    parser.add_argument(
-        "--mode",
-        default="full",
-        choices=("full", "sample", "fast"),
-        help="every entry, SAMPLES entries per tensor, or DIRECTIONS random "
-        "directional derivatives per tensor (default full)",
-    )
-    parser.add_argument("--eps", type=float, default=1e-7, help="finite-difference step")
-    parser.add_argument("--samples", type=int, default=10, help="entries per tensor (sample)")
-    parser.add_argument("--directions", type=int, default=7, help="directions per tensor (fast)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init, training and sampling")
     parser.add_argument("--data", default="circles", help="dataset name or path (default circles)")
     parser.add_argument(
         "--examples",
@@ -87,11 +88,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="demo: make the backward pass of one parameter wrong by FACTOR "
         "(default -1, a wrong sign), e.g. linear2.bias or linear1.weight:2",
     )
+
+
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    """How the check runs and what it prints."""
+    parser.add_argument(
+        "--mode",
+        default="full",
+        choices=("full", "sample", "fast"),
+        help="every entry, SAMPLES entries per tensor, or DIRECTIONS random "
+        "directional derivatives per tensor (default full)",
+    )
+    parser.add_argument("--eps", type=float, default=1e-7, help="finite-difference step")
+    parser.add_argument("--samples", type=int, default=10, help="entries per tensor (sample)")
+    parser.add_argument(
+        "--directions",
+        type=int,
+        default=7,
+        help="directions per tensor (fast; the first two decide where they agree)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for init, training and sampling")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 unless the verdict is correct"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.set_defaults(handler=run)
 
 
 def _dims(text: str) -> list[int]:
@@ -137,11 +157,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_mlp(args: argparse.Namespace) -> int:
+    from initlab.gradient_check.check import gradcheck, with_l2
+
+    dims, l2, data, examples = _checked(args)
+    model, lines = _model(args, dims, data, l2)
+    x, y = data.x_train[:examples], data.y_train[:examples].double().unsqueeze(1)
+    loss = with_l2("bce", model, l2) if l2 > 0 else "bce"
+    lines.append(
+        f"loss: binary cross-entropy on {x.shape[0]} examples"
+        + (f" + {l2:g}/(2m) sum ||W||^2" if l2 > 0 else "")
+    )
+    check = gradcheck(model, loss, x, y, eps=args.eps, mode=args.mode, samples=args.samples,
+                      directions=args.directions, seed=args.seed,
+                      dropout="off" if args.dropout > 0 else "refuse")  # fmt: skip
+    if args.json:
+        print(json.dumps({"setup": lines, **check.to_dict()}, indent=2))
+    else:
+        print("\n".join(lines))
+        print(check)
+    failed = not check.passed or (args.strict and check.verdict != "correct")
+    return 1 if failed else 0
+
+
+def _checked(args: argparse.Namespace) -> tuple[list[int], float, Any, int]:
+    """The validated options: layer sizes, L2 strength, the dataset and how many of its
+    training examples the check uses (refused before anything is built if it cannot fit)."""
     from initlab.bench.datasets import load
-    from initlab.bench.nets import mlp
-    from initlab.bench.train import train
-    from initlab.gradient_check.check import gradcheck, plant_bug, with_l2
-    from initlab.initializers.apply import init_model
 
     dims = _dims(args.dims)
     check_seed(args.seed, "--seed")
@@ -165,20 +206,23 @@ def _run_mlp(args: argparse.Namespace) -> int:
             f"--dims: the built-in MLP has one sigmoid output for two classes ({args.data} has "
             f"{data.n_classes}); got output size {dims[-1]}"
         )
+    return dims, l2, data, examples
+
+
+def _model(args: argparse.Namespace, dims: list[int], data: Any, l2: float) -> tuple[Any, list]:
+    """The MLP to check (initialised, trained ``--after`` iterations, with the planted bug),
+    and the setup lines that describe it."""
+    from initlab.bench.nets import mlp
+    from initlab.bench.train import train
+    from initlab.gradient_check.check import plant_bug
+    from initlab.initializers.apply import init_model
+
     model = mlp(dims, args.activation, "sigmoid", dropout=args.dropout)
     init_model(model, args.init, seed=args.seed)
     lines = [f"model: mlp {dims}, {args.activation}, init {args.init}, seed {args.seed}"]
     if args.after:
-        result = train(
-            model,
-            data,
-            init=None,
-            iterations=args.after,
-            lr=args.lr,
-            l2=l2,
-            seed=args.seed,
-            progress=False,
-        )
+        result = train(model, data, init=None, iterations=args.after, lr=args.lr, l2=l2,
+                       seed=args.seed, progress=False)  # fmt: skip
         if result.status == "diverged":
             raise ValueError(
                 f"--after: training diverged at iteration {result.diverged_at}; lower --lr"
@@ -191,35 +235,7 @@ def _run_mlp(args: argparse.Namespace) -> int:
         parameter, factor = _bug(args.plant_bug)
         model = plant_bug(model, parameter, factor)
         lines.append(f"planted bug: the gradient of {parameter} is multiplied by {factor:g}")
-    x, y = data.x_train, data.y_train
-    if args.examples is not None:
-        count = check_number("--examples", args.examples, minimum=1, integer=True)
-        x, y = x[:count], y[:count]
-    y = y.double().unsqueeze(1)
-    loss = with_l2("bce", model, l2) if l2 > 0 else "bce"
-    lines.append(
-        f"loss: binary cross-entropy on {x.shape[0]} examples"
-        + (f" + {l2:g}/(2m) sum ||W||^2" if l2 > 0 else "")
-    )
-    check = gradcheck(
-        model,
-        loss,
-        x,
-        y,
-        eps=args.eps,
-        mode=args.mode,
-        samples=args.samples,
-        directions=args.directions,
-        seed=args.seed,
-        dropout="off" if args.dropout > 0 else "refuse",
-    )
-    if args.json:
-        print(json.dumps({"setup": lines, **check.to_dict()}, indent=2))
-    else:
-        print("\n".join(lines))
-        print(check)
-    failed = not check.passed or (args.strict and check.verdict != "correct")
-    return 1 if failed else 0
+    return model, lines
 
 
 def _run_numpy(args: argparse.Namespace) -> int:

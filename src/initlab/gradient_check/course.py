@@ -219,6 +219,31 @@ def _gradapprox(
     return approx
 
 
+def _checked_options(epsilon: float, threshold: float, worst: int) -> tuple[float, float, int]:
+    epsilon = float(check_number("epsilon", epsilon, minimum=0.0, strict_minimum=True))
+    threshold = float(check_number("threshold", threshold, minimum=0.0, strict_minimum=True))
+    worst = int(check_number("worst", worst, minimum=0, integer=True))
+    if epsilon * CONFIRM_FACTOR > 1.0 or epsilon < 1e-300:
+        raise ValueError(
+            f"epsilon must be between 1e-300 and {1 / CONFIRM_FACTOR:g} (a step of "
+            f"{epsilon!r} is lost in round-off or is no derivative); got {epsilon!r}"
+        )
+    return epsilon, threshold, worst
+
+
+def _deterministic(cost_of: Callable[[np.ndarray], float], theta: np.ndarray) -> float:
+    """The cost at ``theta``, refused if a second call gives another value (dropout on)."""
+    here, again = cost_of(theta), cost_of(theta)
+    same = here == again or (math.isnan(here) and math.isnan(again))
+    if not same and not abs(here - again) <= 1e-12 * max(1.0, abs(here)):
+        raise ValueError(
+            f"the cost is not deterministic: {here!r} then {again!r} at the same parameters. "
+            "Dropout (or another random step) is on: a gradient check needs the same cost "
+            "every time; switch dropout off for the check (keep_prob = 1)"
+        )
+    return here
+
+
 def gradient_check(
     cost: Callable[[dict[str, np.ndarray]], Any],
     parameters: Mapping[str, Any],
@@ -248,14 +273,7 @@ def gradient_check(
         raise TypeError(
             f"cost must be a function cost(parameters) -> number; got {type(cost).__name__}"
         )
-    epsilon = float(check_number("epsilon", epsilon, minimum=0.0, strict_minimum=True))
-    threshold = float(check_number("threshold", threshold, minimum=0.0, strict_minimum=True))
-    worst = int(check_number("worst", worst, minimum=0, integer=True))
-    if epsilon * CONFIRM_FACTOR > 1.0 or epsilon < 1e-300:
-        raise ValueError(
-            f"epsilon must be between 1e-300 and {1 / CONFIRM_FACTOR:g} (a step of "
-            f"{epsilon!r} is lost in round-off or is no derivative); got {epsilon!r}"
-        )
+    epsilon, threshold, worst = _checked_options(epsilon, threshold, worst)
     order = parameter_order(parameters)
     shapes = {k: np.shape(parameters[k]) for k in order}
     theta, keys = dictionary_to_vector(parameters)
@@ -264,14 +282,7 @@ def gradient_check(
     def cost_of(vector: np.ndarray) -> float:
         return course_cost(cost(vector_to_dictionary(vector, shapes)))
 
-    here, again = cost_of(theta), cost_of(theta)
-    same = here == again or (math.isnan(here) and math.isnan(again))
-    if not same and not abs(here - again) <= 1e-12 * max(1.0, abs(here)):
-        raise ValueError(
-            f"the cost is not deterministic: {here!r} then {again!r} at the same parameters. "
-            "Dropout (or another random step) is on: a gradient check needs the same cost "
-            "every time; switch dropout off for the check (keep_prob = 1)"
-        )
+    here = _deterministic(cost_of, theta)
     approx = _gradapprox(cost_of, theta, epsilon)
     difference = _difference(grad, approx)
     spans = _spans(order, shapes)
