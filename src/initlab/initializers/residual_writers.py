@@ -3,11 +3,23 @@ block is re-run on its recorded inputs with projections' outputs replaced by zer
 projection whose output reaches the block's output unchanged is a writer (an attention output
 or an MLP down projection). See :func:`residual_writers`.
 
-This is the "zeroed projection" test. :mod:`initlab.initializers.residual` answers a
-neighbouring question with another mechanism (tagging tensors during one forward pass to find
-``skip + branch`` additions); the two are kept apart on purpose: this one needs only hooks on
-the blocks and works on any block that can be called again on its inputs, the other sees every
-addition but must tag every tensor.
+Three mechanisms answer neighbouring questions about residual streams; they are kept apart
+because they answer different questions, not by accident:
+
+* this module, the *zeroed-projection* test: "does the block's output move by exactly this
+  projection's output?" A post-norm block (BERT: ``LayerNorm(x + dense(h))``) says no, which
+  is what a recipe's depth scaling of residual writers wants; it needs only hooks on blocks.
+* :meth:`initlab.initializers.trace.DataFlow.residual` (``flow_walk._feeds_residual``):
+  "does this layer's output reach an add whose other operand skips it?", through norms,
+  scalings and dropout, from one recorded forward pass. BERT's ``dense`` says yes. Used by
+  activation discovery and the doctor to treat a branch against its skip path.
+* :class:`initlab.initializers.residual.Flow`: a live ``TorchFunctionMode`` that tags tensors
+  by depth and calls back at every ``skip + branch`` add *during* a forward, so LSUV and the
+  signal-propagation plot can measure or rescale the branch there; it records nothing.
+
+Replacing this test by ``DataFlow.residual`` would change the roles of post-norm models
+(``attn_out``/``mlp_down`` found by data flow where today the name decides), so they stay
+separate.
 """
 
 from __future__ import annotations
