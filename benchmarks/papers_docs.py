@@ -21,23 +21,28 @@ def _value(v: object) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _cell(text: object) -> str:
+    """A Markdown table cell: pipes (as in ``||x||``) escaped so they do not split it."""
+    return str(text).replace("|", "\\|")
+
+
 def _panel_tables(r: dict) -> str:
-    """The numbers behind each line panel with at most 12 points per series (one column per
+    """The numbers behind each line panel with at most 20 points per series (one column per
     series), so that a page states what its figure draws."""
     out = []
     for panel in r.get("panels", []):
         series = panel["series"]
-        if panel["kind"] != "line" or not series or max(len(s["x"]) for s in series) > 12:
+        if panel["kind"] != "line" or not series or max(len(s["x"]) for s in series) > 20:
             continue
         xs = sorted({x for s in series for x in s["x"]})
-        head = f"| {panel['xlabel']} | " + " | ".join(s["label"] for s in series) + " |"
+        head = f"| {panel['xlabel']} | " + " | ".join(_cell(s["label"]) for s in series) + " |"
         rule = "|---" * (len(series) + 1) + "|"
         rows = []
         for x in xs:
             cells = [_value(float(s["y"][s["x"].index(x)])) if x in s["x"] else "" for s in series]
             rows.append(f"| {_value(x)} | " + " | ".join(cells) + " |")
         out.append(
-            f"**{panel['title']}** ({panel['ylabel']})\n\n{head}\n{rule}\n" + "\n".join(rows)
+            f"**{panel['title']}** (`{panel['ylabel']}`)\n\n{head}\n{rule}\n" + "\n".join(rows)
         )
     return "\n\n".join(out)
 
@@ -45,7 +50,7 @@ def _panel_tables(r: dict) -> str:
 def page(r: dict) -> str:
     p = r["paper"]
     rows = "\n".join(
-        f"| {c['name']} | {_value(c['measured'])} | {c['expected']} | "
+        f"| {_cell(c['name'])} | {_value(c['measured'])} | {_cell(c['expected'])} | "
         f"{'pass' if c['passed'] else 'FAIL'} |"
         for c in r["checks"]
     )
