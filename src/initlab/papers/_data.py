@@ -23,3 +23,19 @@ def standardized_digits(seed: int = 0) -> Dataset:
         data.n_classes,
         data.classes,
     )
+
+
+@cache
+def digits_subset(n_train: int, seed: int = 0) -> Dataset:
+    """The first ``n_train`` training rows of :func:`standardized_digits` (same test split):
+    for deep nets whose every full-data evaluation of the training loss is costly."""
+    data = standardized_digits(seed)
+    return Dataset(
+        f"digits (standardized, {n_train} training rows)",
+        data.x_train[:n_train],
+        data.y_train[:n_train],
+        data.x_test,
+        data.y_test,
+        data.n_classes,
+        data.classes,
+    )

@@ -31,7 +31,9 @@ class ResidualBlock(nn.Module):
 
 
 class ResidualMLP(nn.Module):
-    """``head(blocks(stem(x)))`` with ``depth`` residual blocks of ``width`` units."""
+    """``head(blocks(stem(x)))`` with ``depth`` residual blocks of ``width`` units; with
+    ``norm=True`` the stream passes a last ``relu(bn(.))`` before the head, as in the
+    pre-activation ResNet (its stream's variance grows with depth, the head's input should not)."""
 
     output = "softmax"
 
@@ -41,12 +43,15 @@ class ResidualMLP(nn.Module):
         super().__init__()
         self.stem = nn.Linear(n_in, width)
         self.blocks = nn.ModuleList(ResidualBlock(width, norm, gate) for _ in range(depth))
+        self.final_norm = nn.BatchNorm1d(width) if norm else None
         self.head = nn.Linear(width, n_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
         for block in self.blocks:
             x = block(x)
+        if self.final_norm is not None:
+            x = torch.relu(self.final_norm(x))
         return self.head(x)
 
 

@@ -56,7 +56,8 @@ PAPERS: dict[str, PaperInfo] = {
             "De & Smith, NeurIPS 2020",
             "With batch norm the residual branch's variance relative to the skip path falls "
             "like 1/depth; SkipInit (a scalar alpha = 0 on each branch, no normalization) "
-            "makes the network the identity at init and deep unnormalized nets train.",
+            "makes the network the identity at init and deep unnormalized nets train as well "
+            "as batch-normalized ones.",
         ),
         PaperInfo(
             "mishkin2016",
@@ -87,8 +88,8 @@ PAPERS: dict[str, PaperInfo] = {
             "Dynamical isometry and a mean field theory of CNNs",
             "Xiao, Bahri, Sohl-Dickstein, Schoenholz & Pennington, ICML 2018",
             "Delta-orthogonal convolution kernels keep the signal and the Jacobian's "
-            "conditioning O(1) in vanilla tanh CNNs hundreds of layers deep, where Gaussian "
-            "kernels at the same variance do not.",
+            "conditioning O(1) in vanilla tanh CNNs thousands of layers deep, and let them "
+            "train hundreds of layers deep, where Gaussian kernels at the same variance do not.",
         ),
     )
 }

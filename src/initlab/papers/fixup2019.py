@@ -15,14 +15,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from initlab.bench.train import train
+from initlab.bench.results import Run
 from initlab.initializers.apply import init_model
 from initlab.papers._data import standardized_digits
 from initlab.papers._nets import ResidualMLP, build
+from initlab.papers._training import final_loss, loss_series, train_run
 from initlab.papers.base import Panel, Reproduction, Series, check
 from initlab.papers.catalog import PAPERS
 
 WIDTH = 64
+LR = 0.01
 
 
 def initialise(model: ResidualMLP, fixup: bool, seed: int = 0) -> ResidualMLP:
@@ -50,9 +52,10 @@ def at_init(depth: int, fixup: bool) -> tuple[float, float, float]:
     return float(logits.detach().std()), float(loss.detach()), norm
 
 
-def run(quick: bool = False) -> Reproduction:
-    depths = [1, 4, 16, 64] if quick else [1, 4, 16, 64, 256]
-    train_depth, iterations = (32, 300) if quick else (64, 1500)
+def probe_panels(
+    depths: list[int],
+) -> tuple[dict[str, list[tuple[float, float, float]]], list[Panel]]:
+    """:func:`at_init` for both inits at every depth, and the three panels that show it."""
     probes = {name: [at_init(d, name == "Fixup") for d in depths] for name in ("plain He", "Fixup")}
     x = [float(d) for d in depths]
     std_panel = Panel(
@@ -66,39 +69,29 @@ def run(quick: bool = False) -> Reproduction:
         std_panel.series.append(Series(name, x, [r[0] if r[0] > 0 else 1e-12 for r in rows]))
         loss_panel.series.append(Series(name, x, [r[1] for r in rows]))
         grad_panel.series.append(Series(name, x, [r[2] for r in rows]))
-    curves = Panel(f"training, {train_depth} blocks", "iteration", "training loss", logy=True)
-    finals = {}
+    return probes, [std_panel, loss_panel, grad_panel]
+
+
+def train_both(depth: int, iterations: int) -> tuple[dict[str, Run], Panel]:
+    """Plain He and Fixup nets of ``depth`` blocks, each trained with the shared setting."""
     data = standardized_digits()
+    curves = Panel(f"training, {depth} blocks", "iteration", "training loss", logy=True)
+    runs = {}
     for name in ("plain He", "Fixup"):
-        model = initialise(
-            build(data.n_features, WIDTH, train_depth, data.n_classes), name == "Fixup"
-        )
-        result = train(
-            model,
-            data,
-            init=None,
-            optimizer="momentum",
-            lr=0.01,
-            iterations=iterations,
-            batch_size=64,
-            seed=0,
-            progress=False,
-            log_every=max(1, iterations // 30),
-        )
-        finals[name] = result
-        label = f"{name} ({result.status}"
-        label += f" at {result.diverged_at})" if result.status == "diverged" else ")"
-        curves.series.append(
-            Series(
-                label, list(result.history.iteration), [max(v, 1e-12) for v in result.history.loss]
-            )
-        )
+        model = initialise(build(data.n_features, WIDTH, depth, data.n_classes), name == "Fixup")
+        runs[name] = train_run(model, data, lr=LR, iterations=iterations)
+        curves.series.append(loss_series(name, runs[name]))
+    return runs, curves
+
+
+def checks_for(probes: dict, runs: dict[str, Run], depths: list[int], train_depth: int) -> list:
+    """Fixup's loss and gradient norm flat over depth, plain He's output exploding, and the
+    training of both at ``train_depth`` blocks."""
     fix_loss = [r[1] for r in probes["Fixup"]]
     fix_grad = [r[2] for r in probes["Fixup"]]
     plain_std = [r[0] for r in probes["plain He"]]
-    fixup_run = finals["Fixup"]
-    plain_run = finals["plain He"]
-    checks = [
+    fixup, plain = final_loss(runs["Fixup"]), runs["plain He"]
+    return [
         check(
             "Fixup: loss at init, max / min over depths",
             max(fix_loss) / min(fix_loss),
@@ -119,18 +112,24 @@ def run(quick: bool = False) -> Reproduction:
         ),
         check(
             f"Fixup, {train_depth} blocks: final training loss",
-            fixup_run.final_loss if fixup_run.final_loss is not None else math.inf,
+            fixup,
             "< 0.5 (trains)",
-            fixup_run.final_loss is not None and fixup_run.final_loss < 0.5,
+            fixup < 0.5,
         ),
         check(
             f"plain, {train_depth} blocks: diverged (1) or final loss",
-            1.0 if plain_run.status == "diverged" else float(plain_run.final_loss),
+            1.0 if plain.status == "diverged" else final_loss(plain),
             "diverged, or loss above Fixup's",
-            plain_run.status == "diverged"
-            or float(plain_run.final_loss) > float(fixup_run.final_loss or math.inf),
+            plain.status == "diverged" or final_loss(plain) > fixup,
         ),
     ]
+
+
+def run(quick: bool = False) -> Reproduction:
+    depths = [1, 4, 16, 64] if quick else [1, 4, 16, 64, 256]
+    train_depth, iterations = (32, 300) if quick else (64, 1500)
+    probes, panels = probe_panels(depths)
+    runs, curves = train_both(train_depth, iterations)
     return Reproduction(
         paper=PAPERS["fixup2019"],
         quick=quick,
@@ -140,13 +139,13 @@ def run(quick: bool = False) -> Reproduction:
             "depths": depths,
             "train depth": train_depth,
             "optimizer": "momentum 0.9",
-            "lr": 0.01,
+            "lr": LR,
             "batch": 64,
             "iterations": iterations,
             "dtype": "float64",
         },
-        checks=checks,
-        panels=[std_panel, loss_panel, grad_panel, curves],
+        checks=checks_for(probes, runs, depths, train_depth),
+        panels=[*panels, curves],
         notes="Residual MLPs on digits instead of ResNets on CIFAR-10/ImageNet; Fixup's scalar "
         "biases and multiplier are left out (they matter for final accuracy, not for the "
         "behaviour at init that the claim is about).",

@@ -13,14 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from initlab.bench.train import train
 from initlab.initializers.apply import init_model
 from initlab.initializers.lsuv import lsuv
 from initlab.papers._data import standardized_digits
+from initlab.papers._training import train_run
 from initlab.papers.base import Panel, Reproduction, Series, check
 from initlab.papers.catalog import PAPERS
 
 TOL = 0.1
+LR = 0.01
 
 
 def small_cnn(seed: int = 0) -> nn.Module:
@@ -41,35 +42,18 @@ def small_cnn(seed: int = 0) -> nn.Module:
     return net
 
 
-def run(quick: bool = False) -> Reproduction:
-    iterations = 300 if quick else 1500
+def train_both(lsuv_net: nn.Module, ortho_net: nn.Module, iterations: int) -> tuple[dict, Panel]:
+    """Both nets trained with the same setting; their loss curves, labelled with test accuracy."""
     data = standardized_digits()
-    batch = data.x_train[:256].float()
-    trained = {}
     curves = Panel(
-        f"training ({iterations} SGD-momentum steps, lr 0.01)",
+        f"training ({iterations} SGD-momentum steps, lr {LR})",
         "iteration",
         "training loss",
         logy=True,
     )
-    lsuv_net = small_cnn()
-    report = lsuv(lsuv_net, batch, target_std=1.0, tol=TOL, max_iter=10, seed=0)
-    ortho_net = small_cnn()
-    init_model(ortho_net, "orthogonal", seed=0)
+    trained = {}
     for label, net in (("LSUV", lsuv_net), ("orthogonal", ortho_net)):
-        result = train(
-            net,
-            data,
-            init=None,
-            optimizer="momentum",
-            lr=0.01,
-            iterations=iterations,
-            batch_size=64,
-            seed=0,
-            dtype="float32",
-            progress=False,
-            log_every=max(1, iterations // 30),
-        )
+        result = train_run(net, data, lr=LR, iterations=iterations, dtype="float32")
         trained[label] = result
         curves.series.append(
             Series(
@@ -78,25 +62,31 @@ def run(quick: bool = False) -> Reproduction:
                 result.history.loss,
             )
         )
-    layers = [r for r in report.rows if r.kind == "layer"]
-    stds = Panel(
+    return trained, curves
+
+
+def std_panel(layers: list) -> Panel:
+    """Each layer's output std before (orthogonal) and after LSUV, in execution order."""
+    order = [float(r.order) for r in layers]
+    return Panel(
         "output std per layer, in execution order",
         "layer",
         "std of the output",
         series=[
-            Series(
-                "before LSUV (orthogonal)",
-                [float(r.order) for r in layers],
-                [r.std_before for r in layers],
-            ),
-            Series("after LSUV", [float(r.order) for r in layers], [r.std_after for r in layers]),
+            Series("before LSUV (orthogonal)", order, [r.std_before for r in layers]),
+            Series("after LSUV", order, [r.std_after for r in layers]),
         ],
     )
+
+
+def checks_for(layers: list, trained: dict) -> list:
+    """Every layer within ``TOL`` in at most 5 iterations; LSUV's test accuracy at least
+    orthogonal's (2 points of slack for one seed of a short run)."""
     worst = max(abs(r.std_after - 1.0) for r in layers)
     most_iterations = max(r.iterations for r in layers)
     acc_lsuv = float(trained["LSUV"].test_accuracy or 0.0)
     acc_ortho = float(trained["orthogonal"].test_accuracy or 0.0)
-    checks = [
+    return [
         check("largest |std - 1| after LSUV over layers", worst, f"< {TOL}", worst < TOL),
         check("most iterations any layer needed", most_iterations, "<= 5", most_iterations <= 5),
         check(
@@ -106,6 +96,17 @@ def run(quick: bool = False) -> Reproduction:
             acc_lsuv - acc_ortho >= -0.02,
         ),
     ]
+
+
+def run(quick: bool = False) -> Reproduction:
+    iterations = 300 if quick else 1500
+    batch = standardized_digits().x_train[:256].float()
+    lsuv_net = small_cnn()
+    report = lsuv(lsuv_net, batch, target_std=1.0, tol=TOL, max_iter=10, seed=0)
+    ortho_net = small_cnn()
+    init_model(ortho_net, "orthogonal", seed=0)
+    trained, curves = train_both(lsuv_net, ortho_net, iterations)
+    layers = [r for r in report.rows if r.kind == "layer"]
     return Reproduction(
         paper=PAPERS["mishkin2016"],
         quick=quick,
@@ -115,13 +116,13 @@ def run(quick: bool = False) -> Reproduction:
             "LSUV batch": 256,
             "tol": TOL,
             "optimizer": "momentum 0.9",
-            "lr": 0.01,
+            "lr": LR,
             "batch": 64,
             "iterations": iterations,
             "forward passes used by LSUV": report.passes,
         },
-        checks=checks,
-        panels=[stds, curves],
+        checks=checks_for(layers, trained),
+        panels=[std_panel(layers), curves],
         notes="A 5-layer CNN on 8x8 digits instead of FitNets on CIFAR-10/100; the accuracy "
         "check allows a 2-point tolerance because one seed of a short run is compared.",
     )

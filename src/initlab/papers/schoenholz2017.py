@@ -24,6 +24,7 @@ from initlab.papers.catalog import PAPERS
 
 SIGMA_B2 = 0.05
 WIDTH = 64
+THRESHOLD = 0.5  # train accuracy above which a cell 'trains'
 
 
 def _accuracy(sigma_w2: float, depth: int, iterations: int) -> float:
@@ -56,18 +57,12 @@ def _accuracy(sigma_w2: float, depth: int, iterations: int) -> float:
     return float(result.train_accuracy or 0.0)
 
 
-def run(quick: bool = False) -> Reproduction:
-    sigmas = [1.0, 1.76, 4.0] if quick else [1.0, 1.3, 1.76, 2.5, 4.0]
-    depths = [10, 30, 60] if quick else [10, 30, 60, 100]
-    iterations = 400 if quick else 1500
-    threshold = 0.5
-    grid = [[_accuracy(s, d, iterations) for s in sigmas] for d in depths]
+def panels_for(
+    grid: list[list[float]], sigmas: list[float], depths: list[int], iterations: int
+) -> list[Panel]:
+    """The measured accuracy map with the predicted ``6 xi_c`` boundary over it, and the
+    theory curve ``6 xi_c(sigma_w^2)`` on its own."""
     bound = [6 * mean_field("tanh", s, SIGMA_B2).xi_c for s in sigmas]
-    agree = [
-        (grid[i][j] > threshold) == (d < bound[j])
-        for i, d in enumerate(depths)
-        for j in range(len(sigmas))
-    ]
     heatmap = Panel(
         f"train accuracy after {iterations} SGD steps (tanh, sigma_b^2 = {SIGMA_B2})",
         "sigma_w^2",
@@ -99,10 +94,22 @@ def run(quick: bool = False) -> Reproduction:
             )
         ],
     )
+    return [heatmap, theory]
+
+
+def checks_for(grid: list[list[float]], sigmas: list[float], depths: list[int]) -> list:
+    """The critical point, the agreement of the trainable cells with ``depth < 6 xi_c``, and
+    the best ``sigma_w^2`` at depth 30 being the one nearest criticality."""
+    bound = [6 * mean_field("tanh", s, SIGMA_B2).xi_c for s in sigmas]
+    agree = [
+        (grid[i][j] > THRESHOLD) == (d < bound[j])
+        for i, d in enumerate(depths)
+        for j in range(len(sigmas))
+    ]
     crit = critical("tanh", SIGMA_B2).sigma_w2
     deep = depths.index(30)
     best_at_30 = sigmas[max(range(len(sigmas)), key=lambda j: grid[deep][j])]
-    checks = [
+    return [
         check(
             "critical sigma_w^2 at sigma_b^2 = 0.05",
             crit,
@@ -110,7 +117,7 @@ def run(quick: bool = False) -> Reproduction:
             abs(crit - 1.761) < 0.01,
         ),
         check(
-            "cells where 'trains' (acc > 0.5) matches depth < 6 xi_c",
+            f"cells where 'trains' (acc > {THRESHOLD}) matches depth < 6 xi_c",
             sum(agree) / len(agree),
             ">= 0.75",
             sum(agree) / len(agree) >= 0.75,
@@ -122,6 +129,14 @@ def run(quick: bool = False) -> Reproduction:
             best_at_30 == min(sigmas, key=lambda s: abs(s - crit)),
         ),
     ]
+
+
+def run(quick: bool = False) -> Reproduction:
+    sigmas = [1.0, 1.76, 4.0] if quick else [1.0, 1.3, 1.76, 2.5, 4.0]
+    depths = [10, 30, 60] if quick else [10, 30, 60, 100]
+    iterations = 400 if quick else 1500
+    grid = [[_accuracy(s, d, iterations) for s in sigmas] for d in depths]
+    bound = [6 * mean_field("tanh", s, SIGMA_B2).xi_c for s in sigmas]
     return Reproduction(
         paper=PAPERS["schoenholz2017"],
         quick=quick,
@@ -134,11 +149,11 @@ def run(quick: bool = False) -> Reproduction:
             "lr": 0.01,
             "batch": 64,
             "iterations": iterations,
-            "trains": f"train accuracy > {threshold}",
+            "trains": f"train accuracy > {THRESHOLD}",
             "6 xi_c": [round(b, 1) for b in bound],
         },
-        checks=checks,
-        panels=[heatmap, theory],
+        checks=checks_for(grid, sigmas, depths),
+        panels=panels_for(grid, sigmas, depths, iterations),
         notes="Digits and a few hundred SGD steps instead of MNIST/CIFAR-10 and long training; "
         "with more steps the trainable region grows somewhat (the paper's boundary is where "
         "training becomes impossible, not slow).",
