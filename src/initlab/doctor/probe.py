@@ -18,15 +18,15 @@ module call in forward order:
   ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
   row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init.
 
-The statistics stay on the device until one host sync (:func:`_sync`); :func:`_build_rows`
-turns the recorded calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by
-:func:`initlab.diagnose` (one pass) and :class:`initlab.Monitor` (every ``k`` iterations).
+The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
+:mod:`initlab.doctor.pending`); :func:`initlab.doctor.rows._build_rows` turns the recorded
+calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by :func:`initlab.diagnose`
+(one pass) and :class:`initlab.Monitor` (every ``k`` iterations).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -35,7 +35,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.doctor.diagnosis import LayerStats, Thresholds
+from initlab.doctor.diagnosis import Thresholds
+from initlab.doctor.pending import (
+    _add_scalars,
+    _identical_rows,
+    _Pending,
+    _queue_norms,
+    _Repairs,
+    _Slot,
+    _sync,
+)
+from initlab.doctor.recurrent import _mode, _unroll
+
+__all__ = ["_Call", "_Probe", "_identical_rows", "_queue_norms", "_sync", "_weight_of"]
 
 _RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.LeakyReLU, nn.PReLU)
 # Keys per row of the random projections used to find identical weight rows.
@@ -95,6 +107,16 @@ def _storage(t: torch.Tensor) -> int:
         return id(t)
 
 
+def _identity(t: torch.Tensor) -> tuple[Any, ...]:
+    """What makes two tensors hold the same values: the same memory, size, dtype and version
+    (an in-place op bumps the version)."""
+    try:
+        pointer = t.data_ptr()
+    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
+        pointer = id(t)
+    return (pointer, t.numel(), t.dtype, t._version)
+
+
 def _first_input(args: Any, kwargs: Any) -> torch.Tensor | None:
     found = _first_tensor(args)
     if found is None and kwargs:
@@ -142,73 +164,10 @@ class _Call:
     axis: int = 1
 
 
-# Pending statistics: 1-D tensors on the device and, per element, where its value goes.
-_Pending = list[tuple[torch.Tensor, list[tuple[dict[str, float], str]]]]
 # Most elements stacked at once when computing output statistics (bounds the extra memory).
 _STACK_ELEMENTS = 1 << 25
 # CPUs reduce each output in its hook; tests set this to run the accelerator path on a CPU.
 _STACK_ON_CPU = False
-
-
-def _add_scalars(
-    pending: _Pending, scalars: Sequence[torch.Tensor], targets: list[tuple[dict, str]]
-) -> None:
-    """Queue 0-d tensors, stacked per (dtype, device) so that the sync is one copy."""
-    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    for i, t in enumerate(scalars):
-        groups.setdefault((t.dtype, t.device), []).append(i)
-    for members in groups.values():
-        pending.append((torch.stack([scalars[i] for i in members]), [targets[i] for i in members]))
-
-
-def _queue_norms(
-    pending: _Pending,
-    repairs: list[tuple[torch.Tensor, dict[str, float], str]],
-    tensors: Sequence[torch.Tensor],
-    targets: list[tuple[dict[str, float], str]],
-) -> None:
-    """Euclidean norms of many tensors in one fused float32 call. Those that come back 0 or
-    non-finite (the float32 sum of squares under- or overflows beyond about 1e19 or below
-    1e-19 per element) are recomputed in float64 after the sync, see :func:`_sync`."""
-    tensors = list(tensors)
-    _add_scalars(pending, torch._foreach_norm(tensors), targets)
-    repairs.extend((t, target, key) for t, (target, key) in zip(tensors, targets, strict=True))
-
-
-def _sync(
-    pending: _Pending, repairs: Sequence[tuple[torch.Tensor, dict[str, float], str]] = ()
-) -> None:
-    """Copy every pending statistic to the host at once and store it where it belongs; then
-    recompute in float64 the norms in ``repairs`` that came back 0 or non-finite (rare: a
-    vanishing or exploding signal; one more sync each)."""
-    _sync_pending(pending)
-    for tensor, target, key in repairs:
-        value = target.get(key)
-        if value is not None and (value == 0 or not math.isfinite(value)):
-            target[key] = float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
-
-
-def _sync_pending(pending: _Pending) -> None:
-    if not pending:
-        return
-    by_device: dict[torch.device, list[int]] = {}
-    for i, (tensor, _) in enumerate(pending):
-        by_device.setdefault(tensor.device, []).append(i)
-    for members in by_device.values():
-        # Concatenate on the device (float64 by type promotion: a float64 zero leads), then one
-        # copy to the host per device.
-        device = pending[members[0]][0].device
-        lead = torch.zeros(1, dtype=torch.float64, device=device)
-        merged = torch.cat([lead, *(pending[i][0].reshape(-1) for i in members)])[1:]
-        values = merged.cpu().tolist()
-        position = 0
-        for i in members:
-            tensor, targets = pending[i]
-            if tensor.numel() != len(targets):  # pragma: no cover - internal invariant
-                raise RuntimeError("statistics and their slots are out of step")
-            for target, key in targets:
-                target[key] = values[position]
-                position += 1
 
 
 class _Probe:
@@ -239,7 +198,9 @@ class _Probe:
         self.clone = any(getattr(m, "inplace", False) is True for m in model.modules())
         self.calls: list[_Call] = []
         self.pending: _Pending = []
-        self.repairs: list[tuple[torch.Tensor, dict[str, float], str]] = []
+        self.repairs: _Repairs = []
+        self.scalars: list[torch.Tensor] = []
+        self.slots: list[_Slot] = []
         self.armed = False
         self._handles: list[Any] = []
         self._projections: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -251,6 +212,9 @@ class _Probe:
         self._chain = 0
         self._chain_storages: set[int] = set()
         self._axis = 1
+        # Outputs recorded in this pass by identity (see _identity): a weight layer whose
+        # input is one of them takes its input rms from that call's statistics.
+        self._produced: dict[tuple[Any, ...], _Call] = {}
 
     # -- lifetime
     def attach(self) -> None:
@@ -269,8 +233,17 @@ class _Probe:
         self.calls = []
         self.pending = []
         self.repairs = []
+        self.scalars = []
+        self.slots = []
         self.armed = True
         self._flow_reset()
+
+    def sync(self) -> None:
+        """Copy every queued statistic to the host (one copy per device) into its slot."""
+        if self.scalars:
+            _add_scalars(self.pending, self.scalars, self.slots)
+        _sync(self.pending, self.repairs)
+        self.pending, self.repairs, self.scalars, self.slots = [], [], [], []
 
     # -- hooks
     def _record(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
@@ -292,16 +265,26 @@ class _Probe:
         self._flow(call, module, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
+        self._produced[_identity(kept)] = call
         if kept.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, one output at a time (before any in-place op changes it).
             with torch.no_grad():
-                self._queue([call], kept.unsqueeze(0), per_call=True)
+                self._queue_call(call, kept)
         else:
             # Accelerators: stack outputs of the same shape and reduce them together when the
             # root forward returns (a few kernel launches instead of several per module).
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
+        if _mode(module) is not None:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
+            th = self.thresholds
+            inside = _unroll(module, args, kwargs or {}, th.tanh_level, th.sigmoid_margin)  # type: ignore[arg-type]
+            for key, value in (inside or {}).items():
+                if isinstance(value, torch.Tensor):
+                    self.scalars.append(value)
+                    self.slots.append((call.values, key))
+                else:
+                    call.values[key] = value
 
     def _flow(
         self, call: _Call, module: nn.Module, inp: torch.Tensor | None, out: torch.Tensor
@@ -319,9 +302,14 @@ class _Probe:
             self._chain_storages = {_storage(out)}
             self._axis = 1 if _is_conv(module) else -1
             if inp is not None and inp.is_floating_point() and inp.numel() > 0:
-                with torch.no_grad():
-                    norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
-                self.pending.append((norm.reshape(1), [(call.values, "in_norm")]))
+                # The input's rms: from the call that produced it when one was recorded
+                # (no extra reduction), else one norm of the input itself.
+                call.source = self._produced.get(_identity(inp))
+                if call.source is None:
+                    with torch.no_grad():
+                        norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
+                    self.scalars.append(norm)
+                    self.slots.append((call.values, "in_norm"))
                 call.values["in_numel"] = float(inp.numel())
         elif _is_norm(module):
             self._chain_storages.discard(_storage(out))
@@ -334,8 +322,10 @@ class _Probe:
         if grad.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, so the gradient's memory is reused at once (keeping every
             # gradient alive until the end of the pass slows the backward pass down).
-            norm = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
-            self.pending.append((norm.reshape(1), [(call.values, "grad_output")]))
+            # sum g^2 from one float64 copy: cheaper than a float64 vector_norm, no underflow.
+            wide = grad.detach().reshape(-1).to(torch.float64)
+            self.scalars.append(torch.dot(wide, wide))
+            self.slots.append((call.values, "grad_sumsq"))
         else:
             call.grad = grad.detach()
 
@@ -358,48 +348,70 @@ class _Probe:
             for start in range(0, len(members), per_chunk):
                 chunk = members[start : start + per_chunk]
                 stacked = torch.stack([c.output for c in chunk])  # type: ignore[misc]
-                self._queue(chunk, stacked, per_call=False)
+                self._queue(chunk, stacked)
                 for call in chunk:
                     call.output = None
 
-    def _queue(self, chunk: list[_Call], stacked: torch.Tensor, *, per_call: bool) -> None:
-        """Queue the statistics of ``k`` outputs stacked as ``(k, *shape)``: ``sum``, ``norm``
-        (``sqrt(sum x^2)``), ``low``/``high`` (min and max), ``nonzero``, and by kind
-        ``saturated`` or ``alive`` (ReLU units > 0 for some sample). With ``per_call`` (k = 1,
-        CPUs) full reductions are used: on CPUs they are several times faster than reductions
-        along a dimension."""
+    def _queue_call(self, call: _Call, out: torch.Tensor) -> None:
+        """Queue the statistics of one output (CPUs, in its hook) as 0-d tensors, stacked only
+        at the sync: ``sum`` and ``sumsq`` (``sum x^2``) accumulated in float64 from one
+        float64 copy (no under- or overflow of the squares of float32 values), ``low``/``high``
+        (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive`` (ReLU units > 0 for
+        some sample). Full reductions: on CPUs several times faster than reductions along a
+        dimension of a stacked group."""
+        th = self.thresholds
+        if out.dtype not in (torch.float32, torch.float64):
+            out = out.float()
+        flat = out.reshape(-1)
+        wide = flat if flat.dtype == torch.float64 else flat.to(torch.float64)
+        low, high = torch.aminmax(flat)
+        stats = {
+            "sum": wide.sum(),
+            "sumsq": torch.dot(wide, wide),
+            "low": low,
+            "high": high,
+            "nonzero": flat.bool().sum(),  # count_nonzero is ~10x slower on CPUs
+        }
+        del wide
+        if call.kind == "tanh":
+            stats["saturated"] = (flat.abs() > th.tanh_level).sum()
+        elif call.kind == "sigmoid":
+            stats["saturated"] = ((flat - 0.5).abs() > 0.5 - th.sigmoid_margin).sum()
+        elif call.kind == "relu" and out.dim() >= 2:
+            ndim = out.dim()
+            # Channels (dim 1), or (batch, features); else (batch, tokens, features): last dim.
+            channels = call.axis == 1 or ndim == 2
+            dims = (0, *range(2, ndim)) if channels else tuple(range(ndim - 1))
+            stats["alive"] = (out.amax(dim=dims) > 0).sum()
+        if self.samples > 0:
+            call.samples = flat[: self.samples].clone()
+        values = call.values
+        for key, value in stats.items():
+            self.scalars.append(value)
+            self.slots.append((values, key))
+
+    def _queue(self, chunk: list[_Call], stacked: torch.Tensor) -> None:
+        """Queue the statistics of ``k`` outputs of one kind and shape stacked as ``(k,
+        *shape)`` (accelerators): ``sum``, ``norm`` (``sqrt(sum x^2)``), ``low``/``high``,
+        ``nonzero``, and by kind ``saturated`` or ``alive``, each reduced along dim 1 of the
+        ``(k, numel)`` view: a few kernel launches for the whole group."""
         th = self.thresholds
         if stacked.dtype not in (torch.float32, torch.float64):
             stacked = stacked.float()
         k = stacked.shape[0]
         flat = stacked.reshape(k, -1)
         kind, shape = chunk[0].kind, chunk[0].shape
-        if per_call:
-            x = flat[0]
-            low, high = torch.aminmax(x)
-            stats = {
-                "sum": x.sum(dtype=torch.float64),
-                "norm": torch.linalg.vector_norm(x, dtype=torch.float64),  # no underflow
-                "low": low,
-                "high": high,
-                "nonzero": x.bool().sum(),  # count_nonzero is ~10x slower on CPUs
-            }
-        else:
-            stats = {
-                "sum": flat.sum(dim=1, dtype=torch.float64),
-                "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
-                "low": flat.amin(dim=1),
-                "high": flat.amax(dim=1),
-                "nonzero": flat.bool().sum(dim=1),
-            }
-
-        def count(mask: torch.Tensor) -> torch.Tensor:
-            return mask.sum() if per_call else mask.sum(dim=1)
-
+        stats = {
+            "sum": flat.sum(dim=1, dtype=torch.float64),
+            "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
+            "low": flat.amin(dim=1),
+            "high": flat.amax(dim=1),
+            "nonzero": flat.bool().sum(dim=1),
+        }
         if kind == "tanh":
-            stats["saturated"] = count(flat.abs() > th.tanh_level)
+            stats["saturated"] = (flat.abs() > th.tanh_level).sum(dim=1)
         elif kind == "sigmoid":
-            stats["saturated"] = count((flat - 0.5).abs() > 0.5 - th.sigmoid_margin)
+            stats["saturated"] = ((flat - 0.5).abs() > 0.5 - th.sigmoid_margin).sum(dim=1)
         elif kind == "relu" and shape is not None and len(shape) >= 2:
             # Units are features: channels (dim 1) after a conv, the last dim after a linear
             # layer or attention ((batch, tokens, features) outputs); alive if > 0 anywhere.
@@ -415,7 +427,7 @@ class _Probe:
                 call.samples = kept[j]
         # One pending entry: (statistic, output) ordered, float64 by type promotion.
         keys = list(stats)
-        block = torch.stack([stats[key].reshape(k).to(torch.float64) for key in keys], dim=1)
+        block = torch.stack([stats[key].to(torch.float64) for key in keys], dim=1)
         targets = [(c.values, key) for c in chunk for key in keys]
         self.pending.append((block.reshape(-1), targets))
 
@@ -468,84 +480,3 @@ class _Probe:
             projection /= torch.linalg.vector_norm(projection, dim=1, keepdim=True)
             self._projections[key] = projection.to(device=rows.device, dtype=rows.dtype)
         return self._projections[key]
-
-
-def _identical_rows(keys: torch.Tensor, scale: torch.Tensor, rtol: float) -> torch.Tensor:
-    """How many rows of each weight equal another row, in O(n log n).
-
-    ``keys`` ``(layers, rows, P)`` are the rows projected on ``P`` fixed random unit directions,
-    ``scale`` ``(layers,)`` the rms row norm ``||W|| / sqrt(rows)``. Rows are sorted by the first
-    key; neighbours whose keys all agree within ``rtol * scale`` count as identical. Rows that
-    differ by at most that much (in norm) always pass; two rows that differ by more pass all
-    ``P = 4`` random directions with negligible probability.
-    """
-    order = keys[:, :, 0].argsort(dim=1)
-    ordered = keys.gather(1, order[:, :, None].expand_as(keys))
-    gaps = (ordered[:, 1:] - ordered[:, :-1]).abs()
-    same = (gaps <= rtol * scale[:, None, None]).all(dim=2)
-    flags = torch.zeros(keys.shape[:2], dtype=torch.bool, device=keys.device)
-    flags[:, 1:] |= same
-    flags[:, :-1] |= same
-    return flags.sum(dim=1)
-
-
-def _build_rows(
-    calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
-) -> list[LayerStats]:
-    rows: list[LayerStats] = []
-    seen: dict[str, int] = {}
-    layer = 0
-    for index, call in enumerate(calls):
-        seen[call.name] = seen.get(call.name, 0) + 1
-        name = call.name if seen[call.name] == 1 else f"{call.name}#{seen[call.name]}"
-        weight = per_weight.get(id(call.module))
-        weighted = weight is not None and "weight_norm" in weight
-        if weighted:
-            layer += 1
-        row = LayerStats(
-            index=index + 1,
-            name=name,
-            module=type(call.module).__name__,
-            layer=layer,
-            shape=call.shape,
-            weighted=weighted,
-            samples=call.samples,
-        )
-        values = call.values
-        if "sum" in values:
-            n = call.numel
-            row.mean = values["sum"] / n
-            if values["low"] == values["high"]:
-                row.std = 0.0  # constant output: exact, whatever the rounding of the sums
-            else:
-                rms = values["norm"] / math.sqrt(n)
-                scale = max(rms, abs(row.mean))
-                if math.isnan(rms) or math.isnan(row.mean):
-                    row.std = math.nan
-                elif math.isinf(scale):  # the sum of squares overflowed: at least huge
-                    row.std = math.inf
-                elif scale > 0:  # scaled: squares of finite 1e160s must not overflow
-                    row.std = scale * math.sqrt(
-                        max((rms / scale) ** 2 - (row.mean / scale) ** 2, 0.0)
-                    )
-                else:
-                    row.std = 0.0
-            row.zeros = 1.0 - values["nonzero"] / n
-            if "saturated" in values:
-                row.saturated = values["saturated"] / n
-            if "alive" in values and call.shape is not None:
-                row.units = call.shape[1] if call.axis == 1 else call.shape[-1]
-                row.dead = row.units - int(values["alive"])
-        row.grad_output = values.get("grad_output")
-        row.chain = call.chain
-        if "in_norm" in values and values.get("in_numel"):
-            row.input_rms = values["in_norm"] / math.sqrt(values["in_numel"])
-        if weighted:
-            row.weight_norm = weight["weight_norm"]  # type: ignore[index]
-            row.grad_weight = weight.get("grad_weight")  # type: ignore[union-attr]
-            if "identical" in weight:  # type: ignore[operator]
-                row.identical = int(weight["identical"])  # type: ignore[index]
-            row.weight_zero = row.weight_norm == 0
-            row.weight_rows = _unit_rows(call.module, _weight_of(call.module)).shape[0]  # type: ignore[arg-type]
-        rows.append(row)
-    return rows

@@ -39,6 +39,7 @@ first (the order of :data:`~initlab.diagnosis.KINDS`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from initlab._core.table import format_value
 from initlab.doctor.diagnosis import KINDS, LayerStats, Thresholds, Verdict
@@ -360,31 +361,7 @@ def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None)
             )
         )
 
-    saturated = [
-        row
-        for row in rows
-        if row.saturated is not None and row.saturated >= th.saturated and _finite(row)
-    ]
-    if saturated:
-        fractions = [r.saturated for r in saturated]
-        worst = max(saturated, key=lambda r: r.saturated)  # type: ignore[arg-type,return-value]
-        total = sum(1 for r in rows if r.saturated is not None)
-        found.append(
-            Verdict(
-                "saturated",
-                [r.name for r in saturated],
-                f"in {len(saturated)} of {total} tanh/sigmoid layers at least {_pct(th.saturated)} "
-                f"of the outputs are saturated (mean {_pct(sum(fractions) / len(fractions))}, "  # type: ignore[arg-type]
-                f"max {_pct(worst.saturated)} in {worst.name}): their local gradient is near 0; "  # type: ignore[arg-type]
-                f"the weights before them are too large for the activation: use Glorot "
-                f"(xavier_normal, gain 1) before tanh and sigmoid (initlab.fix applies it)",
-                {
-                    "layers": len(saturated),
-                    "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
-                    "max_fraction": worst.saturated,
-                },  # type: ignore[dict-item]
-            )
-        )
+    found += _saturated_verdict(rows, th)
 
     if nonfinite is None:
         found += _weight_verdicts(weighted, th, output)
@@ -497,3 +474,55 @@ def _pct(value: float) -> str:
 
 def _unique(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
+
+
+def _saturated_verdict(rows: Sequence[LayerStats], th: Thresholds) -> list[Verdict]:
+    """``saturated``: tanh/sigmoid layers, and recurrent layers whose most saturated gate
+    (:mod:`initlab.doctor.recurrent`), have at least ``th.saturated`` of their values
+    saturated. A recurrent layer is judged by its worst gate: one gate stuck at 0 or 1 blocks
+    the gradient through every path that goes through it."""
+    saturated = [
+        row
+        for row in rows
+        if row.saturated is not None and row.saturated >= th.saturated and _finite(row)
+    ]
+    if not saturated:
+        return []
+    fractions = [r.saturated for r in saturated]
+    worst = max(saturated, key=lambda r: r.saturated)  # type: ignore[arg-type,return-value]
+    total = sum(1 for r in rows if r.saturated is not None)
+    gated = [r for r in saturated if r.gates]
+    inside = ""
+    if gated:
+        parts = []
+        for r in gated:
+            gates = ", ".join(f"{k} {_pct(v)}" for k, v in r.gates.items())  # type: ignore[union-attr]
+            time = (
+                f"; gradient through time x{r.time_gain:.3g} per step"
+                if r.time_gain is not None
+                else ""
+            )
+            parts.append(f"{r.name} ({r.module}) gates saturated: {gates}{time}")
+        inside = (
+            f"; inside the recurrent layers, {'; '.join(parts)}: the gate pre-activations "
+            "x W_ih^T + h W_hh^T are too large; draw weight_ih and weight_hh with std about "
+            "1/sqrt(hidden_size) (PyTorch's default U(-1/sqrt(hidden), 1/sqrt(hidden)), or "
+            "Glorot / orthogonal)"
+        )
+    message = (
+        f"in {len(saturated)} of {total} tanh/sigmoid layers (recurrent gates included) at "
+        f"least {_pct(th.saturated)} of the outputs are saturated (mean "
+        f"{_pct(sum(fractions) / len(fractions))}, max {_pct(worst.saturated)} in "  # type: ignore[arg-type]
+        f"{worst.name}): their local gradient is near 0{inside}; the weights before them are "
+        "too large for the activation: use Glorot (xavier_normal, gain 1) before tanh and "
+        "sigmoid (initlab.fix applies it)"
+    )
+    numbers = {
+        "layers": len(saturated),
+        "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
+        "max_fraction": worst.saturated,
+    }
+    for r in gated:
+        for k, v in r.gates.items():  # type: ignore[union-attr]
+            numbers[f"{r.name}.{k}"] = v
+    return [Verdict("saturated", [r.name for r in saturated], message, numbers)]  # type: ignore[arg-type]
