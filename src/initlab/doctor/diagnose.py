@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
@@ -240,6 +241,10 @@ def diagnose(
     module output and one per output gradient, no host sync until one copy at the end), and
     nothing else, except where a finding or an option needs more, each said here:
 
+    - a signal out of float32's safe range for sums of squares (outputs below ``1e-12`` or
+      with an overflowing sum of squares, output gradients with a sum of squares below
+      ``1e-30``, zero gradients included): the pass runs again with float64 statistics
+      (:meth:`~initlab.doctor.probe._Probe.needs_exact`);
     - a model with ``nn.LSTM``/``nn.GRU``/``nn.RNN`` layers: one step-by-step replay of each
       (gate saturation and gradient through time, :mod:`initlab.doctor.recurrent`);
     - an unhealthy model: one more forward without gradients for the recommendations
@@ -272,17 +277,10 @@ def diagnose(
             "sections 'coord' needs factory=a function of the width that builds the model "
             f"(e.g. lambda width: MyNet(width)); got {type(factory).__name__}"
         )
-    probe = _Probe(model, thresholds, samples)
-    per_weight: dict[int, dict[str, float]] = {}
-    scalars: dict[str, float] = {}
-    with _doctor_mode(model, probe, _tensors(args, kwargs)):
-        output = _forward(model, args, kwargs)
-        loss = _loss(model, output, targets, loss_fn, seed)
-        probe.pending.append((loss.detach().reshape(1), [(scalars, "loss")]))
-        probe.weight_stats(per_weight)
-        _weight_grads(probe, loss, per_weight)
-        probe.gradient_stats()
-    probe.sync()
+    measure = partial(_measure, model, args, kwargs, targets, loss_fn, seed, thresholds, samples)
+    probe, per_weight, scalars = measure(exact=False)
+    if probe.needs_exact():  # float32 sums of squares out of range: measure again, exactly
+        probe, per_weight, scalars = measure(exact=True)
     result = _assemble(
         model, probe.calls, per_weight, thresholds, label, loss=scalars.get("loss"), example=inputs
     )
@@ -295,6 +293,34 @@ def diagnose(
             model, inputs, names, factory=factory, widths=widths, seed=seed
         )
     return result
+
+
+def _measure(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    targets: torch.Tensor | None,
+    loss_fn: LossFn | None,
+    seed: int,
+    thresholds: Thresholds,
+    samples: int,
+    *,
+    exact: bool,
+) -> tuple[_Probe, dict[int, dict[str, float]], dict[str, float]]:
+    """One forward and one backward pass with the probe's hooks, statistics synced to the
+    host once: the probe (its calls), per-weight statistics and ``{"loss": value}``."""
+    probe = _Probe(model, thresholds, samples, exact=exact)
+    per_weight: dict[int, dict[str, float]] = {}
+    scalars: dict[str, float] = {}
+    with _doctor_mode(model, probe, _tensors(args, kwargs)):
+        output = _forward(model, args, kwargs)
+        loss = _loss(model, output, targets, loss_fn, seed)
+        probe.pending.append((loss.detach().reshape(1), [(scalars, "loss")]))
+        probe.weight_stats(per_weight)
+        _weight_grads(probe, loss, per_weight)
+        probe.gradient_stats()
+    probe.sync()
+    return probe, per_weight, scalars
 
 
 def _validate(

@@ -36,6 +36,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.doctor.diagnosis import Thresholds
+from initlab.doctor.modules import (
+    _first_input,
+    _first_tensor,
+    _identity,
+    _plan,
+    _Role,
+    _storage,
+    _unit_rows,
+    _weight_of,
+)
 from initlab.doctor.pending import (
     _add_scalars,
     _identical_rows,
@@ -45,101 +55,21 @@ from initlab.doctor.pending import (
     _Slot,
     _sync,
 )
-from initlab.doctor.recurrent import _mode, _unroll
+from initlab.doctor.recurrent import _unroll
 
-__all__ = ["_Call", "_Probe", "_identical_rows", "_queue_norms", "_sync", "_weight_of"]
-
-_RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.LeakyReLU, nn.PReLU)
 # Keys per row of the random projections used to find identical weight rows.
 _PROJECTIONS = 4
 _PROJECTION_SEED = 0x5EED
 
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    """The first tensor in a module's output (itself, or the first in a tuple/list/dict)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, list | tuple):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for item in value.values():
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _weight_of(module: nn.Module) -> torch.Tensor | None:
-    """The weight whose rows are the module's units: ``module.weight`` if >= 2-D, else the
-    first >= 2-D parameter the module owns (for a module with children, the first one whose
-    name says weight)."""
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
-        return weight
-    leaf = next(module.children(), None) is None
-    for name, param in module.named_parameters(recurse=False):
-        # A container's own >= 2-D parameter is a layer's weight only when named so
-        # (MultiheadAttention's in_proj_weight), not a ViT's class_token or pos_embedding.
-        if param.dim() >= 2 and (leaf or "weight" in name):
-            return param
-    return None
-
-
-def _is_norm(module: nn.Module) -> bool:
-    """Normalization layers, known by type or by name (``LlamaRMSNorm``, ``T5LayerNorm``,
-    timm's ``LayerNorm2d`` and ``BatchNormAct2d``): their output scale does not depend on
-    the scale of their input, so they end a chain of weight layers."""
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-    return isinstance(module, norms) or "norm" in type(module).__name__.lower()
-
-
-def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvNd)
-
-
-def _storage(t: torch.Tensor) -> int:
-    try:
-        return t.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
-        return id(t)
-
-
-def _identity(t: torch.Tensor) -> tuple[Any, ...]:
-    """What makes two tensors hold the same values: the same memory, size, dtype and version
-    (an in-place op bumps the version)."""
-    try:
-        pointer = t.data_ptr()
-    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
-        pointer = id(t)
-    return (pointer, t.numel(), t.dtype, t._version)
-
-
-def _first_input(args: Any, kwargs: Any) -> torch.Tensor | None:
-    found = _first_tensor(args)
-    if found is None and kwargs:
-        found = _first_tensor(kwargs)
-    return found
-
-
-def _unit_rows(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """The weight as ``(units, -1)``: rows of PyTorch's ``(out, in, *kernel)`` layout; columns
-    of Hugging Face's ``Conv1D``, which stores ``(in, out)``."""
-    if type(module).__name__ == "Conv1D" and weight.dim() == 2:
-        return weight.T
-    return weight.reshape(weight.shape[0], math.prod(weight.shape[1:]))
-
-
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.Tanh):
-        return "tanh"
-    if isinstance(module, nn.Sigmoid | nn.Hardsigmoid):
-        return "sigmoid"
-    if isinstance(module, _RELU_FAMILY):
-        return "relu"
-    return None
+__all__ = [
+    "_Call",
+    "_Probe",
+    "_identical_rows",
+    "_queue_norms",
+    "_sync",
+    "_unit_rows",
+    "_weight_of",
+]
 
 
 @dataclass
@@ -181,21 +111,21 @@ class _Probe:
     root forward pass only (an evaluation pass in the same step is ignored).
     """
 
-    def __init__(self, model: nn.Module, thresholds: Thresholds, samples: int) -> None:
+    def __init__(
+        self, model: nn.Module, thresholds: Thresholds, samples: int, *, exact: bool = True
+    ) -> None:
         self.model = model
+        # exact: sums of squares in float64 (no under- or overflow); else in the output's
+        # float32, about 3x cheaper on CPUs, exact unless values leave [1e-12, 1e18] in size,
+        # which needs_exact() detects after the sync (diagnose then measures again, exactly).
+        self.exact = exact
         self.thresholds = thresholds
         self.samples = samples
-        self.modules: list[tuple[str, nn.Module]] = []
-        for name, module in model.named_modules():
-            leaf = next(module.children(), None) is None
-            if leaf or _weight_of(module) is not None:
-                self.modules.append((name or type(module).__name__, module))
-        self.weights: dict[int, tuple[nn.Module, torch.Tensor]] = {}
-        for _, module in self.modules:
-            weight = _weight_of(module)
-            if weight is not None and weight.is_floating_point():
-                self.weights.setdefault(id(module), (module, weight))
-        self.clone = any(getattr(m, "inplace", False) is True for m in model.modules())
+        plan = _plan(model)
+        self.modules: list[tuple[str, nn.Module]] = plan.modules
+        self.weights: dict[int, tuple[nn.Module, torch.Tensor]] = plan.weights
+        self.roles: dict[int, _Role] = plan.roles
+        self.clone = plan.clone
         self.calls: list[_Call] = []
         self.pending: _Pending = []
         self.repairs: _Repairs = []
@@ -238,10 +168,45 @@ class _Probe:
         self.armed = True
         self._flow_reset()
 
+    def needs_exact(self) -> bool:
+        """After :meth:`sync` of a pass that was not ``exact``: whether a float32 sum of squares
+        may have under- or overflowed, so the pass must be measured again with ``exact``. An
+        output whose largest ``|x|`` is below ``1e-12`` (its squares, below ``1e-24``, lose
+        the elements under ``1e-19``) or whose sum of squares is not finite; an output gradient
+        whose sum of squares is below ``1e-30`` (exact zeros included: from one number, an
+        underflow cannot be told from a zero gradient) or not finite. Vanishing and exploding
+        signals, zero-initialized layers: the cases where the doctor measures twice."""
+        if self.exact:
+            return False
+        for call in self.calls:
+            v = call.values
+            if "sumsq" in v:
+                peak = max(abs(v["low"]), abs(v["high"]))
+                if (
+                    math.isfinite(peak)
+                    and peak > 0
+                    and (peak < 1e-12 or not math.isfinite(v["sumsq"]))
+                ):
+                    return True
+            g = v.get("grad_sumsq")
+            if g is not None and (not math.isfinite(g) or g < 1e-30):
+                return True
+        return False
+
     def sync(self) -> None:
         """Copy every queued statistic to the host (one copy per device) into its slot."""
         if self.scalars:
-            _add_scalars(self.pending, self.scalars, self.slots)
+            # On the CPU .item() is a read, not a device sync, and cheaper than stacking
+            # hundreds of 0-d tensors; elsewhere they are stacked and copied once.
+            others, other_slots = [], []
+            for value, (target, key) in zip(self.scalars, self.slots, strict=True):
+                if value.device.type == "cpu":
+                    target[key] = value.item()
+                else:
+                    others.append(value)
+                    other_slots.append((target, key))
+            if others:
+                _add_scalars(self.pending, others, other_slots)
         _sync(self.pending, self.repairs)
         self.pending, self.repairs, self.scalars, self.slots = [], [], [], []
 
@@ -261,8 +226,9 @@ class _Probe:
         if out is None or not out.is_floating_point() or out.numel() == 0:
             self.calls.append(_Call(name, module, None, None, 0))
             return
-        call = _Call(name, module, _kind(module), tuple(out.shape), out.numel())
-        self._flow(call, module, _first_input(args, kwargs), out)
+        role = self.roles[id(module)]
+        call = _Call(name, module, role.kind, tuple(out.shape), out.numel())
+        self._flow(call, role, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
         self._produced[_identity(kept)] = call
@@ -276,7 +242,7 @@ class _Probe:
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
-        if _mode(module) is not None:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
+        if role.recurrent:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
             th = self.thresholds
             inside = _unroll(module, args, kwargs or {}, th.tanh_level, th.sigmoid_margin)  # type: ignore[arg-type]
             for key, value in (inside or {}).items():
@@ -286,9 +252,7 @@ class _Probe:
                 else:
                     call.values[key] = value
 
-    def _flow(
-        self, call: _Call, module: nn.Module, inp: torch.Tensor | None, out: torch.Tensor
-    ) -> None:
+    def _flow(self, call: _Call, role: _Role, inp: torch.Tensor | None, out: torch.Tensor) -> None:
         """Follow the data flow between module calls by tensor storage. A weight layer whose
         input was produced (through activations, dropout, pooling, reshapes) by the current
         chain continues it; any other starts a new chain. Normalization layers and functional
@@ -296,11 +260,11 @@ class _Probe:
         is judged against its own input (the skip path), not layer after layer along the
         stream. Weight layers also record the rms of their input (their own gain)."""
         linked = inp is not None and _storage(inp) in self._chain_storages
-        if id(module) in self.weights:
+        if role.weighted:
             if not linked:
                 self._chain += 1
             self._chain_storages = {_storage(out)}
-            self._axis = 1 if _is_conv(module) else -1
+            self._axis = role.axis
             if inp is not None and inp.is_floating_point() and inp.numel() > 0:
                 # The input's rms: from the call that produced it when one was recorded
                 # (no extra reduction), else one norm of the input itself.
@@ -311,7 +275,7 @@ class _Probe:
                     self.scalars.append(norm)
                     self.slots.append((call.values, "in_norm"))
                 call.values["in_numel"] = float(inp.numel())
-        elif _is_norm(module):
+        elif role.norm:
             self._chain_storages.discard(_storage(out))
         elif linked:
             self._chain_storages.add(_storage(out))
@@ -322,9 +286,11 @@ class _Probe:
         if grad.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, so the gradient's memory is reused at once (keeping every
             # gradient alive until the end of the pass slows the backward pass down).
-            # sum g^2 from one float64 copy: cheaper than a float64 vector_norm, no underflow.
-            wide = grad.detach().reshape(-1).to(torch.float64)
-            self.scalars.append(torch.dot(wide, wide))
+            # sum g^2: float32 unless exact (see needs_exact), float64 from one copy if exact.
+            flat = grad.detach().reshape(-1)
+            if self.exact or flat.dtype not in (torch.float32, torch.float64):
+                flat = flat.to(torch.float64)
+            self.scalars.append(flat.square().sum())
             self.slots.append((call.values, "grad_sumsq"))
         else:
             call.grad = grad.detach()
@@ -354,8 +320,8 @@ class _Probe:
 
     def _queue_call(self, call: _Call, out: torch.Tensor) -> None:
         """Queue the statistics of one output (CPUs, in its hook) as 0-d tensors, stacked only
-        at the sync: ``sum`` and ``sumsq`` (``sum x^2``) accumulated in float64 from one
-        float64 copy (no under- or overflow of the squares of float32 values), ``low``/``high``
+        at the sync: ``sum`` and ``sumsq`` (``sum x^2``; in float64 from one float64 copy when
+        ``exact``, else in float32, see :meth:`needs_exact`), ``low``/``high``
         (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive`` (ReLU units > 0 for
         some sample). Full reductions: on CPUs several times faster than reductions along a
         dimension of a stacked group."""
@@ -363,11 +329,11 @@ class _Probe:
         if out.dtype not in (torch.float32, torch.float64):
             out = out.float()
         flat = out.reshape(-1)
-        wide = flat if flat.dtype == torch.float64 else flat.to(torch.float64)
+        wide = flat.to(torch.float64) if self.exact else flat
         low, high = torch.aminmax(flat)
         stats = {
             "sum": wide.sum(),
-            "sumsq": torch.dot(wide, wide),
+            "sumsq": wide.square().sum(),  # a cascade sum: accurate, unlike a float32 dot
             "low": low,
             "high": high,
             "nonzero": flat.bool().sum(),  # count_nonzero is ~10x slower on CPUs
