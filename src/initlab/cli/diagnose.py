@@ -83,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--html", metavar="PATH", help="write a self-contained HTML report (figures embedded)"
     )
+    _register_sections(parser)
+    parser.set_defaults(handler=run)
+
+
+def _register_sections(parser: argparse.ArgumentParser) -> None:
+    """--sections, --deep and --widths: the report's opt-in deeper checks."""
     deeper = parser.add_argument_group(
         "deeper checks as sections of the report (opt-in: each costs more passes)"
     )
@@ -105,7 +111,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="LIST",
         help="widths for the coord section (default 32,64,128,256)",
     )
-    parser.set_defaults(handler=run)
 
 
 def _positive(name: str, value: int) -> int:
