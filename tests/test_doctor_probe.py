@@ -48,7 +48,11 @@ def test_float32_statistics_match_float64_ones():
         assert row.std == pytest.approx(float(wide.std(correction=0)), rel=1e-5)
 
 
-def test_input_rms_comes_from_the_producer_even_after_an_inplace_op():
+@pytest.mark.parametrize("stacked", [False, True], ids=["per-call", "stacked"])
+def test_input_rms_comes_from_the_producer_even_after_an_inplace_op(stacked, monkeypatch):
+    import initlab.doctor.probe as probe
+
+    monkeypatch.setattr(probe, "_STACK_ON_CPU", stacked)  # True: the accelerators' path
     model = _seeded(
         lambda: nn.Sequential(nn.Linear(16, 32), nn.ReLU(inplace=True), nn.Linear(32, 8))
     )

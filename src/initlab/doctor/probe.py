@@ -116,8 +116,9 @@ class _Probe:
     ) -> None:
         self.model = model
         # exact: sums of squares in float64 (no under- or overflow); else in the output's
-        # float32, about 3x cheaper on CPUs, exact unless values leave [1e-12, 1e18] in size,
-        # which needs_exact() detects after the sync (diagnose then measures again, exactly).
+        # float32, about 3x cheaper on CPUs, and exact to ~1e-8 unless squares under- or
+        # overflow, which needs_exact() detects after the sync (diagnose then measures again).
+        # The plan (modules, weights, roles) is shared by every probe of this model: read-only.
         self.exact = exact
         self.thresholds = thresholds
         self.samples = samples
