@@ -337,7 +337,8 @@ class _Probe:
             "sumsq": wide.square().sum(),  # a cascade sum: accurate, unlike a float32 dot
             "low": low,
             "high": high,
-            "nonzero": flat.bool().sum(),  # count_nonzero is ~10x slower on CPUs
+            # count_nonzero is ~10x slower on CPUs; an int32 sum of bools ~1.6x faster than int64
+            "nonzero": flat.bool().sum(dtype=torch.int32 if flat.numel() < 2**31 else None),
         }
         del wide
         if call.kind == "tanh":
