@@ -168,3 +168,18 @@ def test_cli_sections_errors_are_one_line(capsys, tmp_path):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "jacobian" in err
     code, _, err = run(capsys, *base, "--sections", "coord")
     assert code == 2 and "width argument" in err
+
+
+def test_jacobian_section_is_not_applicable_to_token_ids():
+    model = _seeded_embedding()
+    ids = torch.randint(0, 10, (4, 6), generator=torch.Generator().manual_seed(0))
+    d = initlab.diagnose(model, ids, sections=["jacobian"])
+    section = d.sections["jacobian"]
+    assert section.status == "n/a" and "embeddings" in section.verdict
+    assert d.to_dict()["sections"]["jacobian"]["result"] is None
+
+
+def _seeded_embedding() -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 3))

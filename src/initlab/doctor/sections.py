@@ -119,35 +119,46 @@ def run_sections(
     found: dict[str, Section] = {}
     for name in names:
         if name == "spp":
-            from initlab.doctor.spp import spp
-
-            result = spp(model, inputs, seed=seed)
-            status = _status(name, result.verdict)
-            found[name] = Section(
-                name, status, result.verdict, result.advice, None if status == "n/a" else result
-            )
+            found[name] = _spp_section(model, inputs, seed)
         elif name == "jacobian":
-            from initlab.doctor.jacobian import _float_inputs, jacobian_spectrum
-
-            if not _float_inputs(inputs):
-                found[name] = Section(
-                    name, "n/a", "the inputs hold no floating-point tensor (token ids): the "
-                    "Jacobian is taken with respect to float inputs; call "
-                    "initlab.jacobian_spectrum on the embeddings",
-                )  # fmt: skip
-                continue
-            spectrum = jacobian_spectrum(model, inputs, seed=seed)
-            status = _status(name, spectrum.verdict)
-            found[name] = Section(name, status, spectrum.verdict, spectrum.advice, spectrum)
+            found[name] = _jacobian_section(model, inputs, seed)
         else:
             if factory is None:
                 raise ValueError(
                     "the coord section needs factory=a function of the width that builds the "
                     "model (e.g. lambda width: MyNet(width=width)); got none"
                 )
-            from initlab.doctor.coord_check import coord_check
-
-            check = coord_check(factory, widths, inputs, seed=seed)
-            found[name] = Section(name, _status(name, check.verdict), check.verdict,
-                                  check.advice, check)  # fmt: skip
+            found[name] = _coord_section(factory, widths, inputs, seed)
     return found
+
+
+def _spp_section(model: nn.Module, inputs: Any, seed: int) -> Section:
+    from initlab.doctor.spp import spp
+
+    result = spp(model, inputs, seed=seed)
+    status = _status("spp", result.verdict)
+    kept = None if status == "n/a" else result
+    return Section("spp", status, result.verdict, result.advice, kept)
+
+
+def _jacobian_section(model: nn.Module, inputs: Any, seed: int) -> Section:
+    from initlab.doctor.jacobian import _float_inputs, jacobian_spectrum
+
+    if not _float_inputs(inputs):
+        reason = (
+            "the inputs hold no floating-point tensor (token ids): the Jacobian is taken with "
+            "respect to float inputs; call initlab.jacobian_spectrum on the embeddings"
+        )
+        return Section("jacobian", "n/a", reason)
+    spectrum = jacobian_spectrum(model, inputs, seed=seed)
+    status = _status("jacobian", spectrum.verdict)
+    return Section("jacobian", status, spectrum.verdict, spectrum.advice, spectrum)
+
+
+def _coord_section(
+    factory: Callable[[int], nn.Module], widths: Sequence[int], inputs: Any, seed: int
+) -> Section:
+    from initlab.doctor.coord_check import coord_check
+
+    check = coord_check(factory, widths, inputs, seed=seed)
+    return Section("coord", _status("coord", check.verdict), check.verdict, check.advice, check)
