@@ -457,7 +457,9 @@ def test_recommended_std_uses_the_fans_fix_applies():
 
 
 def test_fix_str_lists_every_reinitialized_weight():
-    """Weights not named ``*weight`` (an RNN's ``weight_ih_l0``) are in the table too."""
+    """Weights not named ``*weight`` (an RNN's ``weight_ih_l0``) are in the table too, and
+    every gate weight of a recurrent layer is re-initialized (``weight_hh_l0`` too: left at
+    zero, the recurrence would stay dead)."""
 
     class Recurrent(nn.Module):
         def __init__(self) -> None:
@@ -471,8 +473,9 @@ def test_fix_str_lists_every_reinitialized_weight():
     model = built(Recurrent)
     initlab.init_model(model, "zeros")  # symmetric: fix leaves healthy models alone
     result = initlab.fix(model, torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(0)))
-    assert set(result.rules) == {"rnn.weight_ih_l0", "head.weight", "head.bias"}
+    assert set(result.rules) == {"rnn.weight_ih_l0", "rnn.weight_hh_l0", "head.weight", "head.bias"}
     text = str(result)
-    assert "re-initialized 2 weight layers" in text
+    assert "re-initialized 3 weight layers" in text
     table = text.split("re-initialized")[1].split("after:")[0]
     assert "rnn.weight_ih_l0" in table and "head.weight" in table and "head.bias" not in table
+    assert "rnn.weight_hh_l0" in table

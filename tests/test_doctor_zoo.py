@@ -53,7 +53,17 @@ def test_no_unhealthy_verdict_at_the_framework_default(name):
     assert d.healthy, "\n".join(str(v) for v in d.verdicts)
 
 
-CLASSIC = ["resnet_basic", "mobilenet_v3", "efficientnet", "convnext", "vit", "gpt2", "mlp"]
+CLASSIC = [
+    "resnet_basic",
+    "mobilenet_v3",
+    "efficientnet",
+    "convnext",
+    "vit",
+    "gpt2",
+    "lstm",
+    "gru",
+    "mlp",
+]
 EXPECTED = {"zeros": {"symmetric"}, "unit": {"exploding", "saturated"}, "tiny": {"vanishing"}}
 
 

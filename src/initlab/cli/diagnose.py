@@ -8,10 +8,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
-from initlab.cli.model_file import _split_spec, load_model, parse_shape
+from initlab.cli.model_file import _split_spec, load_factory, load_model, parse_shape
 
 if TYPE_CHECKING:
     from torch import nn
@@ -74,8 +74,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="re-initialize as recommended and show the diagnosis before and after",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--plot", metavar="PATH", help="write the signal-propagation PNG here")
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="write the signal-propagation PNG here (and each section's figure next to it, "
+        "PATH-stem-SECTION.png)",
+    )
+    parser.add_argument(
+        "--html", metavar="PATH", help="write a self-contained HTML report (figures embedded)"
+    )
+    _register_sections(parser)
     parser.set_defaults(handler=run)
+
+
+def _register_sections(parser: argparse.ArgumentParser) -> None:
+    """--sections, --deep and --widths: the report's opt-in deeper checks."""
+    deeper = parser.add_argument_group(
+        "deeper checks as sections of the report (opt-in: each costs more passes)"
+    )
+    deeper.add_argument(
+        "--sections",
+        metavar="LIST",
+        default=None,
+        help="comma-separated: spp (residual networks: one more forward), jacobian (Jacobian "
+        "spectrum: ~240 backward passes), coord (coordinate check: needs a --model factory "
+        "with a width argument), or all",
+    )
+    deeper.add_argument(
+        "--deep",
+        action="store_true",
+        help="spp and jacobian, and coord when the --model factory takes a width",
+    )
+    deeper.add_argument(
+        "--widths",
+        default="32,64,128,256",
+        metavar="LIST",
+        help="widths for the coord section (default 32,64,128,256)",
+    )
 
 
 def _positive(name: str, value: int) -> int:
@@ -137,10 +172,91 @@ def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, ...]]:
         f"an input batch of {args.batch} x {args.input_shape}",
         8.0 * args.batch * math.prod(shape),
     )
-    model = load_model(args.model, args.seed)
+    model = _load_user_model(args)
     if args.init is not None:
         init_model(model, args.init, seed=args.seed)
     return model, shape
+
+
+def _width_factory(spec: str) -> Any:
+    """The ``--model`` factory as ``f(width)`` when it has a ``width`` parameter, else None."""
+    import inspect
+
+    factory = load_factory(spec)
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    if "width" not in parameters:
+        return None
+    return lambda width: factory(width=width)
+
+
+def _load_user_model(args: argparse.Namespace) -> nn.Module:
+    """``FACTORY()``, or ``FACTORY(width=first of --widths)`` when its width has no default."""
+    import inspect
+
+    from torch import nn
+
+    from initlab._core.rng import seeded_global_rng
+
+    factory = load_factory(args.model)
+    try:
+        width = inspect.signature(factory).parameters.get("width")
+    except (TypeError, ValueError):
+        width = None
+    if width is None or width.default is not inspect.Parameter.empty:
+        return load_model(args.model, args.seed)
+    first = _widths(args.widths)[0]
+    try:
+        with seeded_global_rng(args.seed):
+            model = factory(width=first)
+    except Exception as error:
+        raise ValueError(
+            f"{args.model}(width={first}) failed: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{args.model}(width={first}) returned {type(model).__name__}")
+    return model
+
+
+def _widths(text: str) -> list[int]:
+    try:
+        widths = [int(w) for w in text.replace(" ", "").split(",") if w]
+    except ValueError:
+        raise ValueError(f"--widths must be integers separated by commas; got {text!r}") from None
+    if len(set(widths)) < 2 or min(widths) < 1:
+        raise ValueError(f"--widths needs at least two different positive widths; got {text!r}")
+    return widths
+
+
+def _sections(args: argparse.Namespace) -> tuple[list[str], Any]:
+    """The sections asked for (``--sections``, ``--deep``) and the width factory they need."""
+    from initlab.doctor.sections import check_sections
+
+    names = check_sections(args.sections)
+    factory = _width_factory(args.model) if args.model is not None else None
+    if args.deep:
+        names += [n for n in ("spp", "jacobian") if n not in names]
+        if factory is not None and "coord" not in names:
+            names.append("coord")
+    if "coord" in names and factory is None:
+        raise ValueError(
+            "--sections coord needs --model FILE.py:FACTORY whose factory takes a width "
+            "argument (def FACTORY(width=64): ...)"
+        )
+    return names, factory
+
+
+def _check_output(flag: str, value: str | None) -> None:
+    _nonempty(flag, value)
+    if value is None:
+        return
+    target = Path(value)
+    if target.is_dir() or value.endswith(("/", "\\")):
+        raise IsADirectoryError(f"{flag} must name a file, not a directory; got {value!r}")
+    if not target.resolve().parent.is_dir():
+        raise FileNotFoundError(f"{flag}: directory of {value!r} does not exist")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,15 +265,12 @@ def run(args: argparse.Namespace) -> int:
     from initlab.doctor.diagnose import diagnose, fix
 
     batch = _positive("--batch", args.batch)
-    _nonempty("--plot", args.plot)
+    _check_output("--plot", args.plot)
+    _check_output("--html", args.html)
     _nonempty("--init", args.init)
     _nonempty("--model", args.model)
-    if args.plot is not None:
-        target = Path(args.plot)
-        if target.is_dir() or args.plot.endswith(("/", "\\")):
-            raise IsADirectoryError(f"--plot must name a file, not a directory; got {args.plot!r}")
-        if not target.resolve().parent.is_dir():
-            raise FileNotFoundError(f"--plot: directory of {args.plot!r} does not exist")
+    names, width_factory = _sections(args)
+    widths = _widths(args.widths)
     tokens = args.input_dtype == "long" or args.vocab_size is not None
     if tokens and args.vocab_size is None:
         raise ValueError("--input-dtype long needs --vocab-size N (token ids are drawn in [0, N))")
@@ -179,13 +292,20 @@ def run(args: argparse.Namespace) -> int:
         inputs = inputs.to(device)
     else:
         inputs = torch.randn((batch, *shape), generator=generator, dtype=dtype).to(device)
+    options = {"sections": names, "factory": width_factory, "widths": widths}
     try:
         if args.fix:
             result = fix(model, inputs, seed=args.seed)
+            if names:
+                from initlab.doctor.sections import run_sections
+
+                result.after.sections = run_sections(model, inputs, names, seed=args.seed,
+                                                     factory=width_factory,
+                                                     widths=widths)  # fmt: skip
             diagnoses = [result.before, result.after]
             text, data = str(result), result.to_dict()
         else:
-            diagnosis = diagnose(model, inputs, seed=args.seed)
+            diagnosis = diagnose(model, inputs, seed=args.seed, **options)  # type: ignore[arg-type]
             diagnoses = [diagnosis]
             text, data = str(diagnosis), diagnosis.to_dict()
     except MemoryError as error:
@@ -197,9 +317,18 @@ def run(args: argparse.Namespace) -> int:
         data["criticality"] = section.to_dict()
         text += "\n\nmean-field criticality (MLP stack):\n" + str(section)
     print(json.dumps(data, indent=2) if args.json else text)
-    if args.plot is not None:
-        from initlab.report.signal import plot_signal
+    notes = sys.stderr if args.json else sys.stdout
+    if args.plot is not None or args.html is not None:
+        from initlab._core.files import atomic_write
+        from initlab.report.signal import plot_sections, report_pngs, write_diagnosis_html
 
-        path = plot_signal(diagnoses, args.plot)
-        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+        pngs = report_pngs(diagnoses)  # each figure rendered once for --plot and --html
+        written = []
+        if args.plot is not None:
+            atomic_write(args.plot, pngs["signal"])
+            written += [Path(args.plot), *plot_sections(diagnoses[-1], args.plot, pngs)]
+        if args.html is not None:
+            written.append(write_diagnosis_html(diagnoses, args.html, pngs))
+        for path in written:
+            print(f"wrote {path}", file=notes)
     return 0

@@ -107,6 +107,27 @@ def _optimizer(spec: str | Callable, model: nn.Module, width: int, lr: float | N
     return torch.optim.Adam(params, lr=1e-2 if lr is None else lr)
 
 
+def _l1_hooks(model: nn.Module, current: dict[str, float], last_name: list) -> list[Any]:
+    """Forward hooks on the leaves (and ``MultiheadAttention``, whose ``out_proj`` child is
+    applied functionally) that record ``l1 = mean |y|`` of each module's first output of a
+    step into ``current`` and the last module that produced one (the readout) in
+    ``last_name[0]``."""
+    handles = []
+    for name, module in model.named_modules():
+        inner = next(module.children(), None) is not None
+        if not name or (inner and not isinstance(module, nn.MultiheadAttention)):
+            continue
+
+        def hook(mod: nn.Module, args: Any, out: Any, name: str = name) -> None:
+            y = out[0] if isinstance(out, tuple) else out
+            if isinstance(y, torch.Tensor) and y.is_floating_point() and name not in current:
+                current[name] = float(y.detach().abs().mean())
+                last_name[0] = name
+
+        handles.append(module.register_forward_hook(hook))
+    return handles
+
+
 def coord_check(
     factory: Callable[[int], nn.Module],
     widths: Sequence[int],
@@ -146,27 +167,7 @@ def coord_check(
         opt = _optimizer(optimizer, model, width, lr)
         current: dict[str, float] = {}
         last_name: list[str | None] = [None]
-        handles = []
-        for name, module in model.named_modules():
-            # leaves, and MultiheadAttention (its out_proj child is applied functionally)
-            inner = next(module.children(), None) is not None
-            if not name or (inner and not isinstance(module, nn.MultiheadAttention)):
-                continue
-
-            def hook(
-                mod: nn.Module,
-                args: Any,
-                out: Any,
-                name: str = name,
-                current: dict[str, float] = current,
-                last_name: list = last_name,
-            ) -> None:
-                y = out[0] if isinstance(out, tuple) else out
-                if isinstance(y, torch.Tensor) and y.is_floating_point() and name not in current:
-                    current[name] = float(y.detach().abs().mean())
-                    last_name[0] = name
-
-            handles.append(module.register_forward_hook(hook))
+        handles = _l1_hooks(model, current, last_name)
         width_losses = []
         target_now = target
         with seeded_global_rng(seed):

@@ -14,15 +14,29 @@ the batch size, so that ``dL/dy = P / B`` has the scale of a mean loss.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from initlab._core.validation import check_number
+from initlab.doctor.calling import (
+    _DROPOUT,
+    LossFn,
+    _check_inputs,
+    _default_loss,
+    _describe,
+    _find,
+    _first_line,
+    _main_output,
+    _NoDropout,
+    _sequence_loss_args,
+    _shapes,
+    _tensors,
+)
 from initlab.doctor.diagnosis import (
     KINDS,
     Diagnosis,
@@ -33,8 +47,10 @@ from initlab.doctor.diagnosis import (
     Verdict,
     VerdictKind,
 )
-from initlab.doctor.probe import _build_rows, _Call, _Probe, _queue_norms, _sync
+from initlab.doctor.probe import _Call, _Probe, _queue_norms
 from initlab.doctor.recommendations import _recommendations, recommend
+from initlab.doctor.rows import _build_rows
+from initlab.doctor.sections import DEFAULT_WIDTHS, check_sections, run_sections
 from initlab.doctor.verdicts import _verdicts
 from initlab.initializers.apply import init_model
 
@@ -53,147 +69,6 @@ __all__ = [
     "recommend",
 ]
 
-_DROPOUT = (
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.FeatureAlphaDropout,
-)
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _default_loss(model: nn.Module, targets: torch.Tensor) -> LossFn:
-    if not targets.is_floating_point():
-        return F.cross_entropy
-    if getattr(model, "output", None) == "sigmoid":
-        return F.binary_cross_entropy_with_logits
-    return F.mse_loss
-
-
-def _describe(value: Any) -> str:
-    """What was given, for error messages: a type with its contents' types and shapes."""
-    if isinstance(value, torch.Tensor):
-        return f"tensor {tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
-    if isinstance(value, tuple | list):
-        inner = ", ".join(_describe(v) for v in value[:4])
-        more = ", ..." if len(value) > 4 else ""
-        return f"{type(value).__name__} ({inner}{more})"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k!r}: {_describe(v)}" for k, v in list(value.items())[:4])
-        return f"dict {{{inner}{', ...' if len(value) > 4 else ''}}}"
-    if value is None:
-        return "None"
-    return type(value).__name__
-
-
-def _check_inputs(inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``inputs`` as the model's ``(args, kwargs)``: a tensor is one positional argument, a
-    tuple or list the positional arguments (``None`` entries allowed: optional arguments left
-    out), a dict keyword arguments (``model(**batch)``, the Hugging Face way). At least one
-    entry must be a tensor; the others may be ``None``, numbers, strings or booleans."""
-    if isinstance(inputs, torch.Tensor):
-        return (inputs,), {}
-    if isinstance(inputs, tuple | list):
-        args, kwargs = tuple(inputs), {}
-        entries = list(args)
-    elif isinstance(inputs, dict):
-        if not all(isinstance(k, str) for k in inputs):
-            raise TypeError(
-                f"inputs as a dict must map argument names (str) to values; got keys "
-                f"{[type(k).__name__ for k in inputs]}"
-            )
-        args, kwargs = (), dict(inputs)
-        entries = list(kwargs.values())
-    else:
-        raise TypeError(
-            "inputs must be a tensor, a tuple of the model's positional arguments or a dict of "
-            f"its keyword arguments (model(**batch)); got {_describe(inputs)}"
-        )
-    allowed = (torch.Tensor, type(None), bool, int, float, str)
-    bad = [e for e in entries if not isinstance(e, allowed)]
-    if bad or not any(isinstance(e, torch.Tensor) for e in entries):
-        raise TypeError(
-            "inputs must be a tensor, or a tuple or dict holding at least one tensor (other "
-            f"entries may be None, numbers or strings); got {_describe(inputs)}"
-        )
-    return args, kwargs
-
-
-def _tensors(args: Sequence[Any], kwargs: dict[str, Any]) -> list[torch.Tensor]:
-    return [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-
-
-def _find(output: Any, name: str) -> Any:
-    """``output.name`` or ``output[name]`` (ModelOutput, dict, namedtuple), else ``None``."""
-    if isinstance(output, dict):
-        return output.get(name)
-    if isinstance(output, torch.Tensor):
-        return None
-    return getattr(output, name, None)
-
-
-def _main_output(output: Any) -> torch.Tensor | None:
-    """The tensor to diagnose: ``logits`` by name (``ModelOutput``, dict), else
-    ``last_hidden_state``, else the first floating-point tensor (a tensor, tuple or dict)."""
-    for name in ("logits", "last_hidden_state"):
-        found = _find(output, name)
-        if isinstance(found, torch.Tensor) and found.is_floating_point():
-            return found
-    if isinstance(output, torch.Tensor):
-        return output
-    values = output.values() if isinstance(output, dict) else output
-    if isinstance(values, tuple | list) or isinstance(output, dict):
-        for item in values:
-            if isinstance(item, torch.Tensor) and item.is_floating_point():
-                return item
-            found = _main_output(item) if isinstance(item, tuple | list | dict) else None
-            if found is not None:
-                return found
-    if hasattr(output, "to_tuple"):  # a ModelOutput-like object
-        return _main_output(output.to_tuple())
-    return None
-
-
-def _shapes(args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> str:
-    parts = [_describe(a) for a in args]
-    parts += [f"{k}={_describe(v)}" for k, v in (kwargs or {}).items()]
-    return ", ".join(parts)
-
-
-_FUNCTIONAL_DROPOUT = (
-    F.dropout,
-    F.dropout1d,
-    F.dropout2d,
-    F.dropout3d,
-    F.alpha_dropout,
-    F.feature_alpha_dropout,
-    torch.dropout,
-    torch.alpha_dropout,
-    torch.feature_dropout,
-    torch.feature_alpha_dropout,
-)
-
-
-class _NoDropout(TorchFunctionMode):
-    """Every dropout off while the doctor's pass runs, functional ones included: dropout
-    modules and ``F.dropout``-style calls return their input, and
-    ``F.scaled_dot_product_attention`` runs with ``dropout_p = 0`` (Hugging Face attention).
-    Batch norm stays in training mode (what the doctor measures), which ``model.eval()``
-    would not give."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        kwargs = kwargs or {}
-        if func in _FUNCTIONAL_DROPOUT:
-            return args[0] if args else kwargs["input"]
-        if func is F.scaled_dot_product_attention:
-            kwargs = {**kwargs, "dropout_p": 0.0}
-            if len(args) > 4:  # (query, key, value, attn_mask, dropout_p, ...)
-                args = (*args[:4], 0.0, *args[5:])
-        return func(*args, **kwargs)
-
 
 def diagnose(
     model: nn.Module,
@@ -206,6 +81,9 @@ def diagnose(
     label: str = "model",
     samples: int = 2048,
     recipe: str | None = None,
+    sections: str | Sequence[str] | None = None,
+    factory: Callable[[int], nn.Module] | None = None,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
 ) -> Diagnosis:
     """Run one forward and backward pass of ``model`` on ``inputs`` and diagnose its init.
 
@@ -230,18 +108,96 @@ def diagnose(
     (BatchNorm statistics), the parameters' ``.grad`` and the global RNG are as before when it
     returns, and all hooks are removed.
 
+    Cost: the pass itself plus statistics gathered in its hooks (a few full reductions per
+    module output and one per output gradient, no host sync until one copy at the end), and
+    nothing else, except where a finding or an option needs more, each said here:
+
+    - a signal out of float32's safe range for sums of squares (outputs below ``1e-12`` or
+      with an overflowing sum of squares, output gradients with a sum of squares below
+      ``1e-30``, zero gradients included): the pass runs again with float64 statistics
+      (:meth:`~initlab.doctor.probe._Probe.needs_exact`);
+    - a model with ``nn.LSTM``/``nn.GRU``/``nn.RNN`` layers: one step-by-step replay of each
+      (gate saturation and gradient through time, :mod:`initlab.doctor.recurrent`);
+    - an unhealthy model: one more forward without gradients for the recommendations
+      (the traced data flow that ``fix`` and ``init_model`` share);
+    - ``recipe``: the name of an init recipe (``initlab recipes`` lists them); the diagnosis
+      then also holds a :class:`~initlab.doctor.recipe_check.RecipeCheck` (``.recipe``): each
+      linear layer's observed output and gradient scale against the recipe's prediction, and
+      the residual stream's growth with depth against ``1/sqrt(2L)`` branch scaling;
+    - ``sections``: deeper checks as sections of the report (``.sections``, in the text and
+      ``to_dict``), by name or ``"all"`` (:mod:`initlab.doctor.sections`): ``"spp"`` (residual
+      networks: one more forward), ``"jacobian"`` (Jacobian spectrum: about 240 backward
+      passes), ``"coord"`` (coordinate check: ``factory(width)`` built and trained 3 steps at
+      each of ``widths``). Giving ``factory`` adds ``"coord"``.
+
     >>> import initlab, torch
     >>> net = initlab.mlp([64] * 20 + [1])
     >>> _ = initlab.init_model(net, "he_normal", seed=0)
     >>> x = torch.randn(128, 64, generator=torch.Generator().manual_seed(0))
-    ``recipe``: the name of an init recipe (``initlab recipes`` lists them); the diagnosis then
-    also holds a :class:`~initlab.doctor.recipe_check.RecipeCheck` (``.recipe``): each linear
-    layer's observed output and gradient scale against the recipe's prediction, and the
-    residual stream's growth with depth against ``1/sqrt(2L)`` branch scaling.
-
     >>> initlab.diagnose(net, x).kinds
     ['healthy']
     """
+    args, kwargs, thresholds = _validate(model, inputs, thresholds, targets)
+    samples = int(check_number("samples", samples, minimum=0, integer=True))
+    seed = int(check_number("seed", seed, minimum=0, integer=True))
+    names = check_sections(sections)
+    if factory is not None and "coord" not in names:
+        names.append("coord")
+    if "coord" in names and not callable(factory):
+        raise ValueError(
+            "sections 'coord' needs factory=a function of the width that builds the model "
+            f"(e.g. lambda width: MyNet(width)); got {type(factory).__name__}"
+        )
+    measure = partial(_measure, model, args, kwargs, targets, loss_fn, seed, thresholds, samples)
+    probe, per_weight, scalars = measure(exact=False)
+    if probe.needs_exact():  # float32 sums of squares out of range: measure again, exactly
+        probe, per_weight, scalars = measure(exact=True)
+    result = _assemble(
+        model, probe.calls, per_weight, thresholds, label, loss=scalars.get("loss"), example=inputs
+    )
+    if recipe is not None:
+        from initlab.doctor.recipe_check import recipe_check
+
+        result.recipe = recipe_check(model, inputs, recipe, seed=seed)
+    if names:
+        result.sections = run_sections(
+            model, inputs, names, factory=factory, widths=widths, seed=seed
+        )
+    return result
+
+
+def _measure(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    targets: torch.Tensor | None,
+    loss_fn: LossFn | None,
+    seed: int,
+    thresholds: Thresholds,
+    samples: int,
+    *,
+    exact: bool,
+) -> tuple[_Probe, dict[int, dict[str, float]], dict[str, float]]:
+    """One forward and one backward pass with the probe's hooks, statistics synced to the
+    host once: the probe (its calls), per-weight statistics and ``{"loss": value}``."""
+    probe = _Probe(model, thresholds, samples, exact=exact)
+    per_weight: dict[int, dict[str, float]] = {}
+    scalars: dict[str, float] = {}
+    with _doctor_mode(model, probe, _tensors(args, kwargs)):
+        output = _forward(model, args, kwargs)
+        loss = _loss(model, output, targets, loss_fn, seed)
+        probe.pending.append((loss.detach().reshape(1), [(scalars, "loss")]))
+        probe.weight_stats(per_weight)
+        _weight_grads(probe, loss, per_weight)
+        probe.gradient_stats()
+    probe.sync()
+    return probe, per_weight, scalars
+
+
+def _validate(
+    model: Any, inputs: Any, thresholds: Any, targets: Any
+) -> tuple[tuple[Any, ...], dict[str, Any], Thresholds]:
+    """Check what :func:`diagnose` was given, once, where it enters."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"diagnose needs a torch.nn.Module; got {type(model).__name__}")
     args, kwargs = _check_inputs(inputs)
@@ -250,23 +206,25 @@ def diagnose(
         raise TypeError(f"thresholds must be an initlab.Thresholds; got {thresholds!r}")
     if targets is not None and not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a tensor or None; got {type(targets).__name__}")
-    samples = int(check_number("samples", samples, minimum=0, integer=True))
-    seed = int(check_number("seed", seed, minimum=0, integer=True))
-    tensors = _tensors(args, kwargs)
-    for name, t in [(f"inputs {_shapes(args, kwargs)}", t) for t in tensors]:
+    for t in _tensors(args, kwargs):
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(
-                f"{name} hold {bad} non-finite values (nan or inf) of {t.numel()}: the doctor "
-                "measures how an init propagates a finite signal; clean the batch first"
+                f"inputs {_shapes(args, kwargs)} hold {bad} non-finite values (nan or inf) of "
+                f"{t.numel()}: the doctor measures how an init propagates a finite signal; "
+                "clean the batch first"
             )
+    return args, kwargs, thresholds
 
-    probe = _Probe(model, thresholds, samples)
+
+@contextmanager
+def _doctor_mode(model: nn.Module, probe: _Probe, tensors: Sequence[torch.Tensor]) -> Iterator:
+    """Training mode with dropout modules off, the probe's hooks armed, the global RNG forked
+    and gradients on; on exit the hooks are removed and every training flag and buffer
+    (batch-norm statistics) is as before."""
     flags = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.clone()) for b in model.buffers()]
     devices = sorted({a.device.index or 0 for a in tensors if a.device.type == "cuda"})
-    per_weight: dict[int, dict[str, float]] = {}
-    scalars: dict[str, float] = {}
     try:
         model.train()
         for m in model.modules():
@@ -275,69 +233,7 @@ def diagnose(
         probe.attach()
         probe.arm()
         with torch.random.fork_rng(devices=devices), torch.enable_grad():
-            try:
-                with _NoDropout():  # the forward only: statistics and backward run without it
-                    output = model(*args, **kwargs)
-            except (torch.OutOfMemoryError, MemoryError) as error:
-                raise MemoryError(
-                    f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
-                    f"{_first_line(error)}; use a smaller batch or input"
-                ) from error
-            except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
-                if "not enough memory" in str(e) or "out of memory" in str(e):
-                    raise MemoryError(
-                        f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
-                        f"{_first_line(e)}; use a smaller batch or input"
-                    ) from e
-                given = (
-                    f"of shape {', '.join(str(tuple(a.shape)) for a in args)}"
-                    if not kwargs and all(isinstance(a, torch.Tensor) for a in args)
-                    else _shapes(args, kwargs)
-                )
-                raise ValueError(
-                    f"the model rejected inputs {given}: {type(e).__name__}: {_first_line(e)}"
-                ) from e
-            out = _main_output(output)
-            if out is None:
-                raise TypeError(
-                    "the model's output has no floating-point tensor to diagnose (looked for "
-                    f"'logits', 'last_hidden_state', then any float tensor); got "
-                    f"{_describe(output)}"
-                )
-            own_loss = _find(output, "loss")
-            if targets is None and loss_fn is None and isinstance(own_loss, torch.Tensor):
-                loss = own_loss if own_loss.dim() == 0 else own_loss.mean()
-            elif targets is None:
-                generator = torch.Generator(device=out.device).manual_seed(int(seed))
-                projection = torch.randn(
-                    out.shape, generator=generator, device=out.device, dtype=out.dtype
-                )
-                loss = (out * projection).sum() / (out.shape[0] if out.dim() else 1)
-            else:
-                fn = loss_fn or _default_loss(model, targets)
-                try:
-                    loss = fn(*_sequence_loss_args(fn, out, targets))
-                except (RuntimeError, ValueError, TypeError, IndexError) as error:
-                    raise ValueError(
-                        f"the loss rejected output {tuple(out.shape)} and targets "
-                        f"{tuple(targets.shape)}: {_first_line(error)}"
-                    ) from error
-            probe.pending.append((loss.detach().reshape(1), [(scalars, "loss")]))
-            probe.weight_stats(per_weight)
-            wanted = [(key, w) for key, (_, w) in probe.weights.items() if w.requires_grad]
-            if loss.requires_grad and wanted:
-                grads = torch.autograd.grad(loss, [w for _, w in wanted], allow_unused=True)
-                found = [
-                    (key, g) for (key, _), g in zip(wanted, grads, strict=True) if g is not None
-                ]
-                if found:
-                    _queue_norms(
-                        probe.pending,
-                        probe.repairs,
-                        [g for _, g in found],
-                        [(per_weight[key], "grad_weight") for key, _ in found],
-                    )
-            probe.gradient_stats()
+            yield
     finally:
         probe.detach()
         probe.armed = False
@@ -346,42 +242,78 @@ def diagnose(
         with torch.no_grad():
             for b, saved in buffers:
                 b.copy_(saved)
-    _sync(probe.pending, probe.repairs)
-    probe.repairs = []
-    result = _assemble(
-        model,
-        probe.calls,
-        per_weight,
-        thresholds,
-        label,
-        loss=scalars.get("loss"),
-        example=inputs,
-    )
-    if recipe is not None:
-        from initlab.doctor.recipe_check import recipe_check
-
-        result.recipe = recipe_check(model, inputs, recipe, seed=seed)
-    return result
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``model(*args, **kwargs)`` with every dropout off; a failure becomes a one-line
+    ``ValueError`` (``MemoryError`` for out of memory) naming the inputs."""
+    try:
+        with _NoDropout():  # the forward only: statistics and backward run without it
+            return model(*args, **kwargs)
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        raise MemoryError(
+            f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
+            f"{_first_line(error)}; use a smaller batch or input"
+        ) from error
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError, KeyError) as e:
+        if "not enough memory" in str(e) or "out of memory" in str(e):
+            raise MemoryError(
+                f"the model ran out of memory on inputs {_shapes(args, kwargs)}: "
+                f"{_first_line(e)}; use a smaller batch or input"
+            ) from e
+        given = (
+            f"of shape {', '.join(str(tuple(a.shape)) for a in args)}"
+            if not kwargs and all(isinstance(a, torch.Tensor) for a in args)
+            else _shapes(args, kwargs)
+        )
+        raise ValueError(
+            f"the model rejected inputs {given}: {type(e).__name__}: {_first_line(e)}"
+        ) from e
 
 
-def _sequence_loss_args(
-    fn: LossFn, out: torch.Tensor, targets: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy on ``(batch, tokens, classes)`` logits with ``(batch, tokens)`` targets:
-    flattened to ``(batch * tokens, classes)``, as language models are trained."""
-    if (
-        fn is F.cross_entropy
-        and out.dim() == 3
-        and targets.dim() == 2
-        and out.shape[:2] == targets.shape
-    ):
-        return out.reshape(-1, out.shape[-1]), targets.reshape(-1)
-    return out, targets
+def _loss(
+    model: nn.Module, output: Any, targets: torch.Tensor | None, loss_fn: LossFn | None, seed: int
+) -> torch.Tensor:
+    """The loss to differentiate (see :func:`diagnose`): ``loss_fn(output, targets)``, the
+    model's own ``loss``, or ``sum(P * y) / batch`` with a fixed ``P ~ N(0, 1)``."""
+    out = _main_output(output)
+    if out is None:
+        raise TypeError(
+            "the model's output has no floating-point tensor to diagnose (looked for "
+            f"'logits', 'last_hidden_state', then any float tensor); got {_describe(output)}"
+        )
+    own_loss = _find(output, "loss")
+    if targets is None and loss_fn is None and isinstance(own_loss, torch.Tensor):
+        return own_loss if own_loss.dim() == 0 else own_loss.mean()
+    if targets is None:
+        generator = torch.Generator(device=out.device).manual_seed(int(seed))
+        projection = torch.randn(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+        return (out * projection).sum() / (out.shape[0] if out.dim() else 1)
+    fn = loss_fn or _default_loss(model, targets)
+    try:
+        return fn(*_sequence_loss_args(fn, out, targets))
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"the loss rejected output {tuple(out.shape)} and targets "
+            f"{tuple(targets.shape)}: {_first_line(error)}"
+        ) from error
+
+
+def _weight_grads(probe: _Probe, loss: torch.Tensor, per_weight: dict[int, dict]) -> None:
+    """The backward pass: gradients of the weights only (``.grad`` untouched), their norms
+    queued in one fused call; the output-gradient hooks fire on the way."""
+    wanted = [(key, w) for key, (_, w) in probe.weights.items() if w.requires_grad]
+    if not (loss.requires_grad and wanted):
+        return
+    grads = torch.autograd.grad(loss, [w for _, w in wanted], allow_unused=True)
+    found = [(key, g) for (key, _), g in zip(wanted, grads, strict=True) if g is not None]
+    if found:
+        _queue_norms(
+            probe.pending,
+            probe.repairs,
+            [g for _, g in found],
+            [(per_weight[key], "grad_weight") for key, _ in found],
+        )
 
 
 def _assemble(

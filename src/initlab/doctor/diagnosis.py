@@ -115,6 +115,8 @@ class LayerStats:
     input_rms: float | None = None
     chain: int | None = None
     weight_zero: bool = False
+    gates: dict[str, float] | None = None
+    time_gain: float | None = None
     samples: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -157,6 +159,8 @@ class LayerStats:
 
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "samples"}
+        if self.gates is not None:
+            data["gates"] = {k: _json_number(v) for k, v in self.gates.items()}
         data["shape"] = None if self.shape is None else list(self.shape)
         data["rms"] = self.rms
         data["grad_ratio"] = self.grad_ratio
@@ -210,6 +214,8 @@ class Diagnosis:
     label: str = "model"
     iteration: int | None = None
     recipe: Any = None  # a RecipeCheck when diagnose(..., recipe=NAME) was asked
+    # Deeper checks asked for with diagnose(..., sections=...): name -> sections.Section.
+    sections: dict[str, Any] = field(default_factory=dict)
 
     _HEADERS = (
         "#",
@@ -269,6 +275,11 @@ class Diagnosis:
         return format_table(self._HEADERS, rows)
 
     def __str__(self) -> str:
+        return self.text()
+
+    def text(self, *, sections: bool = True) -> str:
+        """The table, verdicts, recommendations (when unhealthy), the recipe check and, with
+        ``sections``, each deeper check asked for (:mod:`initlab.doctor.sections`)."""
         lines = [self.table(), "", f"verdicts ({self.label}):"]
         lines += [f"  - {v}" for v in self.verdicts]
         if not self.healthy and self.recommendations:
@@ -284,6 +295,8 @@ class Diagnosis:
             )
         if self.recipe is not None:
             lines += ["", str(self.recipe)]
+        for section in self.sections.values() if sections else ():
+            lines += ["", str(section)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,6 +311,8 @@ class Diagnosis:
         }
         if self.recipe is not None:
             data["recipe"] = self.recipe.to_dict()
+        if self.sections:
+            data["sections"] = {name: s.to_dict() for name, s in self.sections.items()}
         return data
 
 

@@ -34,7 +34,7 @@ from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
 from initlab.doctor.diagnose import _assemble
 from initlab.doctor.diagnosis import Diagnosis, Thresholds
-from initlab.doctor.probe import _Probe, _queue_norms, _sync
+from initlab.doctor.probe import _Probe, _queue_norms
 
 STATS = (
     "rms",
@@ -139,7 +139,7 @@ class Monitor:
         grads = self._weight_grads
         self._weight_grads = {}
         if not probe.calls:  # armed, but no forward pass came
-            probe.pending, probe.repairs = [], []
+            probe.pending, probe.repairs, probe.scalars, probe.slots = [], [], [], []
             return
         with torch.no_grad():
             probe.gradient_stats()
@@ -151,8 +151,7 @@ class Monitor:
                     [grads[k] for k in keys],
                     [(self._per_weight.setdefault(k, {}), "grad_weight") for k in keys],
                 )
-        _sync(probe.pending, probe.repairs)
-        probe.pending, probe.repairs = [], []
+        probe.sync()
         self.history.append(
             _assemble(
                 self.model,

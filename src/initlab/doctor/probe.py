@@ -18,15 +18,15 @@ module call in forward order:
   ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
   row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init.
 
-The statistics stay on the device until one host sync (:func:`_sync`); :func:`_build_rows`
-turns the recorded calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by
-:func:`initlab.diagnose` (one pass) and :class:`initlab.Monitor` (every ``k`` iterations).
+The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
+:mod:`initlab.doctor.pending`); :func:`initlab.doctor.rows._build_rows` turns the recorded
+calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by :func:`initlab.diagnose`
+(one pass) and :class:`initlab.Monitor` (every ``k`` iterations).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -35,89 +35,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.doctor.diagnosis import LayerStats, Thresholds
+from initlab.doctor.diagnosis import Thresholds
+from initlab.doctor.modules import (
+    _first_input,
+    _first_tensor,
+    _identity,
+    _plan,
+    _Role,
+    _storage,
+    _unit_rows,
+    _weight_of,
+)
+from initlab.doctor.pending import (
+    _add_scalars,
+    _identical_rows,
+    _Pending,
+    _queue_norms,
+    _Repairs,
+    _Slot,
+    _sync,
+)
+from initlab.doctor.recurrent import _unroll
 
-_RELU_FAMILY = (nn.ReLU, nn.ReLU6, nn.RReLU, nn.LeakyReLU, nn.PReLU)
 # Keys per row of the random projections used to find identical weight rows.
 _PROJECTIONS = 4
 _PROJECTION_SEED = 0x5EED
 
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    """The first tensor in a module's output (itself, or the first in a tuple/list/dict)."""
-    if isinstance(value, torch.Tensor):
-        return value
-    if isinstance(value, list | tuple):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    if isinstance(value, dict):
-        for item in value.values():
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _weight_of(module: nn.Module) -> torch.Tensor | None:
-    """The weight whose rows are the module's units: ``module.weight`` if >= 2-D, else the
-    first >= 2-D parameter the module owns (for a module with children, the first one whose
-    name says weight)."""
-    weight = getattr(module, "weight", None)
-    if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
-        return weight
-    leaf = next(module.children(), None) is None
-    for name, param in module.named_parameters(recurse=False):
-        # A container's own >= 2-D parameter is a layer's weight only when named so
-        # (MultiheadAttention's in_proj_weight), not a ViT's class_token or pos_embedding.
-        if param.dim() >= 2 and (leaf or "weight" in name):
-            return param
-    return None
-
-
-def _is_norm(module: nn.Module) -> bool:
-    """Normalization layers, known by type or by name (``LlamaRMSNorm``, ``T5LayerNorm``,
-    timm's ``LayerNorm2d`` and ``BatchNormAct2d``): their output scale does not depend on
-    the scale of their input, so they end a chain of weight layers."""
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
-    return isinstance(module, norms) or "norm" in type(module).__name__.lower()
-
-
-def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvNd)
-
-
-def _storage(t: torch.Tensor) -> int:
-    try:
-        return t.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
-        return id(t)
-
-
-def _first_input(args: Any, kwargs: Any) -> torch.Tensor | None:
-    found = _first_tensor(args)
-    if found is None and kwargs:
-        found = _first_tensor(kwargs)
-    return found
-
-
-def _unit_rows(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
-    """The weight as ``(units, -1)``: rows of PyTorch's ``(out, in, *kernel)`` layout; columns
-    of Hugging Face's ``Conv1D``, which stores ``(in, out)``."""
-    if type(module).__name__ == "Conv1D" and weight.dim() == 2:
-        return weight.T
-    return weight.reshape(weight.shape[0], math.prod(weight.shape[1:]))
-
-
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, nn.Tanh):
-        return "tanh"
-    if isinstance(module, nn.Sigmoid | nn.Hardsigmoid):
-        return "sigmoid"
-    if isinstance(module, _RELU_FAMILY):
-        return "relu"
-    return None
+__all__ = [
+    "_Call",
+    "_Probe",
+    "_identical_rows",
+    "_queue_norms",
+    "_sync",
+    "_unit_rows",
+    "_weight_of",
+]
 
 
 @dataclass
@@ -142,73 +94,10 @@ class _Call:
     axis: int = 1
 
 
-# Pending statistics: 1-D tensors on the device and, per element, where its value goes.
-_Pending = list[tuple[torch.Tensor, list[tuple[dict[str, float], str]]]]
 # Most elements stacked at once when computing output statistics (bounds the extra memory).
 _STACK_ELEMENTS = 1 << 25
 # CPUs reduce each output in its hook; tests set this to run the accelerator path on a CPU.
 _STACK_ON_CPU = False
-
-
-def _add_scalars(
-    pending: _Pending, scalars: Sequence[torch.Tensor], targets: list[tuple[dict, str]]
-) -> None:
-    """Queue 0-d tensors, stacked per (dtype, device) so that the sync is one copy."""
-    groups: dict[tuple[torch.dtype, torch.device], list[int]] = {}
-    for i, t in enumerate(scalars):
-        groups.setdefault((t.dtype, t.device), []).append(i)
-    for members in groups.values():
-        pending.append((torch.stack([scalars[i] for i in members]), [targets[i] for i in members]))
-
-
-def _queue_norms(
-    pending: _Pending,
-    repairs: list[tuple[torch.Tensor, dict[str, float], str]],
-    tensors: Sequence[torch.Tensor],
-    targets: list[tuple[dict[str, float], str]],
-) -> None:
-    """Euclidean norms of many tensors in one fused float32 call. Those that come back 0 or
-    non-finite (the float32 sum of squares under- or overflows beyond about 1e19 or below
-    1e-19 per element) are recomputed in float64 after the sync, see :func:`_sync`."""
-    tensors = list(tensors)
-    _add_scalars(pending, torch._foreach_norm(tensors), targets)
-    repairs.extend((t, target, key) for t, (target, key) in zip(tensors, targets, strict=True))
-
-
-def _sync(
-    pending: _Pending, repairs: Sequence[tuple[torch.Tensor, dict[str, float], str]] = ()
-) -> None:
-    """Copy every pending statistic to the host at once and store it where it belongs; then
-    recompute in float64 the norms in ``repairs`` that came back 0 or non-finite (rare: a
-    vanishing or exploding signal; one more sync each)."""
-    _sync_pending(pending)
-    for tensor, target, key in repairs:
-        value = target.get(key)
-        if value is not None and (value == 0 or not math.isfinite(value)):
-            target[key] = float(torch.linalg.vector_norm(tensor, dtype=torch.float64))
-
-
-def _sync_pending(pending: _Pending) -> None:
-    if not pending:
-        return
-    by_device: dict[torch.device, list[int]] = {}
-    for i, (tensor, _) in enumerate(pending):
-        by_device.setdefault(tensor.device, []).append(i)
-    for members in by_device.values():
-        # Concatenate on the device (float64 by type promotion: a float64 zero leads), then one
-        # copy to the host per device.
-        device = pending[members[0]][0].device
-        lead = torch.zeros(1, dtype=torch.float64, device=device)
-        merged = torch.cat([lead, *(pending[i][0].reshape(-1) for i in members)])[1:]
-        values = merged.cpu().tolist()
-        position = 0
-        for i in members:
-            tensor, targets = pending[i]
-            if tensor.numel() != len(targets):  # pragma: no cover - internal invariant
-                raise RuntimeError("statistics and their slots are out of step")
-            for target, key in targets:
-                target[key] = values[position]
-                position += 1
 
 
 class _Probe:
@@ -222,24 +111,27 @@ class _Probe:
     root forward pass only (an evaluation pass in the same step is ignored).
     """
 
-    def __init__(self, model: nn.Module, thresholds: Thresholds, samples: int) -> None:
+    def __init__(
+        self, model: nn.Module, thresholds: Thresholds, samples: int, *, exact: bool = True
+    ) -> None:
         self.model = model
+        # exact: sums of squares in float64 (no under- or overflow); else in the output's
+        # float32, about 3x cheaper on CPUs, and exact to ~1e-8 unless squares under- or
+        # overflow, which needs_exact() detects after the sync (diagnose then measures again).
+        # The plan (modules, weights, roles) is shared by every probe of this model: read-only.
+        self.exact = exact
         self.thresholds = thresholds
         self.samples = samples
-        self.modules: list[tuple[str, nn.Module]] = []
-        for name, module in model.named_modules():
-            leaf = next(module.children(), None) is None
-            if leaf or _weight_of(module) is not None:
-                self.modules.append((name or type(module).__name__, module))
-        self.weights: dict[int, tuple[nn.Module, torch.Tensor]] = {}
-        for _, module in self.modules:
-            weight = _weight_of(module)
-            if weight is not None and weight.is_floating_point():
-                self.weights.setdefault(id(module), (module, weight))
-        self.clone = any(getattr(m, "inplace", False) is True for m in model.modules())
+        plan = _plan(model)
+        self.modules: list[tuple[str, nn.Module]] = plan.modules
+        self.weights: dict[int, tuple[nn.Module, torch.Tensor]] = plan.weights
+        self.roles: dict[int, _Role] = plan.roles
+        self.clone = plan.clone
         self.calls: list[_Call] = []
         self.pending: _Pending = []
-        self.repairs: list[tuple[torch.Tensor, dict[str, float], str]] = []
+        self.repairs: _Repairs = []
+        self.scalars: list[torch.Tensor] = []
+        self.slots: list[_Slot] = []
         self.armed = False
         self._handles: list[Any] = []
         self._projections: dict[tuple[Any, ...], torch.Tensor] = {}
@@ -251,6 +143,9 @@ class _Probe:
         self._chain = 0
         self._chain_storages: set[int] = set()
         self._axis = 1
+        # Outputs recorded in this pass by identity (see _identity): a weight layer whose
+        # input is one of them takes its input rms from that call's statistics.
+        self._produced: dict[tuple[Any, ...], _Call] = {}
 
     # -- lifetime
     def attach(self) -> None:
@@ -269,8 +164,52 @@ class _Probe:
         self.calls = []
         self.pending = []
         self.repairs = []
+        self.scalars = []
+        self.slots = []
         self.armed = True
         self._flow_reset()
+
+    def needs_exact(self) -> bool:
+        """After :meth:`sync` of a pass that was not ``exact``: whether a float32 sum of squares
+        may have under- or overflowed, so the pass must be measured again with ``exact``. An
+        output whose largest ``|x|`` is below ``1e-12`` (its squares, below ``1e-24``, lose
+        the elements under ``1e-19``) or whose sum of squares is not finite; an output gradient
+        whose sum of squares is below ``1e-30`` (exact zeros included: from one number, an
+        underflow cannot be told from a zero gradient) or not finite. Vanishing and exploding
+        signals, zero-initialized layers: the cases where the doctor measures twice."""
+        if self.exact:
+            return False
+        for call in self.calls:
+            v = call.values
+            if "sumsq" in v:
+                peak = max(abs(v["low"]), abs(v["high"]))
+                if (
+                    math.isfinite(peak)
+                    and peak > 0
+                    and (peak < 1e-12 or not math.isfinite(v["sumsq"]))
+                ):
+                    return True
+            g = v.get("grad_sumsq")
+            if g is not None and (not math.isfinite(g) or g < 1e-30):
+                return True
+        return False
+
+    def sync(self) -> None:
+        """Copy every queued statistic to the host (one copy per device) into its slot."""
+        if self.scalars:
+            # On the CPU .item() is a read, not a device sync, and cheaper than stacking
+            # hundreds of 0-d tensors; elsewhere they are stacked and copied once.
+            others, other_slots = [], []
+            for value, (target, key) in zip(self.scalars, self.slots, strict=True):
+                if value.device.type == "cpu":
+                    target[key] = value.item()
+                else:
+                    others.append(value)
+                    other_slots.append((target, key))
+            if others:
+                _add_scalars(self.pending, others, other_slots)
+        _sync(self.pending, self.repairs)
+        self.pending, self.repairs, self.scalars, self.slots = [], [], [], []
 
     # -- hooks
     def _record(self, name: str, module: nn.Module, args: Any, kwargs: Any, output: Any) -> None:
@@ -288,24 +227,33 @@ class _Probe:
         if out is None or not out.is_floating_point() or out.numel() == 0:
             self.calls.append(_Call(name, module, None, None, 0))
             return
-        call = _Call(name, module, _kind(module), tuple(out.shape), out.numel())
-        self._flow(call, module, _first_input(args, kwargs), out)
+        role = self.roles[id(module)]
+        call = _Call(name, module, role.kind, tuple(out.shape), out.numel())
+        self._flow(call, role, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
+        self._produced[_identity(kept)] = call
         if kept.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, one output at a time (before any in-place op changes it).
             with torch.no_grad():
-                self._queue([call], kept.unsqueeze(0), per_call=True)
+                self._queue_call(call, kept)
         else:
             # Accelerators: stack outputs of the same shape and reduce them together when the
             # root forward returns (a few kernel launches instead of several per module).
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
+        if role.recurrent:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
+            th = self.thresholds
+            inside = _unroll(module, args, kwargs or {}, th.tanh_level, th.sigmoid_margin)  # type: ignore[arg-type]
+            for key, value in (inside or {}).items():
+                if isinstance(value, torch.Tensor):
+                    self.scalars.append(value)
+                    self.slots.append((call.values, key))
+                else:
+                    call.values[key] = value
 
-    def _flow(
-        self, call: _Call, module: nn.Module, inp: torch.Tensor | None, out: torch.Tensor
-    ) -> None:
+    def _flow(self, call: _Call, role: _Role, inp: torch.Tensor | None, out: torch.Tensor) -> None:
         """Follow the data flow between module calls by tensor storage. A weight layer whose
         input was produced (through activations, dropout, pooling, reshapes) by the current
         chain continues it; any other starts a new chain. Normalization layers and functional
@@ -313,17 +261,22 @@ class _Probe:
         is judged against its own input (the skip path), not layer after layer along the
         stream. Weight layers also record the rms of their input (their own gain)."""
         linked = inp is not None and _storage(inp) in self._chain_storages
-        if id(module) in self.weights:
+        if role.weighted:
             if not linked:
                 self._chain += 1
             self._chain_storages = {_storage(out)}
-            self._axis = 1 if _is_conv(module) else -1
+            self._axis = role.axis
             if inp is not None and inp.is_floating_point() and inp.numel() > 0:
-                with torch.no_grad():
-                    norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
-                self.pending.append((norm.reshape(1), [(call.values, "in_norm")]))
+                # The input's rms: from the call that produced it when one was recorded
+                # (no extra reduction), else one norm of the input itself.
+                call.source = self._produced.get(_identity(inp))
+                if call.source is None:
+                    with torch.no_grad():
+                        norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
+                    self.scalars.append(norm)
+                    self.slots.append((call.values, "in_norm"))
                 call.values["in_numel"] = float(inp.numel())
-        elif _is_norm(module):
+        elif role.norm:
             self._chain_storages.discard(_storage(out))
         elif linked:
             self._chain_storages.add(_storage(out))
@@ -334,8 +287,12 @@ class _Probe:
         if grad.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, so the gradient's memory is reused at once (keeping every
             # gradient alive until the end of the pass slows the backward pass down).
-            norm = torch.linalg.vector_norm(grad.detach(), dtype=torch.float64)
-            self.pending.append((norm.reshape(1), [(call.values, "grad_output")]))
+            # sum g^2: float32 unless exact (see needs_exact), float64 from one copy if exact.
+            flat = grad.detach().reshape(-1)
+            if self.exact or flat.dtype not in (torch.float32, torch.float64):
+                flat = flat.to(torch.float64)
+            self.scalars.append(flat.square().sum())
+            self.slots.append((call.values, "grad_sumsq"))
         else:
             call.grad = grad.detach()
 
@@ -358,48 +315,71 @@ class _Probe:
             for start in range(0, len(members), per_chunk):
                 chunk = members[start : start + per_chunk]
                 stacked = torch.stack([c.output for c in chunk])  # type: ignore[misc]
-                self._queue(chunk, stacked, per_call=False)
+                self._queue(chunk, stacked)
                 for call in chunk:
                     call.output = None
 
-    def _queue(self, chunk: list[_Call], stacked: torch.Tensor, *, per_call: bool) -> None:
-        """Queue the statistics of ``k`` outputs stacked as ``(k, *shape)``: ``sum``, ``norm``
-        (``sqrt(sum x^2)``), ``low``/``high`` (min and max), ``nonzero``, and by kind
-        ``saturated`` or ``alive`` (ReLU units > 0 for some sample). With ``per_call`` (k = 1,
-        CPUs) full reductions are used: on CPUs they are several times faster than reductions
-        along a dimension."""
+    def _queue_call(self, call: _Call, out: torch.Tensor) -> None:
+        """Queue the statistics of one output (CPUs, in its hook) as 0-d tensors, stacked only
+        at the sync: ``sum`` and ``sumsq`` (``sum x^2``; in float64 from one float64 copy when
+        ``exact``, else in float32, see :meth:`needs_exact`), ``low``/``high``
+        (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive`` (ReLU units > 0 for
+        some sample). Full reductions: on CPUs several times faster than reductions along a
+        dimension of a stacked group."""
+        th = self.thresholds
+        if out.dtype not in (torch.float32, torch.float64):
+            out = out.float()
+        flat = out.reshape(-1)
+        wide = flat.to(torch.float64) if self.exact else flat
+        low, high = torch.aminmax(flat)
+        stats = {
+            "sum": wide.sum(),
+            "sumsq": wide.square().sum(),  # a cascade sum: accurate, unlike a float32 dot
+            "low": low,
+            "high": high,
+            # count_nonzero is ~10x slower on CPUs; an int32 sum of bools ~1.6x faster than int64
+            "nonzero": flat.bool().sum(dtype=torch.int32 if flat.numel() < 2**31 else None),
+        }
+        del wide
+        if call.kind == "tanh":
+            stats["saturated"] = (flat.abs() > th.tanh_level).sum()
+        elif call.kind == "sigmoid":
+            stats["saturated"] = ((flat - 0.5).abs() > 0.5 - th.sigmoid_margin).sum()
+        elif call.kind == "relu" and out.dim() >= 2:
+            ndim = out.dim()
+            # Channels (dim 1), or (batch, features); else (batch, tokens, features): last dim.
+            channels = call.axis == 1 or ndim == 2
+            dims = (0, *range(2, ndim)) if channels else tuple(range(ndim - 1))
+            stats["alive"] = (out.amax(dim=dims) > 0).sum()
+        if self.samples > 0:
+            call.samples = flat[: self.samples].clone()
+        values = call.values
+        for key, value in stats.items():
+            self.scalars.append(value)
+            self.slots.append((values, key))
+
+    def _queue(self, chunk: list[_Call], stacked: torch.Tensor) -> None:
+        """Queue the statistics of ``k`` outputs of one kind and shape stacked as ``(k,
+        *shape)`` (accelerators): ``sum``, ``norm`` (``sqrt(sum x^2)``), ``low``/``high``,
+        ``nonzero``, and by kind ``saturated`` or ``alive``, each reduced along dim 1 of the
+        ``(k, numel)`` view: a few kernel launches for the whole group."""
         th = self.thresholds
         if stacked.dtype not in (torch.float32, torch.float64):
             stacked = stacked.float()
         k = stacked.shape[0]
         flat = stacked.reshape(k, -1)
         kind, shape = chunk[0].kind, chunk[0].shape
-        if per_call:
-            x = flat[0]
-            low, high = torch.aminmax(x)
-            stats = {
-                "sum": x.sum(dtype=torch.float64),
-                "norm": torch.linalg.vector_norm(x, dtype=torch.float64),  # no underflow
-                "low": low,
-                "high": high,
-                "nonzero": x.bool().sum(),  # count_nonzero is ~10x slower on CPUs
-            }
-        else:
-            stats = {
-                "sum": flat.sum(dim=1, dtype=torch.float64),
-                "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
-                "low": flat.amin(dim=1),
-                "high": flat.amax(dim=1),
-                "nonzero": flat.bool().sum(dim=1),
-            }
-
-        def count(mask: torch.Tensor) -> torch.Tensor:
-            return mask.sum() if per_call else mask.sum(dim=1)
-
+        stats = {
+            "sum": flat.sum(dim=1, dtype=torch.float64),
+            "norm": torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64),
+            "low": flat.amin(dim=1),
+            "high": flat.amax(dim=1),
+            "nonzero": flat.bool().sum(dim=1),
+        }
         if kind == "tanh":
-            stats["saturated"] = count(flat.abs() > th.tanh_level)
+            stats["saturated"] = (flat.abs() > th.tanh_level).sum(dim=1)
         elif kind == "sigmoid":
-            stats["saturated"] = count((flat - 0.5).abs() > 0.5 - th.sigmoid_margin)
+            stats["saturated"] = ((flat - 0.5).abs() > 0.5 - th.sigmoid_margin).sum(dim=1)
         elif kind == "relu" and shape is not None and len(shape) >= 2:
             # Units are features: channels (dim 1) after a conv, the last dim after a linear
             # layer or attention ((batch, tokens, features) outputs); alive if > 0 anywhere.
@@ -415,7 +395,7 @@ class _Probe:
                 call.samples = kept[j]
         # One pending entry: (statistic, output) ordered, float64 by type promotion.
         keys = list(stats)
-        block = torch.stack([stats[key].reshape(k).to(torch.float64) for key in keys], dim=1)
+        block = torch.stack([stats[key].to(torch.float64) for key in keys], dim=1)
         targets = [(c.values, key) for c in chunk for key in keys]
         self.pending.append((block.reshape(-1), targets))
 
@@ -468,84 +448,3 @@ class _Probe:
             projection /= torch.linalg.vector_norm(projection, dim=1, keepdim=True)
             self._projections[key] = projection.to(device=rows.device, dtype=rows.dtype)
         return self._projections[key]
-
-
-def _identical_rows(keys: torch.Tensor, scale: torch.Tensor, rtol: float) -> torch.Tensor:
-    """How many rows of each weight equal another row, in O(n log n).
-
-    ``keys`` ``(layers, rows, P)`` are the rows projected on ``P`` fixed random unit directions,
-    ``scale`` ``(layers,)`` the rms row norm ``||W|| / sqrt(rows)``. Rows are sorted by the first
-    key; neighbours whose keys all agree within ``rtol * scale`` count as identical. Rows that
-    differ by at most that much (in norm) always pass; two rows that differ by more pass all
-    ``P = 4`` random directions with negligible probability.
-    """
-    order = keys[:, :, 0].argsort(dim=1)
-    ordered = keys.gather(1, order[:, :, None].expand_as(keys))
-    gaps = (ordered[:, 1:] - ordered[:, :-1]).abs()
-    same = (gaps <= rtol * scale[:, None, None]).all(dim=2)
-    flags = torch.zeros(keys.shape[:2], dtype=torch.bool, device=keys.device)
-    flags[:, 1:] |= same
-    flags[:, :-1] |= same
-    return flags.sum(dim=1)
-
-
-def _build_rows(
-    calls: Sequence[_Call], per_weight: dict[int, dict[str, float]]
-) -> list[LayerStats]:
-    rows: list[LayerStats] = []
-    seen: dict[str, int] = {}
-    layer = 0
-    for index, call in enumerate(calls):
-        seen[call.name] = seen.get(call.name, 0) + 1
-        name = call.name if seen[call.name] == 1 else f"{call.name}#{seen[call.name]}"
-        weight = per_weight.get(id(call.module))
-        weighted = weight is not None and "weight_norm" in weight
-        if weighted:
-            layer += 1
-        row = LayerStats(
-            index=index + 1,
-            name=name,
-            module=type(call.module).__name__,
-            layer=layer,
-            shape=call.shape,
-            weighted=weighted,
-            samples=call.samples,
-        )
-        values = call.values
-        if "sum" in values:
-            n = call.numel
-            row.mean = values["sum"] / n
-            if values["low"] == values["high"]:
-                row.std = 0.0  # constant output: exact, whatever the rounding of the sums
-            else:
-                rms = values["norm"] / math.sqrt(n)
-                scale = max(rms, abs(row.mean))
-                if math.isnan(rms) or math.isnan(row.mean):
-                    row.std = math.nan
-                elif math.isinf(scale):  # the sum of squares overflowed: at least huge
-                    row.std = math.inf
-                elif scale > 0:  # scaled: squares of finite 1e160s must not overflow
-                    row.std = scale * math.sqrt(
-                        max((rms / scale) ** 2 - (row.mean / scale) ** 2, 0.0)
-                    )
-                else:
-                    row.std = 0.0
-            row.zeros = 1.0 - values["nonzero"] / n
-            if "saturated" in values:
-                row.saturated = values["saturated"] / n
-            if "alive" in values and call.shape is not None:
-                row.units = call.shape[1] if call.axis == 1 else call.shape[-1]
-                row.dead = row.units - int(values["alive"])
-        row.grad_output = values.get("grad_output")
-        row.chain = call.chain
-        if "in_norm" in values and values.get("in_numel"):
-            row.input_rms = values["in_norm"] / math.sqrt(values["in_numel"])
-        if weighted:
-            row.weight_norm = weight["weight_norm"]  # type: ignore[index]
-            row.grad_weight = weight.get("grad_weight")  # type: ignore[union-attr]
-            if "identical" in weight:  # type: ignore[operator]
-                row.identical = int(weight["identical"])  # type: ignore[index]
-            row.weight_zero = row.weight_norm == 0
-            row.weight_rows = _unit_rows(call.module, _weight_of(call.module)).shape[0]  # type: ignore[arg-type]
-        rows.append(row)
-    return rows

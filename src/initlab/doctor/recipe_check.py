@@ -172,11 +172,38 @@ def recipe_check(
     fixed N(0, 1) tensor drawn from ``seed``, so every output gets a gradient. The model runs in
     eval mode (no dropout, batch norms use their running statistics); training flags and the
     parameters' ``.grad`` are restored.
+
+    Steps: the recipe's std per linear layer (:func:`_planned_stds`), hooks that record
+    observed scales (:func:`_hooks`), the pass (:func:`_run`), predicted gradients, and the
+    residual stream against ``1/sqrt(2L)`` (:func:`_stream_rows`).
     """
     table = roles(model, example_input, overrides)
     planned = plan(model, recipe, table=table, **options)
     named = dict(model.named_modules())
     blocks = _find_blocks(model)
+    std_of, role_of, hidden_std = _planned_stds(planned, table, named, blocks)
+    checks = {n: LayerCheck(n, *role_of[n], weight_std=std_of[n]) for n in std_of}
+    fans = {n: (table[f"{n}.weight"].fan_in, table[f"{n}.weight"].fan_out) for n in std_of}
+    grads_out: dict[str, float] = {}
+    stream_out: dict[str, float] = {}
+    stream_in: dict[str, float] = {}
+    handles = _hooks(named, checks, fans, blocks, grads_out, stream_in, stream_out)
+    _run(model, named, example_input, seed, handles)
+    for name, check in checks.items():
+        # Query and key gradients depend on each other's weights (dL/dq reads k = W_k x), so
+        # the independence the backward prediction assumes does not hold for them.
+        if name in grads_out and check.role not in ("attn_qkv", "attn_q", "attn_k"):
+            check.predicted_grad = check.weight_std * math.sqrt(fans[name][1]) * grads_out[name]
+    result = RecipeCheck(planned.recipe, list(checks.values()), stream_in_rms=stream_in)
+    result.stream.extend(_stream_rows(blocks, checks, hidden_std, stream_out))
+    return result
+
+
+def _planned_stds(
+    planned: Any, table: Any, named: dict[str, nn.Module], blocks: dict[str, tuple[str, int]]
+) -> tuple[dict[str, float], dict[str, tuple[str, int | None]], dict[str, float]]:
+    """Per linear layer the recipe's weight std (gate chunks pooled: ``sqrt(sum n_i s_i^2 /
+    sum n_i)``) and role, and per stack of blocks the std of its hidden (input-side) layers."""
     std_of: dict[str, float] = {}
     role_of: dict[str, tuple[str, int | None]] = {}
     hidden_std: dict[str, float] = {}
@@ -198,12 +225,21 @@ def recipe_check(
             block = _block_of(module_name, blocks)
             stack = blocks[block][0] if block else ""
             hidden_std.setdefault(stack, rows[0].target_std)
-    checks = {n: LayerCheck(n, *role_of[n], weight_std=std_of[n]) for n in std_of}
-    fans = {n: (table[f"{n}.weight"].fan_in, table[f"{n}.weight"].fan_out) for n in std_of}
-    grads_out: dict[str, float] = {}
-    stream_out: dict[str, float] = {}
-    stream_in: dict[str, float] = {}
-    handles = []
+    return std_of, role_of, hidden_std
+
+
+def _hooks(
+    named: dict[str, nn.Module],
+    checks: dict[str, LayerCheck],
+    fans: dict[str, tuple[int, int]],
+    blocks: dict[str, tuple[str, int]],
+    grads_out: dict[str, float],
+    stream_in: dict[str, float],
+    stream_out: dict[str, float],
+) -> list[Any]:
+    """Hooks that fill ``checks`` (observed output rms, predicted output from the input rms,
+    observed input gradient), ``grads_out`` (output-gradient rms) and the residual stream's
+    rms at the first block's input and at every block's output."""
 
     def pre(name):
         def hook(module, args):
@@ -252,12 +288,21 @@ def recipe_check(
 
         return hook
 
+    handles = []
     for name in checks:
         handles.append(named[name].register_forward_pre_hook(pre(name)))
         handles.append(named[name].register_forward_hook(post(name)))
     for name in blocks:
         handles.append(named[name].register_forward_pre_hook(block_pre(name), with_kwargs=True))
         handles.append(named[name].register_forward_hook(block_post(name)))
+    return handles
+
+
+def _run(
+    model: nn.Module, named: dict[str, nn.Module], example_input: Any, seed: int, handles: list
+) -> None:
+    """The pass in eval mode, loss ``sum(output * r)``; removes ``handles`` and restores the
+    training flags and the parameters' ``.grad``."""
     training = {n: m.training for n, m in named.items()}
     grads = {p: p.grad for p in model.parameters()}
     model.eval()
@@ -277,12 +322,17 @@ def recipe_check(
             m.training = training[n]
         for p, g in grads.items():  # the caller's gradients, as they were
             p.grad = g
-    for name, check in checks.items():
-        # Query and key gradients depend on each other's weights (dL/dq reads k = W_k x), so
-        # the independence the backward prediction assumes does not hold for them.
-        if name in grads_out and check.role not in ("attn_qkv", "attn_q", "attn_k"):
-            check.predicted_grad = check.weight_std * math.sqrt(fans[name][1]) * grads_out[name]
-    result = RecipeCheck(planned.recipe, list(checks.values()), stream_in_rms=stream_in)
+
+
+def _stream_rows(
+    blocks: dict[str, tuple[str, int]],
+    checks: dict[str, LayerCheck],
+    hidden_std: dict[str, float],
+    stream_out: dict[str, float],
+) -> list[StreamRow]:
+    """Per block: the stream's rms after it, its branch writers' rms, and the reference
+    ``sum (out * hidden_std / weight_std)^2 / (2 L)`` (the branch at 1/sqrt(2L) scaling)."""
+    rows = []
     for name, (stack, index) in blocks.items():
         if name not in stream_out:
             continue
@@ -299,5 +349,5 @@ def recipe_check(
             unscaled = sum((c.observed_out * hidden / c.weight_std) ** 2 for c in writers
                            if c.weight_std)  # fmt: skip
             reference = unscaled / (2 * n_blocks)
-        result.stream.append(StreamRow(stack, index, stream_out[name], branch, reference))
-    return result
+        rows.append(StreamRow(stack, index, stream_out[name], branch, reference))
+    return rows

@@ -97,26 +97,65 @@ def _recommendations(
         if id(call.module) not in by_module:
             continue
         activation = by_module.pop(id(call.module))
-        weight = _weight_of(call.module)
         prefix = qualified.get(id(call.module), "")
-        weight_name = next(n for n, p in call.module.named_parameters(recurse=False) if p is weight)
-        scheme, family = recommend(activation)
-        # The layer-aware fans init_model (and so fix) uses: ConvTranspose, Embedding, gates.
-        chunk = parameter_fans(call.module, weight_name, weight)[0]  # type: ignore[arg-type,index]
-        shape = (chunk.stop - chunk.start, *weight.shape[1:])  # type: ignore[union-attr]
-        fans = (chunk.fan_in, chunk.fan_out)
-        expected = _scheme(scheme).target_std(shape, fans, activation)
-        norm = per_weight.get(id(call.module), {}).get("weight_norm")
-        numel = weight.numel()  # type: ignore[union-attr]
-        current = None if norm is None or numel == 0 else norm / math.sqrt(numel)
-        result.append(
-            Recommendation(
-                f"{prefix}.{weight_name}" if prefix else weight_name,
-                activation[0],
-                scheme,
-                family,
-                expected,
-                current,
-            )
-        )
+        recurrent = bool(_recurrent_names(call.module))
+        for weight_name, weight, act, scheme, family, expected in _entries(call.module, activation):
+            norm = per_weight.get(id(call.module), {}).get("weight_norm")
+            numel = weight.numel()
+            current = None if norm is None or numel == 0 else norm / math.sqrt(numel)
+            if recurrent:  # the measured norm is weight_ih_l0's alone
+                current = float(weight.detach().float().pow(2).mean().sqrt())
+            name = f"{prefix}.{weight_name}" if prefix else weight_name
+            result.append(Recommendation(name, act[0], scheme, family, expected, current))
     return result
+
+
+# Per module: what its recommendation does not owe to the weights' values (names, schemes,
+# fans and target std), while its parameters are the same tensors of the same shapes.
+_ENTRIES: weakref.WeakKeyDictionary[nn.Module, tuple[Any, list[Any]]] = weakref.WeakKeyDictionary()
+
+
+def _entries(module: nn.Module, activation: Activation) -> list[Any]:
+    """``(name, weight, activation, scheme, family, expected std)`` for each weight the
+    module's recommendation covers (:func:`_weights`), cached per module."""
+    params = tuple((id(p), tuple(p.shape)) for p in module.parameters(recurse=False))
+    key = (activation, params)
+    cached = _ENTRIES.get(module)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    entries = []
+    for weight_name, weight, act in _weights(module, activation):
+        scheme, family = recommend(act)
+        # The layer-aware fans init_model (and so fix) uses: ConvTranspose, Embedding, gates.
+        chunk = parameter_fans(module, weight_name, weight)[0]  # type: ignore[index]
+        shape = (chunk.stop - chunk.start, *weight.shape[1:])  # type: ignore[union-attr]
+        expected = _scheme(scheme).target_std(shape, (chunk.fan_in, chunk.fan_out), act)
+        entries.append((weight_name, weight, act, scheme, family, expected))
+    _ENTRIES[module] = (key, entries)
+    return entries
+
+
+def _recurrent_names(module: nn.Module) -> list[str]:
+    """The gate weights of PyTorch's recurrent layers (``weight_ih_l*``, ``weight_hh_l*``,
+    ``_reverse`` included; not the projection ``weight_hr``)."""
+    if not isinstance(module, nn.RNNBase):
+        return []
+    return [
+        n
+        for n, _ in module.named_parameters(recurse=False)
+        if n.startswith(("weight_ih", "weight_hh"))
+    ]
+
+
+def _weights(module: nn.Module, activation: Activation) -> list[tuple[str, Any, Activation]]:
+    """``(name, weight, activation after it)`` for the weights a recommendation covers: the
+    module's unit weight; for ``LSTM``/``GRU``/``RNN`` every gate weight, each followed by its
+    gates' sigmoid/tanh (Glorot, gain 1: ``std = 1/sqrt(hidden)`` on ``weight_hh``'s gate
+    chunks), whatever follows the layer itself."""
+    names = _recurrent_names(module)
+    if names:
+        gate: Activation = ("tanh", None)
+        return [(n, getattr(module, n), gate) for n in names]
+    weight = _weight_of(module)
+    name = next(n for n, p in module.named_parameters(recurse=False) if p is weight)
+    return [(name, weight, activation)]

@@ -42,10 +42,13 @@ import math
 
 from initlab._core.table import format_value
 from initlab.doctor.diagnosis import KINDS, LayerStats, Thresholds, Verdict
-
-_ADVICE = (
-    "; initlab.fix re-initializes with the init recommended for the activation after each layer "
-    "(He for the ReLU family, Glorot for tanh/sigmoid, LeCun otherwise)"
+from initlab.doctor.unit_verdicts import (
+    _ADVICE,
+    _dead_verdict,
+    _saturated_verdict,
+    _symmetric_rows,
+    _symmetric_verdict,
+    _unique,
 )
 
 
@@ -305,86 +308,10 @@ def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None)
     if nonfinite is not None:
         found.append(nonfinite)
 
-    symmetric = [
-        row
-        for row in weighted
-        if row.identical is not None and row.identical >= th.symmetric * row.weight_rows  # type: ignore[operator]
-    ]
-    if output is not None and output.weight_zero and symmetric == [output]:
-        symmetric = []  # a zero output layer alone is deliberate (see the module docstring)
-    if symmetric:
-        worst = max(symmetric, key=lambda r: r.identical / r.weight_rows)  # type: ignore[operator]
-        names = _unique([r.name for r in symmetric])
-        found.append(
-            Verdict(
-                "symmetric",
-                names,
-                f"{len(names)} of {len(_unique([r.name for r in weighted]))} weight layers have "
-                f"identical units (e.g. {worst.identical} of {worst.weight_rows} rows of "
-                f"{worst.name}'s weight are equal): zero or constant init; identical units "
-                f"compute the same function and get the same gradient, so training never "
-                f"tells them apart; draw these weights at random{_ADVICE}",
-                {"layers": len(names), "max_fraction": worst.identical / worst.weight_rows},  # type: ignore[operator]
-            )
-        )
-    symmetric_layers = {r.layer for r in symmetric}
-
-    dead = [
-        row
-        for row in rows
-        if row.dead_fraction is not None
-        and row.dead_fraction >= th.dead
-        and _beyond_chance(row.dead, row.units)  # type: ignore[arg-type]
-        and row.layer not in symmetric_layers
-        and _finite(row)  # inf/nan outputs are the non-finite verdict's
-    ]
-    if dead:
-        fractions = [r.dead_fraction for r in dead]
-        worst = max(dead, key=lambda r: r.dead_fraction)  # type: ignore[arg-type,return-value]
-        total = sum(1 for r in rows if r.dead_fraction is not None)
-        found.append(
-            Verdict(
-                "dead",
-                [r.name for r in dead],
-                f"in {len(dead)} of {total} ReLU-family layers at least {_pct(th.dead)} of the "
-                f"units output <= 0 for the whole batch "
-                f"(mean {_pct(sum(fractions) / len(fractions))}, "  # type: ignore[arg-type]
-                f"{worst.dead} of {worst.units} in {worst.name}): they pass no gradient; set the "
-                f"biases before them to zero (large negative biases kill units) and use He init "
-                f"(initlab.fix does both)",
-                {
-                    "layers": len(dead),
-                    "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
-                    "max_fraction": worst.dead_fraction,
-                },  # type: ignore[dict-item]
-            )
-        )
-
-    saturated = [
-        row
-        for row in rows
-        if row.saturated is not None and row.saturated >= th.saturated and _finite(row)
-    ]
-    if saturated:
-        fractions = [r.saturated for r in saturated]
-        worst = max(saturated, key=lambda r: r.saturated)  # type: ignore[arg-type,return-value]
-        total = sum(1 for r in rows if r.saturated is not None)
-        found.append(
-            Verdict(
-                "saturated",
-                [r.name for r in saturated],
-                f"in {len(saturated)} of {total} tanh/sigmoid layers at least {_pct(th.saturated)} "
-                f"of the outputs are saturated (mean {_pct(sum(fractions) / len(fractions))}, "  # type: ignore[arg-type]
-                f"max {_pct(worst.saturated)} in {worst.name}): their local gradient is near 0; "  # type: ignore[arg-type]
-                f"the weights before them are too large for the activation: use Glorot "
-                f"(xavier_normal, gain 1) before tanh and sigmoid (initlab.fix applies it)",
-                {
-                    "layers": len(saturated),
-                    "mean_fraction": sum(fractions) / len(fractions),  # type: ignore[arg-type]
-                    "max_fraction": worst.saturated,
-                },  # type: ignore[dict-item]
-            )
-        )
+    symmetric = _symmetric_rows(weighted, th, output)
+    found += _symmetric_verdict(symmetric, weighted)
+    found += _dead_verdict(rows, th, {r.layer for r in symmetric})
+    found += _saturated_verdict(rows, th)
 
     if nonfinite is None:
         found += _weight_verdicts(weighted, th, output)
@@ -425,15 +352,6 @@ def _overflow_verdict(weighted: list[LayerStats]) -> list[Verdict]:
             "activations",
         )
     ]
-
-
-def _beyond_chance(dead: int, units: int, p: float = 0.01) -> bool:
-    """``P(X >= dead)`` for ``X ~ Binomial(units, 1/2)`` is below ``p``: more units dead than
-    a random symmetric init kills even when every sample looks alike (pooled inputs)."""
-    if units > 1000:  # the tail is negligible at >= 75% dead; skip the big integers
-        return True
-    tail = sum(math.comb(units, k) for k in range(dead, units + 1)) / 2**units
-    return tail < p
 
 
 def _healthy(weighted: list[LayerStats], th: Thresholds, output: LayerStats | None) -> Verdict:
@@ -485,15 +403,3 @@ def _healthy(weighted: list[LayerStats], th: Thresholds, output: LayerStats | No
         )
     parts.append("no saturated, dead or identical units beyond the thresholds")
     return Verdict("healthy", _unique([r.name for r in weighted]), "; ".join(parts), numbers)
-
-
-def _finite(row: LayerStats) -> bool:
-    return row.mean is not None and math.isfinite(row.mean) and math.isfinite(row.std or 0.0)
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.0f}%"
-
-
-def _unique(names: list[str]) -> list[str]:
-    return list(dict.fromkeys(names))

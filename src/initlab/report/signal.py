@@ -104,3 +104,78 @@ def plot_signal(diagnoses: Sequence[Any], path: str | os.PathLike[str]) -> Path:
         raise FileNotFoundError(f"directory {str(target.parent)!r} does not exist (for {path})")
     atomic_write(target, render_signal(diagnoses))
     return target
+
+
+def report_pngs(diagnoses: Sequence[Any]) -> dict[str, bytes]:
+    """Every figure of a doctor's report, rendered once: ``"signal"`` (:func:`render_signal`)
+    and one per section of the last diagnosis that has a figure (not ``n/a``)."""
+    from initlab.report.theory import section_png
+
+    pngs = {"signal": render_signal(diagnoses)}
+    for name, section in diagnoses[-1].sections.items():
+        png = section_png(section)
+        if png is not None:
+            pngs[name] = png
+    return pngs
+
+
+def plot_sections(
+    diagnosis: Any, path: str | os.PathLike[str], pngs: dict[str, bytes] | None = None
+) -> list[Path]:
+    """Write the figure of each section of ``diagnosis`` (SPP, Jacobian spectrum, coordinate
+    check; :mod:`initlab.doctor.sections`) next to ``path``: ``<stem>-<section>.png``. Sections
+    that are ``n/a`` have no figure. ``pngs``: figures already rendered (:func:`report_pngs`).
+    Returns the paths written."""
+    from initlab.report.theory import section_png
+
+    target = Path(path)
+    written = []
+    for name, section in diagnosis.sections.items():
+        png = pngs[name] if pngs is not None and name in pngs else section_png(section)
+        if png is not None:
+            out = target.with_name(f"{target.stem}-{name}.png")
+            atomic_write(out, png)
+            written.append(out)
+    return written
+
+
+def write_diagnosis_html(
+    diagnoses: Sequence[Any], path: str | os.PathLike[str], pngs: dict[str, bytes] | None = None
+) -> Path:
+    """One self-contained HTML page for ``diagnoses`` (one, or before/after ``fix``): the
+    signal-propagation figure, each diagnosis's table and verdicts, and a section per deeper
+    check of the last diagnosis (status, verdict, what to change, figure). Images are
+    embedded as base64 PNG (``pngs``: already rendered by :func:`report_pngs`); written
+    atomically."""
+    import base64
+    import html
+
+    if not diagnoses:
+        raise ValueError("write_diagnosis_html needs at least one diagnosis")
+    target = Path(path)
+    if not target.parent.exists():
+        raise FileNotFoundError(f"directory {str(target.parent)!r} does not exist (for {path})")
+    pngs = report_pngs(diagnoses) if pngs is None else pngs
+
+    def image(png: bytes, alt: str) -> str:
+        data = base64.b64encode(png).decode("ascii")
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>initlab diagnosis</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
+        "pre{background:#f6f6f6;padding:8px;overflow-x:auto}img{max-width:100%}</style>",
+        "<h1>initlab diagnosis</h1>",
+        image(pngs["signal"], "signal propagation"),
+    ]
+    for diagnosis in diagnoses:
+        text = diagnosis.text(sections=False)
+        parts += [f"<h2>{html.escape(diagnosis.label)}</h2>", f"<pre>{html.escape(text)}</pre>"]
+    for name, section in diagnoses[-1].sections.items():
+        parts.append(f"<h2>{html.escape(section.title)} [{html.escape(section.status)}]</h2>")
+        parts.append(f"<p><b>verdict:</b> {html.escape(section.verdict)}</p>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in section.advice]
+        if name in pngs:
+            parts.append(image(pngs[name], name))
+    atomic_write(target, "\n".join(parts).encode())
+    return target

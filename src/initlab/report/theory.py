@@ -80,6 +80,11 @@ def plot_edge_of_chaos(
 
 
 def plot_coord_check(result: Any, path: str | os.PathLike[str]) -> Path:
+    """Write :func:`_coord_check_figure` as a PNG to ``path`` (atomically)."""
+    return _write(_coord_check_figure(result), path)
+
+
+def _coord_check_figure(result: Any) -> Any:
     """muP's plot: l1 of each module's output against width (log-log), at init and after the
     last step; flagged modules drawn solid, stable ones dotted."""
     fig = _figure(10, 4)
@@ -102,10 +107,15 @@ def plot_coord_check(result: Any, path: str | os.PathLike[str]) -> Path:
         ax.set_title(f"t = {step}")
     ax.legend(fontsize=7)
     fig.suptitle(result.verdict[:110])
-    return _write(fig, path)
+    return fig
 
 
 def plot_spp(result: Any, path: str | os.PathLike[str]) -> Path:
+    """Write :func:`_spp_figure` as a PNG to ``path`` (atomically)."""
+    return _write(_spp_figure(result), path)
+
+
+def _spp_figure(result: Any) -> Any:
     """NF-ResNet SPP: average channel squared mean, average channel variance and residual
     branch variance against block index."""
     fig = _figure(12, 3.4)
@@ -122,10 +132,15 @@ def plot_spp(result: Any, path: str | os.PathLike[str]) -> Path:
         ax.set_xlabel("residual block")
         ax.set_title(title)
     fig.suptitle(result.verdict[:120], fontsize=9)
-    return _write(fig, path)
+    return fig
 
 
 def plot_jacobian(spectrum: Any, path: str | os.PathLike[str]) -> Path:
+    """Write :func:`_jacobian_figure` as a PNG to ``path`` (atomically)."""
+    return _write(_jacobian_figure(spectrum), path)
+
+
+def _jacobian_figure(spectrum: Any) -> Any:
     """Estimated density of the Jacobian's singular values (weighted histogram, log x)."""
     fig = _figure(6, 3.6)
     ax = fig.add_subplot(1, 1, 1)
@@ -143,4 +158,13 @@ def plot_jacobian(spectrum: Any, path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("singular value of the input-output Jacobian")
     ax.set_ylabel("weight")
     ax.set_title(spectrum.verdict[:80], fontsize=9)
-    return _write(fig, path)
+    return fig
+
+
+def section_png(section: Any) -> bytes | None:
+    """PNG bytes of a doctor's report section (:class:`~initlab.doctor.sections.Section`):
+    the SPP, Jacobian-spectrum or coordinate-check figure; ``None`` for an ``n/a`` one."""
+    if section.result is None:
+        return None
+    draw = {"spp": _spp_figure, "jacobian": _jacobian_figure, "coord": _coord_check_figure}
+    return _png(draw[section.name](section.result))

@@ -1,0 +1,77 @@
+"""The probe's cheaper statistics (issue 11, overhead): float32 sums of squares with an exact
+float64 pass when a signal leaves their range, a weight layer's input rms taken from the call
+that produced its input (in-place ops included), and one forward pass for a healthy model."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import initlab
+
+
+def _seeded(make):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return make()
+
+
+def test_tiny_outputs_get_exact_statistics():
+    # Outputs ~1e-25: their float32 squares (1e-50) underflow; the doctor measures again in
+    # float64 instead of reporting std 0.
+    model = _seeded(lambda: nn.Sequential(nn.Linear(8, 8, bias=False)))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(8) * 1e-25)
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    row = initlab.diagnose(model, x).layers[0]
+    with torch.no_grad():
+        expected = model(x).double()
+    assert row.std == pytest.approx(float(expected.std(correction=0)), rel=1e-9, abs=0)
+    assert row.mean == pytest.approx(float(expected.mean()), rel=1e-6, abs=0)
+    assert row.grad_output is not None and row.grad_output > 0
+
+
+def test_float32_statistics_match_float64_ones():
+    model = _seeded(lambda: nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 4)))
+    x = 3.0 + torch.randn(256, 32, generator=torch.Generator().manual_seed(0))
+    d = initlab.diagnose(model, x)
+    with torch.no_grad():
+        outs = [model[0](x)]
+        outs += [model[1](outs[0]), model[2](model[1](outs[0]))]
+    for row, out in zip(d.layers, outs, strict=True):
+        wide = out.double()
+        # Sample-size bound: float32 cascade sums of n terms, relative error ~1e-7 * log2(n).
+        assert row.mean == pytest.approx(float(wide.mean()), rel=1e-5, abs=1e-7)
+        assert row.std == pytest.approx(float(wide.std(correction=0)), rel=1e-5)
+
+
+@pytest.mark.parametrize("stacked", [False, True], ids=["per-call", "stacked"])
+def test_input_rms_comes_from_the_producer_even_after_an_inplace_op(stacked, monkeypatch):
+    import initlab.doctor.probe as probe
+
+    monkeypatch.setattr(probe, "_STACK_ON_CPU", stacked)  # True: the accelerators' path
+    model = _seeded(
+        lambda: nn.Sequential(nn.Linear(16, 32), nn.ReLU(inplace=True), nn.Linear(32, 8))
+    )
+    x = torch.randn(128, 16, generator=torch.Generator().manual_seed(0))
+    d = initlab.diagnose(model, x)
+    with torch.no_grad():
+        hidden = torch.relu(model[0](x)).double()
+    second = d.weighted[1]
+    assert second.input_rms == pytest.approx(math.sqrt(float(hidden.square().mean())), rel=1e-6)
+    assert d.weighted[0].input_rms == pytest.approx(math.sqrt(float(x.double().square().mean())))
+
+
+def test_a_healthy_model_is_run_once():
+    model = _seeded(lambda: initlab.mlp([32] * 6 + [1]))
+    initlab.init_model(model, "he_normal", seed=0)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        d = initlab.diagnose(model, torch.randn(64, 32, generator=torch.Generator().manual_seed(0)))
+    finally:
+        handle.remove()
+    assert d.healthy and len(calls) == 1
