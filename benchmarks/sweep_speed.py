@@ -22,7 +22,12 @@ Ways:
 
 Targets: (c) >= 1.0x (b) everywhere; (c) >= 20x (a) on the course MLP; (c) within 1.5x of (e)
 where the work is compute-bound (digits, CNN); (d) within 1.3x of (c) with the same numbers.
-Times are medians over ``--repeats``. ``torch.set_flush_denormal(True)`` is set.
+Every time includes building and initializing the members (``initlab.sweep`` does it inside
+its run, so the baselines do too). The ways run interleaved (a, b, c, ..., a, b, c, ...) and
+times are medians over ``--repeats`` rounds, so that a shared machine's load falls on all of
+them alike; read the ratios, not the seconds. ``torch.set_flush_denormal(True)`` is set.
+(e) also prints the throughput of the sweep's own largest product at its exact shape: how far
+below the 2048^3 matmul these small products run on this CPU.
 
     python benchmarks/sweep_speed.py            # full sizes (a few minutes on 2 cores)
     python benchmarks/sweep_speed.py --quick    # fewer iterations (smoke test)
@@ -92,7 +97,8 @@ def _members(spec: SweepSpec) -> tuple[list[nn.Module], Any, str]:
 
 
 def per_run(spec: SweepSpec) -> float:
-    """(a): returns seconds."""
+    """(a): returns seconds (building and initializing the members included, as in (c))."""
+    start = time.perf_counter()
     models, data, output = _members(spec)
     x = data.x_train.float()
     t = targets(output, data.y_train, 1 if output == "sigmoid" else 10, torch.float32)
@@ -101,7 +107,6 @@ def per_run(spec: SweepSpec) -> float:
     # Tiny nets run fastest on one thread (per-op overhead; idle threads spin): give the
     # baseline the same thread rule as the sweep.
     size = x.shape[0] * sum(p.numel() for p in models[0].parameters())
-    start = time.perf_counter()
     with few_threads(1 if size < 1_000_000 else None):
         for model in models:
             opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -113,15 +118,16 @@ def per_run(spec: SweepSpec) -> float:
 
 
 def func_ensemble(spec: SweepSpec) -> float:
-    """(b): the torch.func ensembling recipe; returns seconds."""
+    """(b): the torch.func ensembling recipe; returns seconds (building and initializing the
+    members included, as in (c))."""
     from torch.func import functional_call, grad, stack_module_state, vmap
 
+    start = time.perf_counter()
     models, data, output = _members(spec)
     x = data.x_train.float()
     t = targets(output, data.y_train, 1 if output == "sigmoid" else 10, torch.float32)
     base = models[0]
     lr = float(spec.configs()[0]["lr"])
-    start = time.perf_counter()
     params, buffers = stack_module_state(models)
     params = {k: v.detach() for k, v in params.items()}
 
@@ -164,13 +170,51 @@ def matmul_throughput(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, value = [], None
+def interleaved(ways: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
+    """Run every way once per round, ``repeats`` rounds (a, b, c, ..., a, b, c, ...), so that
+    the load of a shared machine falls on all of them alike; median seconds and the last
+    value of each."""
+    times: dict[str, list[float]] = {k: [] for k in ways}
+    values: dict[str, Any] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), value
+        for key, fn in ways.items():
+            start = time.perf_counter()
+            values[key] = fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: (statistics.median(v), values[k]) for k, v in times.items()}
+
+
+def kernel_throughput(name: str, spec: SweepSpec, repeats: int = 5) -> tuple[str, float]:
+    """FLOP/s of the sweep's own largest product at its exact shape and thread rule: the
+    digits MLP's hidden layer (a (B, N, 128) x (B, 128, 128) batched matmul) or the CNN's
+    second convolution (grouped: B groups of 8 -> 16 channels, 3x3, on N 8x8 images).
+    ``None`` for the course MLP (overhead-bound)."""
+    members, n = len(spec.configs()), 1348
+    if name == "digits":
+        a, b = torch.randn(members, n, 128), torch.randn(members, 128, 128)
+        flops, label = 2 * members * n * 128 * 128, f"bmm ({members}, {n}, 128) x (128, 128)"
+
+        def op() -> Any:
+            return torch.bmm(a, b)
+    elif name == "cnn":
+        x, w = torch.randn(n, members * 8, 8, 8), torch.randn(members * 16, 8, 3, 3)
+        flops = 2 * n * 64 * members * 16 * 8 * 9
+        label = f"grouped conv {members} x (8 -> 16, 3x3) on ({n}, 8, 8)"
+
+        def op() -> Any:
+            return F.conv2d(x, w, padding=1, groups=members)
+    else:
+        return "", float("nan")
+    with few_threads(None):
+        op()
+        seconds = statistics.median(timed_once(op) for _ in range(repeats))
+    return label, flops / seconds
+
+
+def timed_once(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -201,22 +245,31 @@ def main() -> None:
         if name not in chosen:
             continue
         n = len(spec.configs())
-        # warm-up: vmap's first call builds its batching rules
+        # warm-up: vmap's first call builds its batching rules; on Ray, the workers import
+        # torch and initlab (start-up, not counted)
         warm = SweepSpec(**{**vars(spec), "iterations": 2})
         sweep(warm, progress=False)
-        a, _ = timed(lambda spec=spec: per_run(spec), args.repeats)
-        b, _ = timed(lambda spec=spec: func_ensemble(spec), args.repeats)
-        c, local = timed(lambda spec=spec: sweep(spec, progress=False), args.repeats)
-        engines = {}
+        if ray is not None:
+            sweep(warm, backend="ray", progress=False)
+        ways: dict[str, Callable[[], Any]] = {
+            "a": lambda spec=spec: per_run(spec),
+            "b": lambda spec=spec: func_ensemble(spec),
+            "c": lambda spec=spec: sweep(spec, progress=False),
+        }
         if spec.model is None:
             for engine in ("stacked", "vmap"):
                 other = SweepSpec(**{**vars(spec), "engine": engine})
-                engines[engine], _ = timed(lambda o=other: sweep(o, progress=False), args.repeats)
-        e = flops_limit(spec, throughput)
-        d = same = None
+                ways[engine] = lambda o=other: sweep(o, progress=False)
         if ray is not None:
-            d, remote = timed(lambda spec=spec: sweep(spec, backend="ray", progress=False),
-                              args.repeats)  # fmt: skip
+            ways["d"] = lambda spec=spec: sweep(spec, backend="ray", progress=False)
+        got = interleaved(ways, args.repeats)
+        (a, _), (b, _), (c, local) = got["a"], got["b"], got["c"]
+        engines = {k: got[k][0] for k in ("stacked", "vmap") if k in got}
+        e = flops_limit(spec, throughput)
+        label, kernel = kernel_throughput(name, spec)
+        d = same = None
+        if "d" in got:
+            d, remote = got["d"]
             key = ("config_id", *METRICS)
             same = [{k: r[k] for k in key} for r in local.rows] == [
                 {k: r[k] for k in key} for r in remote.rows
@@ -230,6 +283,10 @@ def main() -> None:
         if d is not None:
             print(f"  (d) sweep on Ray        {d:8.2f} s   same numbers as (c): {same}")
         print(f"  (e) FLOP limit          {e:8.3f} s")
+        if label:
+            print(f"      its own largest product, {label}: {kernel / 1e9:.1f} GFLOP/s "
+                  f"({kernel / throughput:.2f}x the 2048^3 matmul; the same FLOPs at this "
+                  f"rate: {e * throughput / kernel:.3f} s)")  # fmt: skip
         ratio = f"  (a)/(c) {a / c:6.1f}x   (b)/(c) {b / c:5.2f}x   (c)/(e) {c / e:7.1f}x"
         if d is not None:
             ratio += f"   (d)/(c) {d / c:5.2f}x"

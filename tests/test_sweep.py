@@ -275,3 +275,14 @@ def test_report_plots_any_two_axes(tmp_path):
         phase_diagram(result, "depth", "depth")
     row = dict(result.rows[0], status="finished", final_loss=0.1, prior_loss=0.69)
     assert trainable(row) and not trainable(dict(row, final_loss=0.6))
+
+
+def test_ray_chunk_size_spreads_configs_over_the_cpus():
+    from initlab.bench.sweep.run import MIN_RAY_CHUNK, ray_chunk
+
+    configs = [{}] * 32
+    assert ray_chunk(configs, 64, num_cpus=2) == 16  # two tasks, not one task and an idle CPU
+    assert ray_chunk(configs * 2, 64, num_cpus=2) == 32
+    assert ray_chunk(configs * 8, 64, num_cpus=2) == 64  # never above the chunk size
+    assert ray_chunk(configs[:10], 64, num_cpus=4) == MIN_RAY_CHUNK  # Ray's per-task cost
+    assert ray_chunk(configs[:3], 2, num_cpus=4) == 2

@@ -10,6 +10,7 @@ from torch import nn
 
 from initlab.bench.datasets import load
 from initlab.bench.sweep.engine import build_member, train_ensemble
+from initlab.bench.sweep.ensemble import CHECK_EVERY
 from initlab.bench.sweep.spec import SweepSpec
 from initlab.bench.train import as_dataset, train
 
@@ -124,3 +125,28 @@ def test_dropout_is_refused_with_a_clear_error():
     models = [build_member(spec, c, data) for c in configs]
     with pytest.raises(ValueError, match="dropout"):
         train_ensemble(models, configs, data, spec)
+
+
+def test_members_diverging_between_checks_keep_their_first_bad_iteration():
+    # Divergence is checked every CHECK_EVERY steps (no host read per step): members that blow
+    # up at iterations 4 and 33 (neither a check step) still report those iterations, and
+    # their garbage values in between do not reach the others.
+    data = _digits_small()
+    spec = SweepSpec(model=SmallCNN, iterations=40, dtype="float64")
+    configs = _configs([0.1, 10.0, 10.0, 0.05])
+    configs[2] = {**configs[1], "scale": 1e30}
+    configs[1]["scale"] = 1e40
+    assert CHECK_EVERY not in (4, 33) and 33 % CHECK_EVERY and 4 % CHECK_EVERY
+    models = [build_member(spec, c, data) for c in configs]
+    batched = train_ensemble(models, configs, data, spec)
+    for b, expected in ((1, 4), (2, 33)):
+        run = _separate(spec, configs[b], data)
+        assert run.status == "diverged" and run.diverged_at == expected
+        assert batched[b]["status"] == "diverged"
+        assert batched[b]["diverged_at"] == expected
+        assert batched[b]["final_loss"] is None
+    for b in (0, 3):
+        run = _separate(spec, configs[b], data)
+        assert batched[b]["status"] == "finished"
+        assert batched[b]["final_loss"] == pytest.approx(run.final_loss, rel=1e-10)
+        assert batched[b]["test_accuracy"] == run.test_accuracy

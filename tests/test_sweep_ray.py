@@ -31,4 +31,8 @@ def test_ray_results_equal_local_ones(local_ray, tmp_path):
     assert {r["engine"] for r in remote.rows} == {"stacked", "vmap"}
     assert {r["status"] for r in remote.rows} == {"finished", "diverged"}
     assert _metrics(read_csv(tmp_path / "r" / "results.csv")) == _metrics(local.rows)
+    # no chunk size given: the sweep picks it (at most 8 configs a task here)
+    spread = sweep(SPEC, backend="ray", progress=False)
+    assert _metrics(spread.rows) == _metrics(local.rows)
+    assert {r["members"] for r in spread.rows} == {4}  # 4 architectures of 4 configs
     assert local_ray.is_initialized()  # a Ray the caller started is left running

@@ -24,6 +24,7 @@ from initlab.bench.sweep.store import COLUMNS, ResultStore, fingerprint, read_cs
 from initlab.bench.train import as_dataset, progress_bar
 
 DEFAULT_CHUNK = 64
+MIN_RAY_CHUNK = 8  # fewest members a Ray task gets when the sweep picks the chunk size
 _THREAD_WORK = 20_000_000  # below this (members x examples x parameters) one thread is fastest
 
 
@@ -142,6 +143,24 @@ def plan_chunks(spec: SweepSpec, configs: Sequence[Config], datasets: Mapping[st
             part = members[start : start + chunk]
             chunks.append(Chunk(len(chunks), part, spec, shared, engine, threads))
     return chunks
+
+
+def ray_chunk(configs: Sequence[Config], size: int, num_cpus: int | None) -> int:
+    """Chunk size on Ray when none is given: ``size`` (64), or smaller so that the configs
+    make at least one task per CPU (``num_cpus``, a running Ray's CPUs, or this machine's),
+    but no fewer than :data:`MIN_RAY_CHUNK` members a task (Ray's per-task cost). One chunk
+    of 32 configs on 2 CPUs would leave a CPU idle; two of 16 use both. The numbers do not
+    depend on the chunk size (see :mod:`.ensemble`)."""
+    cpus = num_cpus
+    if cpus is None:
+        import sys
+
+        ray = sys.modules.get("ray")  # only a Ray that is already running is asked
+        if ray is not None and ray.is_initialized():
+            cpus = int(ray.cluster_resources().get("CPU", 1))
+        else:
+            cpus = os.cpu_count() or 1
+    return max(1, min(size, max(MIN_RAY_CHUNK, -(-len(configs) // cpus))))
 
 
 def _auto_threads(chunks: Sequence[Chunk]) -> None:
@@ -291,6 +310,8 @@ def sweep(
         if chunks:
             results: Iterator[tuple[int, list[dict[str, Any]]]]
             if backend == "ray":
+                if chunk is None and spec.chunk is None:
+                    chunks = plan_chunks(spec, todo, datasets, ray_chunk(todo, size, num_cpus))
                 results = run_ray(chunks, address=address, num_cpus=num_cpus)
             else:
                 _auto_threads(chunks)
