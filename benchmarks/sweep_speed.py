@@ -13,6 +13,11 @@ Ways:
 - (a) a plain per-run PyTorch loop: one model at a time, autograd, ``torch.optim.SGD``;
 - (b) a hand-written ``torch.func`` ensemble: ``stack_module_state`` + ``vmap(grad(loss))``,
   ``p - lr * g`` (the PyTorch ensembling tutorial's recipe, no divergence checks);
+
+(a) and (b) end as a sweep does: with each member's final training loss and accuracy and its
+test loss and accuracy read back to Python (one forward of each split), so that all ways
+deliver the same table; nothing else of the sweep's bookkeeping (initial and best loss,
+divergence masks) is asked of them.
 - (c) ``initlab.sweep`` locally (engine ``auto``; for the built-in MLPs also each engine);
 - (d) ``initlab.sweep(backend="ray")`` on a local Ray with this machine's cores (Ray's start-up
   is timed apart and not counted; the numbers are compared with (c));
@@ -114,7 +119,31 @@ def per_run(spec: SweepSpec) -> float:
                 opt.zero_grad()
                 loss_fn(model(x), t).backward()
                 opt.step()
+            with torch.no_grad():
+                _final_metrics(model, data, output, loss_fn)
     return time.perf_counter() - start
+
+
+def _final_metrics(
+    forward: Callable[..., torch.Tensor],
+    data: Any,
+    output: str,
+    loss_fn: Callable[..., torch.Tensor],
+    *args: Any,
+) -> list[float]:
+    """Final training and test loss and accuracy of a model or (vmapped) ensemble, read back
+    as Python floats, as a sweep's result rows hold them."""
+    values = []
+    for x_split, y_split in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        if x_split.shape[0] == 0:
+            continue
+        z = forward(*args, x_split.float())
+        t = targets(output, y_split, z.shape[-1], torch.float32)
+        loss = loss_fn(z, t)
+        predicted = (z[..., 0] > 0).long() if z.shape[-1] == 1 else z.argmax(-1)
+        accuracy = (predicted == y_split).float().mean(-1)
+        values += loss.reshape(-1).tolist() + accuracy.reshape(-1).tolist()
+    return values
 
 
 def func_ensemble(spec: SweepSpec) -> float:
@@ -132,7 +161,9 @@ def func_ensemble(spec: SweepSpec) -> float:
     params = {k: v.detach() for k, v in params.items()}
 
     def loss(p: dict, b: dict, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
-        z = functional_call(base, (p, b), (xb,))
+        return loss_of(functional_call(base, (p, b), (xb,)), tb)
+
+    def loss_of(z: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
         if output == "softmax":
             return F.cross_entropy(z, tb)
         return (F.softplus(z) - tb * z).mean()  # BCE from logits: vmap has no rule for F.bce
@@ -143,6 +174,11 @@ def func_ensemble(spec: SweepSpec) -> float:
         for _ in range(spec.iterations):
             g = step(params, buffers, x, t)
             params = {k: p - lr * g[k] for k, p in params.items()}
+        forward = vmap(lambda p, b, xb: functional_call(base, (p, b), (xb,)),
+                       in_dims=(0, 0, None))  # fmt: skip
+        member_loss = vmap(lambda z, tb: loss_of(z, tb), in_dims=(0, None))
+        with torch.no_grad():
+            _final_metrics(forward, data, output, member_loss, params, buffers)
     return time.perf_counter() - start
 
 
