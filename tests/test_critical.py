@@ -90,3 +90,15 @@ def test_bad_input_names_the_argument():
         critical("tanh", -1.0)
     with pytest.raises(ValueError, match="did you mean 'tanh'"):
         critical("tahn")
+
+
+def test_a_callers_no_grad_does_not_change_the_answer():
+    # Under no_grad the activation's derivatives used to fall back to finite differences:
+    # sigma_w^2 for tanh at sigma_b^2 = 1e-6 moved from 1.01825262 to 1.01825299.
+    import torch
+
+    expected = critical("tanh", 1e-6)
+    with torch.no_grad():
+        got = critical("tanh", 1e-6)
+    assert got.sigma_w2 == expected.sigma_w2
+    assert got.xi_c == expected.xi_c

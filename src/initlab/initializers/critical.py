@@ -107,15 +107,18 @@ class _Integrals:
     def derivatives(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``phi, phi', phi''`` at ``x`` (float64)."""
         try:
-            xs = x.clone().requires_grad_(True)
-            y = self.fn(xs)
-            if not isinstance(y, torch.Tensor) or not y.requires_grad:
-                raise TypeError
-            (d1,) = torch.autograd.grad(y.sum(), xs, create_graph=True)
-            if d1.requires_grad:
-                (d2,) = torch.autograd.grad(d1.sum(), xs)
-            else:
-                d2 = torch.zeros_like(x)
+            # enable_grad: under a caller's no_grad the derivatives would fall back to finite
+            # differences and the critical point would move in its 7th digit.
+            with torch.enable_grad():
+                xs = x.clone().requires_grad_(True)
+                y = self.fn(xs)
+                if not isinstance(y, torch.Tensor) or not y.requires_grad:
+                    raise TypeError
+                (d1,) = torch.autograd.grad(y.sum(), xs, create_graph=True)
+                if d1.requires_grad:
+                    (d2,) = torch.autograd.grad(d1.sum(), xs)
+                else:
+                    d2 = torch.zeros_like(x)
             return y.detach().double(), d1.detach().double(), d2.detach().double()
         except (TypeError, RuntimeError, AttributeError):
             h = 1e-4
