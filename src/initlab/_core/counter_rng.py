@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from initlab._core.philox import philox4x64, words32
 from initlab._core.rng import parallel_map
 
 # Elements per piece: Philox words and the float transform stay in cache, and torch runs each
@@ -46,6 +47,12 @@ _PARALLEL = 1 << 20
 # A piece of short runs is generated as the span it covers when that wastes less than this
 # factor of words; otherwise each run sets the Philox counter on its own.
 _RUN_COST = 512  # elements' worth of time that setting a counter costs (measured: ~1.5 us)
+
+# Elements per chunk of the torch-operations path (accelerators): ~20 int64 temporaries of
+# chunk / 8 blocks each stay below 0.2 GB.
+_DEVICE_CHUNK = 1 << 24
+# Tests set this to run the torch-operations path on the CPU (the NumPy path is faster there).
+_TORCH_WORDS = False
 
 _local = threading.local()  # one Philox bit generator per thread, its state set per run
 
@@ -267,34 +274,81 @@ class CounterStream:
         # Parameters are contiguous; other tensors go through one contiguous copy.
         target = tensor if tensor.is_contiguous() else torch.empty_like(tensor.contiguous())
         flat = target.view(-1)
-        direct = flat.device.type == "cpu" and flat.dtype == work_dtype
         if work_dtype == torch.float64:  # v = (w + 1/2) 2^-31
             unit, shift_bits = 2.0**-31, 0
         else:  # v = (w >> 8 + 1/2) 2^-23
             unit, shift_bits = 2.0**-23, 8
-        a, b = half * unit, mid + half * unit / 2
+        affine = (half * unit, mid + half * unit / 2, shift_bits)
+        if flat.device.type == "cpu" and not _TORCH_WORDS:
+            self._fill_numpy_(flat, affine, post, work_dtype)
+        else:
+            self._fill_torch_(flat, affine, post, work_dtype)
+        if target is not tensor:
+            tensor.copy_(target)
+        return tensor
 
+    def _fill_numpy_(self, flat, affine, post, work_dtype) -> None:
+        """CPU: NumPy's Philox, piece by piece (pieces on threads for large tensors)."""
+        a, b, shift_bits = affine
+        direct = flat.dtype == work_dtype
         np_work = np.float64 if work_dtype == torch.float64 else np.float32
 
         def fill(piece: tuple[int, np.ndarray, int]) -> None:
             at, starts, length = piece
-            j = _gather(self.key, starts, length)
+            j = _gather(self.key, starts, length)  # a fresh array: shifted in place
             if shift_bits:
-                j = np.right_shift(j, shift_bits)
+                np.right_shift(j, shift_bits, out=j)
             count = j.size
             out = flat[at : at + count] if direct else torch.empty(count, dtype=work_dtype)
             values = out.numpy()
-            np.multiply(j, np_work(a), out=values, dtype=np_work)  # exact conversion of j
+            values[...] = j  # exact conversion of j (24 or 32 bits)
+            np.multiply(values, np_work(a), out=values)
             np.add(values, np_work(b), out=values)
             if post is not None:
                 post(out)
             if not direct:
                 flat[at : at + count].copy_(out)
 
-        parallel_map(fill, _pieces(*self._runs()), workers=None if n >= _PARALLEL else 1)
-        if target is not tensor:
-            tensor.copy_(target)
-        return tensor
+        workers = None if flat.numel() >= _PARALLEL else 1
+        parallel_map(fill, _pieces(*self._runs()), workers=workers)
+
+    def _fill_torch_(self, flat, affine, post, work_dtype) -> None:
+        """Any device: Philox in torch integer operations (:mod:`initlab._core.philox`) on
+        ``flat``'s device, chunk by chunk, then the same float operations as the CPU path."""
+        a, b, shift_bits = affine
+        starts, length = self._runs()
+        device = flat.device
+        starts_t = torch.as_tensor(starts, device=device) if starts.size > 1 else None
+        for c0 in range(0, flat.numel(), _DEVICE_CHUNK):
+            c1 = min(flat.numel(), c0 + _DEVICE_CHUNK)
+            local = torch.arange(c0, c1, device=device)
+            if starts_t is None:
+                index = local + int(starts[0])
+            else:
+                index = starts_t[local // length] + local % length
+            first = int(starts[c0 // length]) + c0 % length  # the runs ascend
+            last = int(starts[(c1 - 1) // length]) + (c1 - 1) % length
+            w = _torch_words(self.key, index, first, last)
+            j = (w ^ 0x80000000) - 0x80000000  # the word as a signed int32
+            if shift_bits:
+                j >>= shift_bits
+            out = j.to(work_dtype)
+            out.mul_(a).add_(b)
+            if post is not None:
+                post(out)
+            flat[c0:c1].copy_(out)
+
+
+def _torch_words(key: tuple[int, int], index: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """The 32-bit words (in int64) of the logical elements ``index`` (ascending, from
+    ``first`` to ``last``), computed on ``index``'s device: the blocks of the span when they
+    are few, else one block per element."""
+    b0, b1 = first // 8, last // 8
+    if 8 * (b1 - b0 + 1) <= 2 * index.numel() + 64:
+        blocks = philox4x64(torch.arange(b0, b1 + 1, device=index.device), *key)
+        return words32(blocks, index - 8 * b0)
+    blocks = philox4x64(index >> 3, *key)
+    return words32(blocks, torch.arange(index.numel(), device=index.device) * 8 + (index & 7))
 
 
 def _pieces(starts: np.ndarray, length: int) -> list[tuple[int, np.ndarray, int]]:
