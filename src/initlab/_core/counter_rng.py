@@ -25,6 +25,7 @@ parameters are visited. ``CounterStream.part(offsets, sizes)`` narrows a stream 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import sys
@@ -61,9 +62,21 @@ _SQRT2 = math.sqrt(2.0)
 
 def counter_key(seed: int, name: str) -> tuple[int, int]:
     """The 128-bit Philox key of the parameter ``name`` under ``seed`` (BLAKE2b of both)."""
-    text = f"initlab-counter\x1f{int(seed)}\x1f{name}".encode()
-    digest = hashlib.blake2b(text, digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+    return counter_keyer(seed)(name)
+
+
+def counter_keyer(seed: int) -> Callable[[str], tuple[int, int]]:
+    """``counter_key(seed, name)`` for many names: the hash state after the common prefix is
+    computed once and copied per name (the same bytes are hashed, so the same keys)."""
+    base = hashlib.blake2b(f"initlab-counter\x1f{int(seed)}\x1f".encode(), digest_size=16)
+
+    def key(name: str) -> tuple[int, int]:
+        h = base.copy()
+        h.update(name.encode())
+        digest = h.digest()
+        return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+
+    return key
 
 
 def words(key: tuple[int, int], start: int, count: int) -> np.ndarray:
@@ -205,14 +218,7 @@ class CounterStream:
 
     def normal_(self, tensor: torch.Tensor, mean: float, std: float) -> torch.Tensor:
         """``N(mean, std^2)``: ``mean + std sqrt(2) erfinv(v)``."""
-        scale = std * _SQRT2
-
-        def post(x: torch.Tensor) -> None:
-            x.erfinv_().mul_(scale)
-            if mean != 0.0:
-                x.add_(mean)
-
-        return self._fill_(tensor, 1.0, 0.0, post)
+        return self._fill_(tensor, 1.0, 0.0, _normal_post(mean, std))
 
     def truncated_normal_(
         self, tensor: torch.Tensor, low: float, high: float, scale: float = 1.0, shift: float = 0.0
@@ -224,32 +230,13 @@ class CounterStream:
         if not low < high:
             raise ValueError(f"truncation bounds must satisfy low < high; got [{low}, {high}]")
         if low * high > 0 and min(abs(low), abs(high)) > 3:
-            return self._far_tail_(tensor, low, high, scale, shift)
+            half, mid, post = _far_tail_plan(low, high, scale, shift)
+            return self._fill_(tensor, half, mid, post, torch.float64)
         u_low, u_high = (math.erf(b / _SQRT2) for b in (low, high))
         centre, half = (u_low + u_high) / 2, (u_high - u_low) / 2
-
-        def post(x: torch.Tensor) -> None:
-            x.erfinv_().mul_(_SQRT2).clamp_(low, high)
-            if scale != 1.0:
-                x.mul_(scale)
-            if shift != 0.0:
-                x.add_(shift)
-
         wide = min(abs(low), abs(high)) > 5
+        post = _truncated_post(low, high, scale, shift)
         return self._fill_(tensor, half, centre, post, torch.float64 if wide else None)
-
-    def _far_tail_(self, tensor, low, high, scale, shift):
-        sign = -1.0 if low > 0 else 1.0
-        a, b = min(sign * low, sign * high), max(sign * low, sign * high)
-        phi_a, phi_b = (0.5 * math.erfc(-x / _SQRT2) for x in (a, b))
-
-        def post(x: torch.Tensor) -> None:
-            torch.special.ndtri(x, out=x).clamp_(a, b).mul_(sign * scale)
-            if shift != 0.0:
-                x.add_(shift)
-
-        half, mid = (phi_b - phi_a) / 2, (phi_a + phi_b) / 2
-        return self._fill_(tensor, half, mid, post, torch.float64)
 
     # ------------------------------------------------------------------ machinery
     def _fill_(
@@ -269,16 +256,11 @@ class CounterStream:
         n = tensor.numel()
         if n == 0:
             return tensor
-        if work_dtype is None:
-            work_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        work_dtype = work_dtype_of(tensor.dtype, work_dtype)
         # Parameters are contiguous; other tensors go through one contiguous copy.
         target = tensor if tensor.is_contiguous() else torch.empty_like(tensor.contiguous())
         flat = target.view(-1)
-        if work_dtype == torch.float64:  # v = (w + 1/2) 2^-31
-            unit, shift_bits = 2.0**-31, 0
-        else:  # v = (w >> 8 + 1/2) 2^-23
-            unit, shift_bits = 2.0**-23, 8
-        affine = (half * unit, mid + half * unit / 2, shift_bits)
+        affine = affine_step(half, mid, work_dtype)
         if flat.device.type == "cpu" and not _TORCH_WORDS:
             self._fill_numpy_(flat, affine, post, work_dtype)
         else:
@@ -315,7 +297,6 @@ class CounterStream:
     def _fill_torch_(self, flat, affine, post, work_dtype) -> None:
         """Any device: Philox in torch integer operations (:mod:`initlab._core.philox`) on
         ``flat``'s device, chunk by chunk, then the same float operations as the CPU path."""
-        a, b, shift_bits = affine
         starts, length = self._runs()
         device = flat.device
         starts_t = torch.as_tensor(starts, device=device) if starts.size > 1 else None
@@ -329,14 +310,27 @@ class CounterStream:
             first = int(starts[c0 // length]) + c0 % length  # the runs ascend
             last = int(starts[(c1 - 1) // length]) + (c1 - 1) % length
             w = _torch_words(self.key, index, first, last)
-            j = (w ^ 0x80000000) - 0x80000000  # the word as a signed int32
-            if shift_bits:
-                j >>= shift_bits
-            out = j.to(work_dtype)
-            out.mul_(a).add_(b)
-            if post is not None:
-                post(out)
-            flat[c0:c1].copy_(out)
+            flat[c0:c1].copy_(values_from_words(w, affine, post, work_dtype))
+
+
+def values_from_words(
+    w: torch.Tensor,
+    affine: tuple[float, float, int],
+    post: Callable[[torch.Tensor], None] | None,
+    work_dtype: torch.dtype,
+) -> torch.Tensor:
+    """``post(a j + b)`` in ``work_dtype`` for the 32-bit words ``w`` (int64 holding
+    ``0 .. 2^32 - 1``), ``j`` the word as a signed int32 shifted right by ``shift_bits``
+    (``affine = (a, b, shift_bits)``): the same float operations as the NumPy path."""
+    a, b, shift_bits = affine
+    j = (w ^ 0x80000000) - 0x80000000  # the word as a signed int32
+    if shift_bits:
+        j >>= shift_bits
+    out = j.to(work_dtype)
+    out.mul_(a).add_(b)
+    if post is not None:
+        post(out)
+    return out
 
 
 def _torch_words(key: tuple[int, int], index: torch.Tensor, first: int, last: int) -> torch.Tensor:
@@ -349,6 +343,66 @@ def _torch_words(key: tuple[int, int], index: torch.Tensor, first: int, last: in
         return words32(blocks, index - 8 * b0)
     blocks = philox4x64(index >> 3, *key)
     return words32(blocks, torch.arange(index.numel(), device=index.device) * 8 + (index & 7))
+
+
+def work_dtype_of(dtype: torch.dtype, requested: torch.dtype | None) -> torch.dtype:
+    """The dtype values are computed in: ``requested``, else float64 for float64 tensors and
+    float32 for the others (half precision is computed in float32 and rounded)."""
+    if requested is not None:
+        return requested
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def affine_step(half: float, mid: float, work_dtype: torch.dtype) -> tuple[float, float, int]:
+    """``(a, b, shift_bits)`` with ``mid + half v = a j + b``, ``j = word >> shift_bits``:
+    float64 ``v = (w + 1/2) 2^-31``; otherwise ``v = (w >> 8 + 1/2) 2^-23``."""
+    unit, shift_bits = (2.0**-31, 0) if work_dtype == torch.float64 else (2.0**-23, 8)
+    return half * unit, mid + half * unit / 2, shift_bits
+
+
+# The float steps after the affine one, made once per distinct argument tuple: equal arguments
+# give the same function object, so a batch (:mod:`initlab._core.counter_batch`) can group
+# the tensors that share their whole transform.
+@functools.lru_cache(maxsize=1024)
+def _normal_post(mean: float, std: float) -> Callable[[torch.Tensor], None]:
+    scale = std * _SQRT2
+
+    def post(x: torch.Tensor) -> None:
+        x.erfinv_().mul_(scale)
+        if mean != 0.0:
+            x.add_(mean)
+
+    return post
+
+
+@functools.lru_cache(maxsize=1024)
+def _truncated_post(
+    low: float, high: float, scale: float, shift: float
+) -> Callable[[torch.Tensor], None]:
+    def post(x: torch.Tensor) -> None:
+        x.erfinv_().mul_(_SQRT2).clamp_(low, high)
+        if scale != 1.0:
+            x.mul_(scale)
+        if shift != 0.0:
+            x.add_(shift)
+
+    return post
+
+
+@functools.lru_cache(maxsize=1024)
+def _far_tail_plan(low: float, high: float, scale: float, shift: float):
+    """``(half, mid, post)`` of the normal truncated to ``[low, high]`` far in one tail:
+    ``ndtri`` on the mirrored lower tail, in float64."""
+    sign = -1.0 if low > 0 else 1.0
+    a, b = min(sign * low, sign * high), max(sign * low, sign * high)
+    phi_a, phi_b = (0.5 * math.erfc(-x / _SQRT2) for x in (a, b))
+
+    def post(x: torch.Tensor) -> None:
+        torch.special.ndtri(x, out=x).clamp_(a, b).mul_(sign * scale)
+        if shift != 0.0:
+            x.add_(shift)
+
+    return (phi_b - phi_a) / 2, (phi_a + phi_b) / 2, post
 
 
 def _pieces(starts: np.ndarray, length: int) -> list[tuple[int, np.ndarray, int]]:
