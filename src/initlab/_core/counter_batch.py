@@ -103,7 +103,11 @@ def _fill_group(
     targets = [t for _, _, t in members]
     counts = np.array([t.numel() for t in targets], dtype=np.int64)
     values = values_from_words(run_words(keys, starts, counts, device), affine, post, work)
-    pieces = values.split(counts.tolist())
+    shape = targets[0].shape
     with torch.no_grad():
-        for target, piece in zip(targets, pieces, strict=True):
+        if all(t.shape == shape for t in targets):  # one shape: views made in one call
+            pieces = list(values.view(len(targets), *shape).unbind(0))
+            torch._foreach_copy_(targets, pieces)
+            return
+        for target, piece in zip(targets, values.split(counts.tolist()), strict=True):
             target.copy_(piece.view(target.shape))

@@ -5,6 +5,7 @@ realized stds measured together."""
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -214,20 +215,22 @@ def _record(
     block: Rows, chosen: Initializer, fans: Any, act: Any,
 ) -> torch.Tensor:  # fmt: skip
     """Append one block's fill to ``log``; return the tensor it will write."""
-    local = block.param.data
-    logical = tuple(local.shape)
-    if local.dim():
-        start, stop = block.start, block.stop
-        target = local if stop - start == logical[0] else local[start:stop]
-        first = start * (local.numel() // logical[0] if logical[0] else 0)
+    local = block.param  # written under no_grad: no .data view needed
+    start, stop, shape = block.start, block.stop, block.shape
+    if shape:
+        rows = local.shape[0]
+        whole = start == 0 and stop == rows
+        logical = shape if whole else (rows, *shape[1:])
+        target = local if whole else local[start:stop]
+        first = start * math.prod(shape[1:])
     else:
-        start, stop, target, first = 0, 1, local, 0
+        logical, target, first = shape, local, 0
     kind = (id(chosen), logical, start, stop, fans, act, local.dtype)
     transform = transforms.get(kind)
     if transform is not None:
         log.append((key, first, target, transform))
         return target
-    span = ((start, *(0,) * (local.dim() - 1)), (stop - start, *logical[1:])) if logical else None
+    span = ((start, *(0,) * (len(shape) - 1)), shape) if shape else None
     before = len(log)
     try:
         chosen._fill(target, RecordingStream(key, logical, span, log=log), fans, act)

@@ -178,7 +178,7 @@ class Planner:
                 act, source = following.activation, following.source
             fans = None if chunk is None else (chunk.fan_in, chunk.fan_out)
             label = qualified if whole else f"{qualified}[{chunk.role}]"
-            target_shape = tuple(target.shape)
+            target_shape = target.shape if self.rng == "counter" else tuple(target.shape)
             key = (id(chosen), target_shape, fans, act)
             stds = self._plans.get(key)
             if stds is None:
@@ -215,5 +215,6 @@ class Planner:
                     torch._foreach_zero_(tensors)
                     if value != 0:
                         torch._foreach_add_(tensors, value)
-        _record_stds(self.measured, [s for f in self.fills for s in f.stds])
+        with torch.no_grad():  # small parameters' stds read the parameters themselves
+            _record_stds(self.measured, [s for f in self.fills for s in f.stds])
         return self.report
