@@ -17,6 +17,11 @@ std sqrt(2) erfinv(v)``; the normal truncated to ``[a, b]`` maps ``v`` affinely 
 so no element depends on another). float64 tensors use ``v = (word + 1/2) 2^-31`` and float64
 arithmetic; half-precision ones are computed in float32 and rounded.
 
+On the CPU the words come from NumPy's Philox; on any other device from the same Philox
+written in torch integer operations (:mod:`initlab._core.philox`), computed on that device:
+the words and the uniform values are the same bits everywhere; normal values go through the
+device's ``erfinv`` and may differ from the CPU's in the last bits.
+
 So any rectangular part of the tensor -- a Shard(0) or Shard(1) slice, an uneven last shard, a
 gate block -- is computed directly, without the rest, and equals the same part of the whole:
 values do not depend on world size, placement, chunking, thread count or the order in which
@@ -247,7 +252,8 @@ class CounterStream:
         post: Callable[[torch.Tensor], None] | None,
         work_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Fill ``tensor`` with ``post(mid + half v)``, piece by piece (on threads when large)."""
+        """Fill ``tensor`` with ``post(mid + half v)``: on the CPU piece by piece with NumPy's
+        Philox (on threads when large), elsewhere with torch operations on the tensor's device."""
         if tuple(tensor.shape) != self.local_shape:
             raise ValueError(
                 f"counter stream covers shape {self.local_shape}; got a tensor of shape "
