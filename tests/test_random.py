@@ -173,3 +173,23 @@ def test_seeded_code_leaves_accelerator_generators_alone(monkeypatch, tmp_path):
     path.write_text("from torch import nn\n\ndef net():\n    return nn.Linear(2, 3)\n")
     load_model(f"{path}:net", seed=2)
     assert reseeded == []
+
+
+def test_threaded_fills_keep_the_callers_no_grad(monkeypatch):
+    """init_model(rng="torch") fills a big parameter's truncated normal in chunks on threads,
+    inside no_grad; worker threads started in grad mode refused to write the parameter's views
+    ("a view of a view which was created in no_grad mode")."""
+    import initlab
+    import initlab._core.rng as rng
+    from initlab._core.threads import few_threads
+
+    monkeypatch.setattr(rng, "_CHUNK", 1000)  # chunks on threads from 1,000 elements
+    with torch.device("meta"):
+        model = torch.nn.Linear(60, 50)
+    model = model.to_empty(device="cpu")
+    with few_threads(2):
+        initlab.init_model(model, "he_truncated", seed=0, rng="torch")
+    serial = model.weight.detach().clone()
+    with few_threads(1):
+        initlab.init_model(model, "he_truncated", seed=0, rng="torch")
+    assert torch.equal(model.weight, serial)

@@ -17,6 +17,11 @@ std sqrt(2) erfinv(v)``; the normal truncated to ``[a, b]`` maps ``v`` affinely 
 so no element depends on another). float64 tensors use ``v = (word + 1/2) 2^-31`` and float64
 arithmetic; half-precision ones are computed in float32 and rounded.
 
+On the CPU the words come from NumPy's Philox; on any other device from the same Philox
+written in torch integer operations (:mod:`initlab._core.philox`), computed on that device:
+the words and the uniform values are the same bits everywhere; normal values go through the
+device's ``erfinv`` and may differ from the CPU's in the last bits.
+
 So any rectangular part of the tensor -- a Shard(0) or Shard(1) slice, an uneven last shard, a
 gate block -- is computed directly, without the rest, and equals the same part of the whole:
 values do not depend on world size, placement, chunking, thread count or the order in which
@@ -25,6 +30,7 @@ parameters are visited. ``CounterStream.part(offsets, sizes)`` narrows a stream 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import sys
@@ -35,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from initlab._core.philox import philox4x64, words32
 from initlab._core.rng import parallel_map
 
 # Elements per piece: Philox words and the float transform stay in cache, and torch runs each
@@ -47,6 +54,12 @@ _PARALLEL = 1 << 20
 # factor of words; otherwise each run sets the Philox counter on its own.
 _RUN_COST = 512  # elements' worth of time that setting a counter costs (measured: ~1.5 us)
 
+# Elements per chunk of the torch-operations path (accelerators): ~20 int64 temporaries of
+# chunk / 8 blocks each stay below 0.2 GB.
+_DEVICE_CHUNK = 1 << 24
+# Tests set this to run the torch-operations path on the CPU (the NumPy path is faster there).
+_TORCH_WORDS = False
+
 _local = threading.local()  # one Philox bit generator per thread, its state set per run
 
 _SQRT2 = math.sqrt(2.0)
@@ -54,9 +67,21 @@ _SQRT2 = math.sqrt(2.0)
 
 def counter_key(seed: int, name: str) -> tuple[int, int]:
     """The 128-bit Philox key of the parameter ``name`` under ``seed`` (BLAKE2b of both)."""
-    text = f"initlab-counter\x1f{int(seed)}\x1f{name}".encode()
-    digest = hashlib.blake2b(text, digest_size=16).digest()
-    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+    return counter_keyer(seed)(name)
+
+
+def counter_keyer(seed: int) -> Callable[[str], tuple[int, int]]:
+    """``counter_key(seed, name)`` for many names: the hash state after the common prefix is
+    computed once and copied per name (the same bytes are hashed, so the same keys)."""
+    base = hashlib.blake2b(f"initlab-counter\x1f{int(seed)}\x1f".encode(), digest_size=16)
+
+    def key(name: str) -> tuple[int, int]:
+        h = base.copy()
+        h.update(name.encode())
+        digest = h.digest()
+        return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+
+    return key
 
 
 def words(key: tuple[int, int], start: int, count: int) -> np.ndarray:
@@ -198,14 +223,7 @@ class CounterStream:
 
     def normal_(self, tensor: torch.Tensor, mean: float, std: float) -> torch.Tensor:
         """``N(mean, std^2)``: ``mean + std sqrt(2) erfinv(v)``."""
-        scale = std * _SQRT2
-
-        def post(x: torch.Tensor) -> None:
-            x.erfinv_().mul_(scale)
-            if mean != 0.0:
-                x.add_(mean)
-
-        return self._fill_(tensor, 1.0, 0.0, post)
+        return self._fill_(tensor, 1.0, 0.0, _normal_post(mean, std))
 
     def truncated_normal_(
         self, tensor: torch.Tensor, low: float, high: float, scale: float = 1.0, shift: float = 0.0
@@ -217,32 +235,13 @@ class CounterStream:
         if not low < high:
             raise ValueError(f"truncation bounds must satisfy low < high; got [{low}, {high}]")
         if low * high > 0 and min(abs(low), abs(high)) > 3:
-            return self._far_tail_(tensor, low, high, scale, shift)
+            half, mid, post = _far_tail_plan(low, high, scale, shift)
+            return self._fill_(tensor, half, mid, post, torch.float64)
         u_low, u_high = (math.erf(b / _SQRT2) for b in (low, high))
         centre, half = (u_low + u_high) / 2, (u_high - u_low) / 2
-
-        def post(x: torch.Tensor) -> None:
-            x.erfinv_().mul_(_SQRT2).clamp_(low, high)
-            if scale != 1.0:
-                x.mul_(scale)
-            if shift != 0.0:
-                x.add_(shift)
-
         wide = min(abs(low), abs(high)) > 5
+        post = _truncated_post(low, high, scale, shift)
         return self._fill_(tensor, half, centre, post, torch.float64 if wide else None)
-
-    def _far_tail_(self, tensor, low, high, scale, shift):
-        sign = -1.0 if low > 0 else 1.0
-        a, b = min(sign * low, sign * high), max(sign * low, sign * high)
-        phi_a, phi_b = (0.5 * math.erfc(-x / _SQRT2) for x in (a, b))
-
-        def post(x: torch.Tensor) -> None:
-            torch.special.ndtri(x, out=x).clamp_(a, b).mul_(sign * scale)
-            if shift != 0.0:
-                x.add_(shift)
-
-        half, mid = (phi_b - phi_a) / 2, (phi_a + phi_b) / 2
-        return self._fill_(tensor, half, mid, post, torch.float64)
 
     # ------------------------------------------------------------------ machinery
     def _fill_(
@@ -253,7 +252,8 @@ class CounterStream:
         post: Callable[[torch.Tensor], None] | None,
         work_dtype: torch.dtype | None = None,
     ) -> torch.Tensor:
-        """Fill ``tensor`` with ``post(mid + half v)``, piece by piece (on threads when large)."""
+        """Fill ``tensor`` with ``post(mid + half v)``: on the CPU piece by piece with NumPy's
+        Philox (on threads when large), elsewhere with torch operations on the tensor's device."""
         if tuple(tensor.shape) != self.local_shape:
             raise ValueError(
                 f"counter stream covers shape {self.local_shape}; got a tensor of shape "
@@ -262,39 +262,153 @@ class CounterStream:
         n = tensor.numel()
         if n == 0:
             return tensor
-        if work_dtype is None:
-            work_dtype = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+        work_dtype = work_dtype_of(tensor.dtype, work_dtype)
         # Parameters are contiguous; other tensors go through one contiguous copy.
         target = tensor if tensor.is_contiguous() else torch.empty_like(tensor.contiguous())
         flat = target.view(-1)
-        direct = flat.device.type == "cpu" and flat.dtype == work_dtype
-        if work_dtype == torch.float64:  # v = (w + 1/2) 2^-31
-            unit, shift_bits = 2.0**-31, 0
-        else:  # v = (w >> 8 + 1/2) 2^-23
-            unit, shift_bits = 2.0**-23, 8
-        a, b = half * unit, mid + half * unit / 2
+        affine = affine_step(half, mid, work_dtype)
+        if flat.device.type == "cpu" and not _TORCH_WORDS:
+            self._fill_numpy_(flat, affine, post, work_dtype)
+        else:
+            self._fill_torch_(flat, affine, post, work_dtype)
+        if target is not tensor:
+            tensor.copy_(target)
+        return tensor
 
+    def _fill_numpy_(self, flat, affine, post, work_dtype) -> None:
+        """CPU: NumPy's Philox, piece by piece (pieces on threads for large tensors)."""
+        a, b, shift_bits = affine
+        direct = flat.dtype == work_dtype
         np_work = np.float64 if work_dtype == torch.float64 else np.float32
 
         def fill(piece: tuple[int, np.ndarray, int]) -> None:
             at, starts, length = piece
-            j = _gather(self.key, starts, length)
+            j = _gather(self.key, starts, length)  # a fresh array: shifted in place
             if shift_bits:
-                j = np.right_shift(j, shift_bits)
+                np.right_shift(j, shift_bits, out=j)
             count = j.size
             out = flat[at : at + count] if direct else torch.empty(count, dtype=work_dtype)
             values = out.numpy()
-            np.multiply(j, np_work(a), out=values, dtype=np_work)  # exact conversion of j
+            values[...] = j  # exact conversion of j (24 or 32 bits)
+            np.multiply(values, np_work(a), out=values)
             np.add(values, np_work(b), out=values)
             if post is not None:
                 post(out)
             if not direct:
                 flat[at : at + count].copy_(out)
 
-        parallel_map(fill, _pieces(*self._runs()), workers=None if n >= _PARALLEL else 1)
-        if target is not tensor:
-            tensor.copy_(target)
-        return tensor
+        workers = None if flat.numel() >= _PARALLEL else 1
+        parallel_map(fill, _pieces(*self._runs()), workers=workers)
+
+    def _fill_torch_(self, flat, affine, post, work_dtype) -> None:
+        """Any device: Philox in torch integer operations (:mod:`initlab._core.philox`) on
+        ``flat``'s device, chunk by chunk, then the same float operations as the CPU path."""
+        starts, length = self._runs()
+        device = flat.device
+        starts_t = torch.as_tensor(starts, device=device) if starts.size > 1 else None
+        for c0 in range(0, flat.numel(), _DEVICE_CHUNK):
+            c1 = min(flat.numel(), c0 + _DEVICE_CHUNK)
+            local = torch.arange(c0, c1, device=device)
+            if starts_t is None:
+                index = local + int(starts[0])
+            else:
+                index = starts_t[local // length] + local % length
+            first = int(starts[c0 // length]) + c0 % length  # the runs ascend
+            last = int(starts[(c1 - 1) // length]) + (c1 - 1) % length
+            w = _torch_words(self.key, index, first, last)
+            flat[c0:c1].copy_(values_from_words(w, affine, post, work_dtype))
+
+
+def values_from_words(
+    w: torch.Tensor,
+    affine: tuple[float, float, int],
+    post: Callable[[torch.Tensor], None] | None,
+    work_dtype: torch.dtype,
+) -> torch.Tensor:
+    """``post(a j + b)`` in ``work_dtype`` for the 32-bit words ``w`` (int64 holding
+    ``0 .. 2^32 - 1``), ``j`` the word as a signed int32 shifted right by ``shift_bits``
+    (``affine = (a, b, shift_bits)``): the same float operations as the NumPy path."""
+    a, b, shift_bits = affine
+    j = (w ^ 0x80000000) - 0x80000000  # the word as a signed int32
+    if shift_bits:
+        j >>= shift_bits
+    out = j.to(work_dtype)
+    out.mul_(a).add_(b)
+    if post is not None:
+        post(out)
+    return out
+
+
+def _torch_words(key: tuple[int, int], index: torch.Tensor, first: int, last: int) -> torch.Tensor:
+    """The 32-bit words (in int64) of the logical elements ``index`` (ascending, from
+    ``first`` to ``last``), computed on ``index``'s device: the blocks of the span when they
+    are few, else one block per element."""
+    b0, b1 = first // 8, last // 8
+    if 8 * (b1 - b0 + 1) <= 2 * index.numel() + 64:
+        blocks = philox4x64(torch.arange(b0, b1 + 1, device=index.device), *key)
+        return words32(blocks, index - 8 * b0)
+    blocks = philox4x64(index >> 3, *key)
+    return words32(blocks, torch.arange(index.numel(), device=index.device) * 8 + (index & 7))
+
+
+def work_dtype_of(dtype: torch.dtype, requested: torch.dtype | None) -> torch.dtype:
+    """The dtype values are computed in: ``requested``, else float64 for float64 tensors and
+    float32 for the others (half precision is computed in float32 and rounded)."""
+    if requested is not None:
+        return requested
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def affine_step(half: float, mid: float, work_dtype: torch.dtype) -> tuple[float, float, int]:
+    """``(a, b, shift_bits)`` with ``mid + half v = a j + b``, ``j = word >> shift_bits``:
+    float64 ``v = (w + 1/2) 2^-31``; otherwise ``v = (w >> 8 + 1/2) 2^-23``."""
+    unit, shift_bits = (2.0**-31, 0) if work_dtype == torch.float64 else (2.0**-23, 8)
+    return half * unit, mid + half * unit / 2, shift_bits
+
+
+# The float steps after the affine one, made once per distinct argument tuple: equal arguments
+# give the same function object, so a batch (:mod:`initlab._core.counter_batch`) can group
+# the tensors that share their whole transform.
+@functools.lru_cache(maxsize=1024)
+def _normal_post(mean: float, std: float) -> Callable[[torch.Tensor], None]:
+    scale = std * _SQRT2
+
+    def post(x: torch.Tensor) -> None:
+        x.erfinv_().mul_(scale)
+        if mean != 0.0:
+            x.add_(mean)
+
+    return post
+
+
+@functools.lru_cache(maxsize=1024)
+def _truncated_post(
+    low: float, high: float, scale: float, shift: float
+) -> Callable[[torch.Tensor], None]:
+    def post(x: torch.Tensor) -> None:
+        x.erfinv_().mul_(_SQRT2).clamp_(low, high)
+        if scale != 1.0:
+            x.mul_(scale)
+        if shift != 0.0:
+            x.add_(shift)
+
+    return post
+
+
+@functools.lru_cache(maxsize=1024)
+def _far_tail_plan(low: float, high: float, scale: float, shift: float):
+    """``(half, mid, post)`` of the normal truncated to ``[low, high]`` far in one tail:
+    ``ndtri`` on the mirrored lower tail, in float64."""
+    sign = -1.0 if low > 0 else 1.0
+    a, b = min(sign * low, sign * high), max(sign * low, sign * high)
+    phi_a, phi_b = (0.5 * math.erfc(-x / _SQRT2) for x in (a, b))
+
+    def post(x: torch.Tensor) -> None:
+        torch.special.ndtri(x, out=x).clamp_(a, b).mul_(sign * scale)
+        if shift != 0.0:
+            x.add_(shift)
+
+    return (phi_b - phi_a) / 2, (phi_a + phi_b) / 2, post
 
 
 def _pieces(starts: np.ndarray, length: int) -> list[tuple[int, np.ndarray, int]]:

@@ -37,6 +37,7 @@ def parallel_map(fn: Callable[[T], None], items: Sequence[T], workers: int | Non
     intra-op thread count), serially when there is one item, one worker, or when already
     inside a worker. ``fn`` must be independent per item (its own generator): results then do
     not depend on the number of threads. Exceptions propagate, the first one in item order.
+    Workers run in the caller's grad mode (``torch.no_grad`` is thread-local).
     """
     workers = torch.get_num_threads() if workers is None else workers
     workers = min(workers, len(items))
@@ -45,10 +46,13 @@ def parallel_map(fn: Callable[[T], None], items: Sequence[T], workers: int | Non
             fn(item)
         return
 
+    grad = torch.is_grad_enabled()  # grad mode is per thread: workers take the caller's
+
     def run(item: T) -> None:
         _worker.active = True
         try:
-            fn(item)
+            with torch.set_grad_enabled(grad):
+                fn(item)
         finally:
             _worker.active = False
 

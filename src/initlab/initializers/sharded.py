@@ -17,7 +17,6 @@ exception: each rank computes the whole block and keeps its part (one full-size 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,25 +62,27 @@ def local_part(param: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     return local, tuple(int(o) for o in offsets)
 
 
-@dataclass(frozen=True)
 class Rows:
     """Rows ``start:stop`` of a parameter (all of it when ``start=0, stop=len``), as
-    :func:`initlab.init_model` fills it: ``shape`` is the logical block's shape."""
+    :func:`initlab.init_model` fills it: ``shape`` is the logical block's shape (a tuple,
+    computed once: models of many small layers make one per parameter)."""
 
-    param: torch.Tensor
-    start: int
-    stop: int
+    __slots__ = ("param", "shape", "start", "stop")
+
+    def __init__(self, param: torch.Tensor, start: int, stop: int, shape: tuple[int, ...]) -> None:
+        self.param, self.start, self.stop, self.shape = param, start, stop, shape
 
     @classmethod
     def of(cls, param: torch.Tensor, start: int | None = None, stop: int | None = None) -> Rows:
-        rows = param.shape[0] if param.dim() else 1
-        return cls(param, 0 if start is None else start, rows if stop is None else stop)
+        full = tuple(param.shape)
+        if not full:
+            return cls(param, 0, 1, full)
+        start = 0 if start is None else start
+        stop = full[0] if stop is None else stop
+        return cls(param, start, stop, (stop - start, *full[1:]))
 
-    @property
-    def shape(self) -> torch.Size:
-        if self.param.dim() == 0:
-            return self.param.shape
-        return torch.Size((self.stop - self.start, *self.param.shape[1:]))
+    def __repr__(self) -> str:
+        return f"Rows({self.start}:{self.stop} of {tuple(self.param.shape)})"
 
     def numel(self) -> int:
         return math.prod(self.shape)

@@ -11,6 +11,7 @@ from typing import ClassVar
 import torch
 
 from initlab._core.counter_rng import CounterStream
+from initlab._core.threads import few_threads
 from initlab._core.validation import check_number
 from initlab.initializers.distributions import (
     Initializer,
@@ -32,27 +33,33 @@ def _qr(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     threads), so it runs in float64 on one thread; on GPUs, as is."""
     if matrix.device.type != "cpu":
         return torch.linalg.qr(matrix)
-    with _QR_LOCK:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return torch.linalg.qr(matrix.double())
-        finally:
-            torch.set_num_threads(threads)
+    with _QR_LOCK, few_threads(1):
+        return torch.linalg.qr(matrix.double())
 
 
 def _orthogonal_matrix(rows: int, cols: int, generator: Source, device, dtype) -> torch.Tensor:
+    """A ``(rows, cols)`` matrix with orthonormal columns (or rows, if fewer): ``Q`` of the QR
+    of a matrix ``G`` of N(0, 1) draws (``G^T`` when ``rows < cols``), times ``sign(diag R)``
+    so that it is Haar-distributed; in the work dtype (float32, or float64 for float64).
+
+    From a counter stream, ``G`` (float32 draws for float32 and half tensors) and its QR are
+    computed on the CPU, QR in float64 on one thread, and ``Q`` is rounded and then moved to
+    ``device``: the same bits on every device and thread count (a GPU's QR differs from the
+    CPU's by ~4e-6). From a torch generator, ``G`` is drawn on ``device`` and QR runs there.
+    """
     work_dtype = torch.float64 if dtype == torch.float64 else torch.float32
-    flat = torch.empty(rows, cols, device=device, dtype=work_dtype)
     if isinstance(generator, CounterStream):  # the whole block's own matrix of N(0, 1) draws
-        generator = generator.derived("orthogonal", (rows, cols))
+        generator, where = generator.derived("orthogonal", (rows, cols)), torch.device("cpu")
+    else:
+        where = device
+    flat = torch.empty(rows, cols, device=where, dtype=work_dtype)
     _normal_(flat, 0.0, 1.0, generator)
     if rows < cols:
         flat = flat.T
     q, r = _qr(flat)
     # Multiply by the signs of diag(R) so Q is uniformly (Haar) distributed.
     q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, 1.0)
-    q = q.to(work_dtype)
+    q = q.to(work_dtype).to(device)
     return q.T if rows < cols else q
 
 
