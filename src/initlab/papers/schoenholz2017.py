@@ -51,6 +51,7 @@ def _accuracy(sigma_w2: float, depth: int, iterations: int) -> float:
         iterations=iterations,
         batch_size=64,
         seed=0,
+        log_every=iterations,  # only the final accuracy is read: no loss history
         dtype="float32",
         progress=False,
     )
