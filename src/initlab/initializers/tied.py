@@ -12,9 +12,13 @@ from initlab.initializers.schemes import Initializer
 def _owners(model: nn.Module) -> dict[int, list[tuple[str, nn.Module, str]]]:
     """``id(param)`` -> every (module name, module, attribute) that holds it, in order, for the
     parameters held in more than one place (tied); others are left out."""
+    modules = list(model.named_modules(remove_duplicate=False))
+    held = [id(p) for _, m in modules for p in m._parameters.values() if p is not None]
+    if len(set(held)) == len(held):  # nothing held twice: the common case, kept cheap
+        return {}
     first: dict[int, tuple[str, nn.Module, str]] = {}
     owners: dict[int, list[tuple[str, nn.Module, str]]] = {}
-    for module_name, module in model.named_modules(remove_duplicate=False):
+    for module_name, module in modules:
         for name, param in module._parameters.items():
             if param is None:
                 continue
