@@ -102,3 +102,12 @@ def test_a_callers_no_grad_does_not_change_the_answer():
         got = critical("tanh", 1e-6)
     assert got.sigma_w2 == expected.sigma_w2
     assert got.xi_c == expected.xi_c
+
+
+def test_depth_scales_are_never_negative_at_the_edge_of_chaos():
+    # Round-off puts chi a hair above 1 at criticality; -1/log(chi) was then about -1e10 and
+    # `initlab diagnose` printed "trainable depth ~ 6 xi_c  -1.1e+11" for a critical tanh net.
+    for sigma_w2 in (1.0, 1.0 + 1e-10, 1.0 + 5e-10):
+        m = mean_field("tanh", sigma_w2, 0.0)
+        assert m.xi_c == math.inf and m.max_depth == math.inf, (sigma_w2, m.xi_c)
+    assert 0 < mean_field("tanh", 0.999, 0.0).xi_c < math.inf

@@ -185,9 +185,12 @@ def _c_star(ints: _Integrals, q: float, sigma_w2: float, sigma_b2: float, chi_1:
 
 
 def _depth(chi: float) -> float:
+    """``-1 / log(chi)``: the depth over which a perturbation that shrinks by ``chi`` per
+    layer decays by ``e``; unbounded (``inf``) when it does not shrink (``chi >= 1``, which at
+    the edge of chaos round-off can put a hair above 1)."""
     if chi <= 0:
         return 0.0
-    if abs(chi - 1) < 1e-12:
+    if chi >= 1 - 1e-12:
         return math.inf
     return -1.0 / math.log(chi)
 
