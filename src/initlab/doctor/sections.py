@@ -49,8 +49,8 @@ class Section:
     result (:class:`~initlab.doctor.spp.SPP`, :class:`~initlab.doctor.jacobian.JacobianSpectrum`
     or :class:`~initlab.doctor.coord_check.CoordCheck`; ``None`` when ``n/a``)."""
 
-    name: str
-    status: str
+    name: SectionName
+    status: Status
     verdict: str
     advice: list[str] = field(default_factory=list)
     result: Any = None

@@ -146,7 +146,6 @@ BASE_RULES: dict[str, Rule] = {
     "scalar_bias": ZEROS,
 }
 
-_SOTA = "initlab research notes, section 1"
 _HF = "transformers 5.24.0 (PyPI wheel)"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -338,7 +338,5 @@ def sweep(
         if store is not None:
             store.close()
 
-
-Factory = Callable[..., Any]
 
 __all__ = ["SweepResult", "SweepSpec", "plan_chunks", "sweep"]

@@ -18,7 +18,6 @@ import csv
 import hashlib
 import io
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -195,13 +194,6 @@ class ResultStore:
         if data is not None:
             atomic_write(self.parquet, data)
             self.has_parquet = True
-
-
-def finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 __all__ = ["COLUMNS", "METRICS", "ResultStore", "fingerprint", "read_csv", "rows_to_csv"]
