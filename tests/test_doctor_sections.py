@@ -170,6 +170,16 @@ def test_cli_sections_errors_are_one_line(capsys, tmp_path):
     assert code == 2 and "width argument" in err
 
 
+def test_a_width_factory_that_exits_is_one_line(capsys, tmp_path):
+    # FACTORY(width=...) went through its own call, which let sys.exit end the CLI silently;
+    # it now shares the model file's call (seeding, sys.exit and type checks).
+    path = tmp_path / "net.py"
+    path.write_text("import sys\n\ndef make(width):\n    sys.exit(4)\n")
+    code, out, err = run(capsys, "diagnose", "--model", f"{path}:make", "--input-shape", "8")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "make(width=32)" in err and "exited (sys.exit) with code 4" in err
+
+
 def test_jacobian_section_is_not_applicable_to_token_ids():
     model = _seeded_embedding()
     ids = torch.randint(0, 10, (4, 6), generator=torch.Generator().manual_seed(0))

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
-from initlab.cli.model_file import _split_spec, load_factory, load_model, parse_shape
+from initlab.cli.model_file import (
+    _split_spec,
+    call_factory,
+    load_factory,
+    load_model,
+    parse_shape,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -196,28 +202,14 @@ def _load_user_model(args: argparse.Namespace) -> nn.Module:
     """``FACTORY()``, or ``FACTORY(width=first of --widths)`` when its width has no default."""
     import inspect
 
-    from torch import nn
-
-    from initlab._core.rng import seeded_global_rng
-
     factory = load_factory(args.model)
     try:
         width = inspect.signature(factory).parameters.get("width")
     except (TypeError, ValueError):
         width = None
     if width is None or width.default is not inspect.Parameter.empty:
-        return load_model(args.model, args.seed)
-    first = _widths(args.widths)[0]
-    try:
-        with seeded_global_rng(args.seed):
-            model = factory(width=first)
-    except Exception as error:
-        raise ValueError(
-            f"{args.model}(width={first}) failed: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{args.model}(width={first}) returned {type(model).__name__}")
-    return model
+        return call_factory(args.model, factory, args.seed)
+    return call_factory(args.model, factory, args.seed, width=_widths(args.widths)[0])
 
 
 def _widths(text: str) -> list[int]:

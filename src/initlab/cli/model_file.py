@@ -71,23 +71,27 @@ def load_model(spec: str, seed: int = 0) -> nn.Module:
     The factory runs with torch's RNG seeded by ``seed`` inside ``fork_rng``: PyTorch's default
     init is then reproducible and the caller's global RNG is left as it was.
     """
+    return call_factory(spec, load_factory(spec), seed)
+
+
+def call_factory(spec: str, factory: Callable[..., Any], seed: int = 0, **kwargs: Any) -> nn.Module:
+    """``factory(**kwargs)`` of the model file ``spec`` under :func:`load_model`'s seeding; a
+    failure, a ``sys.exit`` or a result that is not an ``nn.Module`` becomes one clear error."""
     from torch import nn
 
     from initlab._core.rng import seeded_global_rng
 
     path_text, name = _split_spec(spec)
-    factory = load_factory(spec)
+    call = f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
     try:
         with seeded_global_rng(seed):
-            model = factory()
+            model = factory(**kwargs)
     except SystemExit as error:
         raise ValueError(
-            f"{name}() in model file {path_text} exited (sys.exit) with code {error.code}"
+            f"{call} in model file {path_text} exited (sys.exit) with code {error.code}"
         ) from None
     except Exception as error:
-        raise ValueError(
-            f"{name}() in {path_text} failed: {type(error).__name__}: {error}"
-        ) from None
+        raise ValueError(f"{call} in {path_text} failed: {type(error).__name__}: {error}") from None
     if not isinstance(model, nn.Module):
-        raise TypeError(f"{name}() in {path_text} returned {type(model).__name__}, not nn.Module")
+        raise TypeError(f"{call} in {path_text} returned {type(model).__name__}, not nn.Module")
     return model
