@@ -137,6 +137,19 @@ def test_coord_check(capsys, model_file, tmp_path):
     assert {r["module"] for r in data["rows"]} == {"0", "1", "2"}
 
 
+def test_coord_check_model_file_errors_are_the_shared_ones(capsys, model_file, tmp_path):
+    # coord-check had its own copy of the model-file loader: no closest match for a misspelt
+    # factory, and a file that calls sys.exit ended the CLI without a message.
+    base = ["coord-check", "--input-shape", "8", "--model"]
+    code, _, err = run(capsys, *base, f"{model_file}:mlp_of_widht")
+    assert code == 2 and "did you mean 'mlp_of_width'" in err
+    exits = tmp_path / "exits.py"
+    exits.write_text("import sys\nsys.exit(3)\n")
+    code, _, err = run(capsys, *base, f"{exits}:f")
+    assert code == 2 and "exited (sys.exit) with code 3" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
-from typing import Any
 
 from initlab.cli._theory import check_plot, emit, positive
-from initlab.cli.model_file import _split_spec, parse_shape
+from initlab.cli.model_file import load_factory, parse_shape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,25 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--plot", metavar="PATH", help="write the coord-check plot here")
     parser.set_defaults(handler=run)
-
-
-def _load_factory(spec: str) -> Any:
-    path_text, name = _split_spec(spec)
-    path = Path(path_text)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path_text!r} does not exist")
-    module_spec = importlib.util.spec_from_file_location("_initlab_user_coord", path)
-    if module_spec is None or module_spec.loader is None:
-        raise ValueError(f"cannot import {path_text!r}: not a Python file")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
-        raise ValueError(f"importing {path_text} failed: {type(error).__name__}: {error}") from None
-    factory = getattr(module, name, None)
-    if not callable(factory):
-        raise ValueError(f"{path_text} has no function {name!r}")
-    return factory
 
 
 def _mlp(input_dim: int):
@@ -95,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if args.input_shape is None:
             raise ValueError("--model needs --input-shape (one input without the batch)")
         shape = parse_shape(args.input_shape)
-        factory = _load_factory(args.model)
+        factory = load_factory(args.model)
     batch = positive("--batch", args.batch)
     x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(args.seed))
     result = coord_check(
