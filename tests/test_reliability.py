@@ -261,6 +261,14 @@ def test_empty_option_values_are_errors(capsys, argv, tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+def test_sweep_refuses_an_empty_out_too(capsys, tmp_path, monkeypatch):
+    # sweep read `args.out or default`: --out '' silently wrote under runs/.
+    monkeypatch.chdir(tmp_path)
+    err = _one_line_error(capsys, ["sweep", "--out", "", "--iterations", "2", "--seeds", "0"])
+    assert "--out must not be empty" in err
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- data files: one line
 def _write(path, data: bytes):
     path.write_bytes(data)

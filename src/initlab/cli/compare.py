@@ -7,12 +7,12 @@ data, a 2-10-5-1 ReLU net, 15000 iterations of full-batch gradient descent).
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 
-from initlab._core.validation import check_nonempty, check_number, check_seed
+from initlab._core.validation import check_number, check_seed
 from initlab.bench.choices import CLASSIC_SCHEMES, OPTIMIZERS
 from initlab.bench.options import RunOptions
+from initlab.cli.out_folder import out_folder
 
 _DEFAULTS = RunOptions()
 
@@ -108,16 +108,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _default_out() -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join("runs", f"compare-{stamp}")
-    path, k = base, 1
-    while os.path.exists(path):
-        k += 1
-        path = f"{base}-{k}"
-    return path
-
-
 def options(args: argparse.Namespace) -> RunOptions:
     """The :class:`RunOptions` of the command line (each value checked there)."""
     return RunOptions(optimizer=args.optimizer, lr=args.lr, iterations=args.iterations,
@@ -137,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.monitor_every is not None:
         check_number("--monitor-every", args.monitor_every, minimum=1, integer=True)
     opts = options(args)
-    out = check_nonempty("--out", args.out) if args.out is not None else _default_out()
+    out = out_folder(args.out, "compare")
     prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
     with folder_lock(out):  # held over training and the report
         data: object = args.data

@@ -9,11 +9,11 @@ Axes come from a spec file (``--spec sweep.yaml``) and/or comma-separated flags 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 from typing import Any
 
 from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
+from initlab.cli.out_folder import out_folder
 
 _AXIS_FLAGS = (
     ("schemes", "scheme", "he,xavier,lecun_normal (scheme specs; default he)"),
@@ -103,16 +103,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _default_out() -> str:
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join("runs", f"sweep-{stamp}")
-    path, k = base, 1
-    while os.path.exists(path):
-        k += 1
-        path = f"{base}-{k}"
-    return path
-
-
 def build_spec(args: argparse.Namespace) -> Any:
     """The :class:`~initlab.bench.sweep.spec.SweepSpec` of the file and flags."""
     from initlab.bench.sweep.spec import SweepSpec
@@ -162,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         heatmap = [p.strip() for p in args.heatmap.split(",") if p.strip()]
         if len(heatmap) != 2:
             raise ValueError(f"--heatmap takes two axes X,Y; got {args.heatmap!r}")
-    out = args.out or _default_out()
+    out = out_folder(args.out, "sweep")
     result = sweep(spec, out=out, resume=args.resume, force=args.force, backend=args.backend,
                    address=args.address, chunk=args.chunk, num_cpus=args.num_cpus,
                    progress=not args.no_progress)  # fmt: skip
