@@ -47,6 +47,7 @@ from typing import Any
 
 from torch import nn
 
+from initlab._core.collector import collector_paused
 from initlab._core.rng import as_seed
 from initlab._core.validation import check_choice
 from initlab.initializers.activations import discover
@@ -139,15 +140,16 @@ def init_model(
         get(bias)  # validate once, up front
     check_choice("rng", rng, RNGS)
     seed = as_seed(seed)
-    planner = Planner(
-        model, weight_scheme, bias, checked_rules, checked_layouts, rng, seed,
-        discover(model, example),
-    )  # fmt: skip
-    for module_name, module in model.named_modules():
-        for name, param in module._parameters.items():
-            if param is not None:
-                planner.add(module_name, module, name, param)
-    return planner.run(_PARALLEL_NUMEL)
+    with collector_paused():  # many small objects per parameter: see _core/collector.py
+        found = discover(model, example)
+        planner = Planner(
+            model, weight_scheme, bias, checked_rules, checked_layouts, rng, seed, found
+        )
+        for module_name, module in model.named_modules():
+            for name, param in module._parameters.items():
+                if param is not None:
+                    planner.add(module_name, module, name, param)
+        return planner.run(_PARALLEL_NUMEL)
 
 
 def default_init_std(module: nn.Module) -> dict[str, float]:
