@@ -44,9 +44,11 @@ import torch
 from initlab._core.philox import philox4x64, words32
 from initlab._core.rng import parallel_map
 
-# Elements per piece: Philox words and the float transform stay in cache, and torch runs each
-# operation inline (at most its intra-op grain size, 32768): pieces already run on threads.
-_PIECE = 1 << 15
+# Elements per piece: Philox words and the float transform (2 MB) stay in the L2/L3 cache.
+# Each piece costs ~40 us of Python and NumPy state setting; at 32k elements that was 15% of a
+# normal fill on one core, and worker threads then queued for the GIL (two threads filled one
+# tensor slower than one). 2^18 measured best on a 2-core AMD EPYC (benchmarks/init_speed.py).
+_PIECE = 1 << 18
 # Pieces of one tensor are spread over threads above this many elements (values do not change:
 # each element is a pure function of its index).
 _PARALLEL = 1 << 20
