@@ -71,13 +71,34 @@ def test_recorded_fills_with_equal_transforms_are_computed_together():
         assert torch.equal(t, want)
 
 
-def test_run_words_are_each_streams_words():
+@pytest.mark.parametrize("numpy_runs", [0, 1000], ids=["torch-philox", "numpy-philox"])
+def test_run_words_are_each_streams_words(numpy_runs, monkeypatch):
+    import initlab._core.counter_batch as counter_batch
+
+    monkeypatch.setattr(counter_batch, "_NUMPY_RUNS", numpy_runs)
     keys = [counter_key(1, n) for n in ("p", "q", "r")]
     starts, counts = [0, 13, 1000], [5, 30, 1]
     got = run_words(np.array(keys, dtype=np.uint64), np.array(starts), np.array(counts),
                     torch.device("cpu"))  # fmt: skip
     want = np.concatenate([words(k, s, c) for k, s, c in zip(keys, starts, counts, strict=True)])
+    assert got.dtype == torch.int64
     assert got.tolist() == want.view(np.uint32).tolist()
+
+
+def test_a_few_small_cpu_parameters_skip_the_torch_philox(monkeypatch):
+    """Issue 16: the Philox in torch operations costs ~1.5 ms per call whatever its size; a
+    sweep initializing 64 course MLPs one by one spent half its time there. A CPU batch of a
+    few runs takes NumPy's Philox (the same words)."""
+    import initlab._core.counter_batch as counter_batch
+
+    calls: list[int] = []
+    real = counter_batch.philox4x64
+    monkeypatch.setattr(counter_batch, "philox4x64", lambda *a: calls.append(1) or real(*a))
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(nn.Linear(2, 10), nn.ReLU(), nn.Linear(10, 5), nn.ReLU(),
+                              nn.Linear(5, 1))  # fmt: skip
+    init_model(model, seed=0)
+    assert calls == []
 
 
 @pytest.mark.parametrize("enabled_before", [True, False])
