@@ -1,5 +1,14 @@
+import os
+
 import pytest
 import torch
+
+# Under pytest-xdist every worker is a process with torch's default of one intra-op thread per
+# core: on the 2-core CI machine 2 workers ran 4 busy threads, and OpenMP threads spinning for a
+# core made small ops 10x slower (a 1.2 s test took 16 s). Split the cores between the workers.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(autouse=True)

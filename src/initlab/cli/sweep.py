@@ -76,9 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add("--clip-norm", type=float, default=None, help="clip each run's gradient global norm")
     add(
         "--engine",
-        choices=("auto", "vmap", "stacked"),
+        choices=("auto", "vmap", "loop", "stacked"),
         default=None,
-        help="batched engine (default auto: fused stacked MLP where it applies, else vmap)",
+        help="engine (default auto: fused stacked MLP where it applies, loop for models with "
+        "convolutions, else vmap)",
     )
     add(
         "--backend",

@@ -4,7 +4,7 @@ Every member of a chunk is built and initialized on its own (its module built wi
 seeded by its ``init_seed``, then :func:`initlab.init_model` with its scheme and seed, then
 every weight times ``sqrt(scale)``), so a member's weights do not depend on the chunk.
 
-Two engines, same math (:mod:`initlab.bench.train`'s: loss from logits, full-batch steps, clip
+Three engines, same math (:mod:`initlab.bench.train`'s: loss from logits, full-batch steps, clip
 by global norm then by value, ``gd``/``momentum``/``adam``):
 
 - ``vmap`` (:mod:`.ensemble`), for any ``nn.Module``: ``torch.func.stack_module_state``
@@ -14,6 +14,9 @@ by global norm then by value, ``gd``/``momentum``/``adam``):
   per-member learning rate. BatchNorm layers
   normalize with batch statistics and keep no running statistics (``replace_all_batch_norm_
   modules_``); dropout is refused (its masks would depend on the batch composition).
+- ``loop`` (:mod:`.loop`), for any ``nn.Module``: each member on its own with plain autograd
+  and the vmap engine's clipping and optimizer step; ``auto`` picks it for models with
+  convolutions, which vmap turns into slow grouped convolutions on the CPU.
 - ``stacked``, for the built-in MLP with relu, leaky_relu, tanh, sigmoid or linear hidden
   layers: :func:`initlab.train_stacked`'s hand-fused forward/backward (faster on small nets;
   ``benchmarks/sweep_speed.py`` measures both).
@@ -46,6 +49,7 @@ from initlab.bench.sweep.ensemble import (
     result_row,
     train_ensemble,
 )
+from initlab.bench.sweep.loop import train_loop
 from initlab.bench.sweep.spec import Config, SweepSpec, config_id, init_seed
 from initlab.bench.train import DTYPES, few_threads, loss_from_logits, targets
 
@@ -188,6 +192,8 @@ def run_chunk(chunk: Chunk) -> list[dict[str, Any]]:
         models = [build_member(spec, c, dataset) for c in configs]
         if chunk.engine == "stacked":
             metrics = _train_stacked(models, configs, dataset, spec)
+        elif chunk.engine == "loop":
+            metrics = train_loop(models, configs, dataset, spec)
         else:
             metrics = train_ensemble(models, configs, dataset, spec)
     seconds = (time.perf_counter() - start) / len(configs)

@@ -208,8 +208,8 @@ def train_steps(ens: Ensemble, spec: SweepSpec) -> Track:
             healthy &= finite
             track.best = torch.where(healthy & (loss < track.best), loss, track.best)
         grads = [grads_d[k] for k in ens.names]
-        _clip(grads, spec)
-        _update(ens, grads, neg_lr, spec, it + 1)
+        clip_(grads, spec)
+        update_(ens.optimizer, ens.params, ens.state, grads, ens.neg_lr, neg_lr, spec, it + 1)
     end_diverged(ens, track)
     return track
 
@@ -229,14 +229,14 @@ def finish(ens: Ensemble, track: Track, dataset: Dataset, spec: SweepSpec) -> li
     track.first_bad.masked_fill_(healthy & ~torch.isfinite(loss), spec.iterations)
     healthy = track.first_bad < 0
     best = torch.where(healthy & (loss < track.best), loss, track.best)
-    train_acc = _accuracies(ens.output, logits, dataset.y_train)
+    train_acc = accuracies(ens.output, logits, dataset.y_train)
     test_loss = test_acc = [None] * members
     if dataset.x_test.shape[0] > 0:
         x_test = dataset.x_test.to(ens.x.dtype)
         z = ens.forward(ens.as_dict(), ens.buffers, x_test.expand(members, *x_test.shape))
         t = targets(ens.output, dataset.y_test, ens.n_out, ens.x.dtype)
         test_loss = losses(z, t.expand(members, *t.shape)).tolist()
-        test_acc = _accuracies(ens.output, z, dataset.y_test)
+        test_acc = accuracies(ens.output, z, dataset.y_test)
     results = []
     for b, (first, bad) in enumerate(zip(track.initial.tolist(), track.first_bad.tolist(),
                                          strict=True)):  # fmt: skip
@@ -249,7 +249,7 @@ def finish(ens: Ensemble, track: Track, dataset: Dataset, spec: SweepSpec) -> li
     return results
 
 
-def _accuracies(output: str, z: torch.Tensor, y: torch.Tensor) -> list[float]:
+def accuracies(output: str, z: torch.Tensor, y: torch.Tensor) -> list[float]:
     """Per-member :func:`initlab.bench.losses.accuracy` of logits ``z`` (B, N, n_out)."""
     if z.shape[-1] == 1:
         predicted = (z[..., 0] > (0.5 if output == "linear" else 0.0)).long()
@@ -285,7 +285,8 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
         raise
 
 
-def _clip(grads: list[torch.Tensor], spec: SweepSpec) -> None:
+def clip_(grads: list[torch.Tensor], spec: SweepSpec) -> None:
+    """The spec's clipping, in place, per member: by global norm, then by value."""
     from initlab.bench import clip
 
     if spec.clip_norm is not None:
@@ -294,16 +295,18 @@ def _clip(grads: list[torch.Tensor], spec: SweepSpec) -> None:
         clip.clip_by_value_(grads, spec.clip_value)
 
 
-def _update(ens: Ensemble, grads: list[torch.Tensor], neg_lr: list[torch.Tensor],
+def update_(optimizer: str, params: list[torch.Tensor], state: list[torch.Tensor],
+            grads: list[torch.Tensor], lr: torch.Tensor, neg_lr: list[torch.Tensor],
             spec: SweepSpec, t: int) -> None:  # fmt: skip
     """One step of ``initlab.train``'s optimizers with a per-member learning rate, as fused
-    ``_foreach`` ops over the stacked tensors: ``gd``: ``w += -lr g``; ``momentum``:
-    ``v = mu v + g``, ``w += -lr v``; ``adam``: ``m = lerp(m, g, 1 - b1)``,
-    ``v = b2 v + (1 - b2) g^2``, ``w += -lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)``."""
-    params, state = ens.params, ens.state
-    if ens.optimizer == "gd":
+    ``_foreach`` ops over the stacked tensors ``(B, *shape)``: ``gd``: ``w += -lr g``;
+    ``momentum``: ``v = mu v + g``, ``w += -lr v``; ``adam``: ``m = lerp(m, g, 1 - b1)``,
+    ``v = b2 v + (1 - b2) g^2``, ``w += -lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)``.
+    ``lr``: ``-lr`` per member ``(B,)``; ``neg_lr``: its views against ``params``
+    (:func:`_views`); ``state``: none (gd), the velocities (momentum), or m then v (adam)."""
+    if optimizer == "gd":
         torch._foreach_addcmul_(params, grads, neg_lr)
-    elif ens.optimizer == "momentum":
+    elif optimizer == "momentum":
         torch._foreach_mul_(state, spec.momentum)
         torch._foreach_add_(state, grads)
         torch._foreach_addcmul_(params, state, neg_lr)
@@ -318,8 +321,8 @@ def _update(ens: Ensemble, grads: list[torch.Tensor], neg_lr: list[torch.Tensor]
         torch._foreach_div_(denom, math.sqrt(1 - b2**t))
         torch._foreach_add_(denom, spec.eps)
         step = torch._foreach_div(m, denom)
-        factor = ens.neg_lr / (1 - b1**t)  # (B,): -lr / (1 - b1^t), as initlab.train's addcdiv
+        factor = lr / (1 - b1**t)  # (B,): -lr / (1 - b1^t), as initlab.train's addcdiv
         torch._foreach_addcmul_(params, step, _views(factor, params))
 
 
-__all__ = ["CHECK_EVERY", "member_loss", "train_ensemble"]
+__all__ = ["CHECK_EVERY", "accuracies", "clip_", "member_loss", "train_ensemble", "update_"]

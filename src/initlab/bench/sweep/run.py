@@ -26,6 +26,9 @@ from initlab.bench.train import as_dataset, progress_bar
 DEFAULT_CHUNK = 64
 MIN_RAY_CHUNK = 8  # fewest members a Ray task gets when the sweep picks the chunk size
 _THREAD_WORK = 20_000_000  # below this (members x examples x parameters) one thread is fastest
+# The loop engine's ops cover one member: below this (examples x parameters) one thread. The
+# small CNN of benchmarks/sweep_speed.py (5e6) took 3.4 s on 2 threads, 7.4 s on one.
+_LOOP_THREAD_WORK = 1_000_000
 
 
 # ---------------------------------------------------------------------------- result
@@ -102,11 +105,15 @@ def _short(value: Any) -> Any:
 _STACKED_WORK = 5_000_000  # parameters x examples: above this the vmap engine is faster
 
 
-def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None) -> str:
-    """``stacked`` (fused MLP) or ``vmap`` for one config. ``auto`` takes the fused stacked
-    MLP only for small nets (parameters x examples < 5e6): measured on 2 cores, it is 1.7x
-    faster than vmap on the course MLP (64 configs) but 3.7x slower on a 64-128-128-10 MLP
-    on digits, where vmap's batched matmuls win."""
+def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None,
+               seen: dict[Any, bool] | None = None) -> str:  # fmt: skip
+    """``stacked`` (fused MLP), ``vmap`` or ``loop`` for one config. ``auto`` takes the fused
+    stacked MLP only for small nets (parameters x examples < 5e6): measured on 2 cores, it is
+    1.7x faster than vmap on the course MLP (64 configs) but 3.7x slower on a 64-128-128-10
+    MLP on digits, where vmap's batched matmuls win. A model factory whose model has
+    convolutions gets ``loop`` (:mod:`.loop`: vmapped convolutions become grouped ones, 2.3x
+    slower on the CPU than a member-by-member loop), any other ``vmap``. ``seen`` caches
+    whether an architecture has convolutions (the factory is called once per architecture)."""
     fast = spec.model is None and config["activation"] in FAST_ACTIVATIONS
     if spec.engine == "stacked" and not fast:
         what = "a model factory" if spec.model is not None else f"{config['activation']!r}"
@@ -114,8 +121,16 @@ def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None) 
             f"engine='stacked' trains the built-in MLP with {', '.join(FAST_ACTIVATIONS)} "
             f"hidden layers; got {what} (use engine='vmap' or 'auto')"
         )
-    if spec.engine == "vmap":
-        return "vmap"
+    if spec.engine in ("vmap", "loop"):
+        return spec.engine
+    if spec.model is not None and dataset is not None:
+        key = arch_key(config)
+        if seen is None or key not in seen:
+            convolutional = _has_convolutions(spec, config, dataset)
+            if seen is None:
+                return "loop" if convolutional else "vmap"
+            seen[key] = convolutional
+        return "loop" if seen[key] else "vmap"
     if fast and spec.engine == "auto" and dataset is not None:
         from initlab.bench.sweep.engine import layer_dims
 
@@ -126,13 +141,35 @@ def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None) 
     return "stacked" if fast else "vmap"
 
 
+def _has_convolutions(spec: SweepSpec, config: Config, dataset: Dataset) -> bool:
+    """Whether the factory's model for ``config`` has a convolution layer (built once, on the
+    meta device when the factory allows it; the global RNG is left as it was)."""
+    import torch
+    from torch import nn
+
+    from initlab.bench.sweep.engine import factory_kwargs
+
+    factory = spec.model
+    kwargs = factory_kwargs(spec, config, dataset, factory)  # type: ignore[arg-type]
+    with torch.random.fork_rng(devices=[]):
+        try:
+            with torch.device("meta"):
+                model = factory(**kwargs)  # type: ignore[operator]
+        except Exception:
+            return False  # build_member reports a failing factory with its own message
+    return isinstance(model, nn.Module) and any(
+        isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()
+    )
+
+
 def plan_chunks(spec: SweepSpec, configs: Sequence[Config], datasets: Mapping[str, Dataset],
                 chunk: int, threads: int | None = None) -> list[Chunk]:  # fmt: skip
     """Group configs by (engine, architecture, data, optimizer[, lr for the stacked engine])
     in order of first appearance, and cut each group into chunks of at most ``chunk``."""
     groups: dict[tuple[Any, ...], list[Config]] = {}
+    seen: dict[Any, bool] = {}
     for config in configs:
-        engine = engine_for(spec, config, datasets[config["data"]])
+        engine = engine_for(spec, config, datasets[config["data"]], seen)
         key = (engine, arch_key(config), config["optimizer"],
                config["lr"] if engine == "stacked" else None)  # fmt: skip
         groups.setdefault(key, []).append(config)
@@ -164,12 +201,16 @@ def ray_chunk(configs: Sequence[Config], size: int, num_cpus: int | None) -> int
 
 
 def _auto_threads(chunks: Sequence[Chunk]) -> None:
-    """One thread for chunks small enough that per-op overhead dominates (local backend)."""
+    """One thread for chunks small enough that per-op overhead dominates (local backend): an
+    ensemble's ops cover all its members, a ``loop`` chunk's ops one member at a time."""
     for c in chunks:
         data = c.datasets[c.configs[0]["data"]]
         model = build_member(c.spec, c.configs[0], data)
-        work = len(c.configs) * data.x_train.shape[0] * sum(p.numel() for p in model.parameters())
-        c.threads = 1 if work < _THREAD_WORK else None
+        work = data.x_train.shape[0] * sum(p.numel() for p in model.parameters())
+        if c.engine == "loop":
+            c.threads = 1 if work < _LOOP_THREAD_WORK else None
+        else:
+            c.threads = 1 if len(c.configs) * work < _THREAD_WORK else None
 
 
 def _fingerprints(spec: SweepSpec, configs: Sequence[Config],

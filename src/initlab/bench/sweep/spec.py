@@ -77,7 +77,8 @@ class SweepSpec:
     ``output``: how logits are read (default sigmoid for one output, else softmax).
     ``log_every``: the iterations at which the training loss counts for ``best_loss``
     (default ``iterations // 100``). ``chunk``: most members per batched ensemble.
-    ``engine``: ``auto`` (the fused stacked MLP where it applies, else ``vmap``), ``vmap`` or
+    ``engine``: ``auto`` (the fused stacked MLP where it applies, ``loop`` for models with
+    convolutions, else ``vmap``), ``vmap``, ``loop`` (member by member, plain autograd) or
     ``stacked`` (built-in MLP with relu, leaky_relu, tanh, sigmoid or linear only).
     """
 
@@ -97,7 +98,7 @@ class SweepSpec:
     output: str | None = None
     chunk: int | None = None
     log_every: int | None = None
-    engine: Literal["auto", "vmap", "stacked"] = "auto"
+    engine: Literal["auto", "vmap", "loop", "stacked"] = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.axes, Mapping):
@@ -121,7 +122,7 @@ class SweepSpec:
         self.iterations = int(check_number("iterations", self.iterations, minimum=1,
                                            integer=True))  # fmt: skip
         check_choice("dtype", self.dtype, ("float32", "float64"))
-        check_choice("engine", self.engine, ("auto", "vmap", "stacked"))
+        check_choice("engine", self.engine, ("auto", "vmap", "loop", "stacked"))
         for name in ("clip_norm", "clip_value"):
             if getattr(self, name) is not None:
                 check_number(name, getattr(self, name), minimum=0.0, strict_minimum=True)
