@@ -220,12 +220,27 @@ def interleaved(ways: dict[str, Callable[[], Any]], repeats: int) -> dict[str, t
     return {k: (statistics.median(v), values[k]) for k, v in times.items()}
 
 
-def kernel_throughput(name: str, spec: SweepSpec, repeats: int = 5) -> tuple[str, float]:
+def kernel_throughput(
+    name: str, spec: SweepSpec, engine: str, repeats: int = 5
+) -> tuple[str, float]:
     """FLOP/s of the sweep's own largest product at its exact shape and thread rule: the
     digits MLP's hidden layer (a (B, N, 128) x (B, 128, 128) batched matmul) or the CNN's
-    second convolution (grouped: B groups of 8 -> 16 channels, 3x3, on N 8x8 images).
-    ``None`` for the course MLP (overhead-bound)."""
+    second convolution: with the ``loop`` engine one member's plain 8 -> 16 channel 3x3 conv on
+    N 8x8 images, one thread per member and one member per core (the rate reported is one
+    thread's times the cores); with ``vmap``, grouped over B members. ``None`` for the course
+    MLP (overhead-bound)."""
     members, n = len(spec.configs()), 1348
+    if name == "cnn" and engine == "loop":
+        x, w = torch.randn(n, 8, 8, 8), torch.randn(16, 8, 3, 3)
+        flops = 2 * n * 64 * 16 * 8 * 9
+        cores = torch.get_num_threads()
+        label = f"plain conv 8 -> 16, 3x3 on ({n}, 8, 8), 1 thread x {cores} members at once"
+        with few_threads(1):
+            F.conv2d(x, w, padding=1)
+            seconds = statistics.median(
+                timed_once(lambda: F.conv2d(x, w, padding=1)) for _ in range(repeats)
+            )
+        return label, cores * flops / seconds
     if name == "digits":
         a, b = torch.randn(members, n, 128), torch.randn(members, 128, 128)
         flops, label = 2 * members * n * 128 * 128, f"bmm ({members}, {n}, 128) x (128, 128)"
@@ -292,17 +307,16 @@ def main() -> None:
             "b": lambda spec=spec: func_ensemble(spec),
             "c": lambda spec=spec: sweep(spec, progress=False),
         }
-        if spec.model is None:
-            for engine in ("stacked", "vmap"):
-                other = SweepSpec(**{**vars(spec), "engine": engine})
-                ways[engine] = lambda o=other: sweep(o, progress=False)
+        for engine in ("stacked", "vmap") if spec.model is None else ("vmap", "loop"):
+            other = SweepSpec(**{**vars(spec), "engine": engine})
+            ways[engine] = lambda o=other: sweep(o, progress=False)
         if ray is not None:
             ways["d"] = lambda spec=spec: sweep(spec, backend="ray", progress=False)
         got = interleaved(ways, args.repeats)
         (a, _), (b, _), (c, local) = got["a"], got["b"], got["c"]
-        engines = {k: got[k][0] for k in ("stacked", "vmap") if k in got}
+        engines = {k: got[k][0] for k in ("stacked", "vmap", "loop") if k in got}
         e = flops_limit(spec, throughput)
-        label, kernel = kernel_throughput(name, spec)
+        label, kernel = kernel_throughput(name, spec, local.rows[0]["engine"])
         d = same = None
         if "d" in got:
             d, remote = got["d"]
