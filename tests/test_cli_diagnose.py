@@ -110,6 +110,7 @@ def test_user_model(capsys, model_file):
     ("args", "message"),
     [
         (["--model", "missing.py:f", "--input-shape", "3"], "does not exist"),
+        (["--model", "{dir}:f", "--input-shape", "3"], "is not a regular file"),
         (["--model", "{file}:broken", "--input-shape", "3"], "broken() in"),
         (["--model", "{file}:not_a_model", "--input-shape", "3"], "not nn.Module"),
         (["--model", "{file}:cnm", "--input-shape", "3,8,8"], "did you mean 'cnn'"),
@@ -134,7 +135,10 @@ def test_errors_are_one_line(capsys, model_file, args, message):
     exit_file = model_file.parent / "exits.py"
     exit_file.write_text("import sys\nsys.exit(3)\n")
     args = [
-        a.replace("{file}", str(model_file)).replace("{exit_file}", str(exit_file)) for a in args
+        a.replace("{file}", str(model_file))
+        .replace("{exit_file}", str(exit_file))
+        .replace("{dir}", str(model_file.parent))
+        for a in args
     ]
     code, out, err = run(capsys, "diagnose", "--width", "8", "--depth", "2", *args)
     assert code == 2 and out == ""

@@ -43,8 +43,11 @@ def load_factory(spec: str, what: str = "factory") -> Callable[..., Any]:
     """Import ``path/to/file.py`` and return its callable ``FACTORY``: ``"file.py:FACTORY"``."""
     path_text, name = _split_spec(spec)
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"model file {path_text!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"model file {path_text!r} is not a regular file (a Python file is "
+                         f"expected)")  # fmt: skip
     digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=6).hexdigest()
     module_spec = importlib.util.spec_from_file_location(f"_initlab_user_{digest}", path)
     if module_spec is None or module_spec.loader is None:
