@@ -145,9 +145,11 @@ class _StackedLoop:
                      else None)  # fmt: skip
 
     # -- one step
-    def step(self, with_grads: bool) -> None:
+    def step(self, with_grads: bool, measure: bool = False) -> Any:
         """Forward and backward on the next batch; with ``with_grads`` false the backward
-        also applies the fused GD update."""
+        also applies the fused GD update. With ``measure``, on full-batch steps without
+        dropout, returns the full-data loss and accuracy :meth:`evaluate` would compute (the
+        same forward: read before the backward overwrites the logits), else ``None``."""
         if self.samplers is None:
             space, target = self.full, self.t_full
         else:
@@ -158,10 +160,14 @@ class _StackedLoop:
             space = self.spaces[size]
             space.set_inputs(self.x[idx])  # size < n: never the full-data workspace
             target = self.t[idx].transpose(1, 2)
-        space.forward(self.drop_gens)
+        z = space.forward(self.drop_gens)
+        measured = None
+        if measure and space is self.full and not self.drop_gens:
+            measured = (_stacked_loss(self.output, z, self.t_full),
+                        stacked_accuracy(self.output, z, self.y))  # fmt: skip
         if not with_grads:
             space.backward(target, None, self.opts.lr)
-            return
+            return measured
         space.backward(target, self.grads)
         if self.opts.l2:
             k = len(self.weights)
@@ -191,15 +197,22 @@ class _StackedLoop:
                 self.update()
 
     # -- metrics and divergence
-    def evaluate(self) -> tuple[torch.Tensor, torch.Tensor, list[bool], torch.Tensor]:
-        """Full-data loss and accuracy, finiteness, and weight norms ``(L, B)``, per member."""
+    def evaluate(
+        self, measured: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[bool], torch.Tensor]:
+        """Full-data loss and accuracy, finiteness, and weight norms ``(L, B)``, per member;
+        ``measured``: the loss and accuracy a full-batch :meth:`step` already read."""
         k = len(self.weights)
-        z = self.full.forward(None)
-        loss = _stacked_loss(self.output, z, self.t_full)
+        if measured is None:
+            z = self.full.forward(None)
+            loss, acc = _stacked_loss(self.output, z, self.t_full), None
+        else:
+            loss, acc = measured
         w_norms = torch.stack([torch.linalg.vector_norm(w, dim=(1, 2)) for w in self.w_views[:k]])
         if self.opts.l2:
             loss = loss + self.opts.l2 / (2 * self.n) * w_norms.pow(2).sum(0)
-        acc = stacked_accuracy(self.output, z, self.y)
+        if acc is None:
+            acc = stacked_accuracy(self.output, z, self.y)
         finite = torch.isfinite(loss)
         for w in self.weights:
             finite &= torch.isfinite(w).all(2).all(1)
@@ -253,10 +266,11 @@ class _StackedLoop:
             else:
                 self.step(False)
 
-    def record(self, it: int) -> None:
+    def record(self, it: int, measured: Any = None) -> None:
         """Gradients at log step ``it`` are in ``grads``: find divergences (replaying the
-        window since the last log step) and append every live member's metrics."""
-        loss, acc, finite, w_norms = self.evaluate()
+        window since the last log step) and append every live member's metrics
+        (``measured``: the step's own full-data loss and accuracy, if it read them)."""
+        loss, acc, finite, w_norms = self.evaluate(measured)
         if any(a and not f for a, f in zip(self.alive, finite, strict=True)):
             if self._snap is None:
                 self.mark(finite, it)
@@ -280,8 +294,7 @@ class _StackedLoop:
         self._snap_at, advanced, it = 0, 0, 0
         while True:
             candidate = self.snapshot()
-            self.step(True)
-            self.record(it)
+            self.record(it, self.step(True, measure=True))
             if it == iterations or not any(self.alive):
                 advance(iterations - advanced)
                 return
