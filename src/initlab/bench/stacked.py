@@ -139,7 +139,9 @@ class _StackedLoop:
         members = model.members
         self.alive = [True] * members
         self.diverged: list[tuple[int | None, str | None]] = [(None, None)] * members
-        self.histories = [History() for _ in range(members)]
+        # per log step: (iteration, alive flags, losses, accuracies, weight norms (L, B),
+        # gradient norms (L, B)), as read back in one go
+        self.log: list[tuple[int, list[bool], list[float], list[float], Any, Any]] = []
         self.plan = (self.full.fused_gd_plan(self.t_full, opts.lr, shared_input=True)
                      if self.fused and self.samplers is None and not self.drop_gens
                      else None)  # fmt: skip
@@ -279,12 +281,22 @@ class _StackedLoop:
             loss, acc, finite, w_norms = self.evaluate()
         k = len(self.weights)
         g_norms = torch.stack([torch.linalg.vector_norm(g, dim=(1, 2)) for g in self.g_views[:k]])
-        loss_l, acc_l = loss.tolist(), acc.tolist()
-        wn, gn = w_norms.T.tolist(), g_norms.T.tolist()
-        for b, history in enumerate(self.histories):
-            if self.alive[b]:
-                history.append(it, loss_l[b], acc_l[b], dict(zip(self.names, wn[b], strict=True)),
-                               dict(zip(self.names, gn[b], strict=True)))  # fmt: skip
+        # one entry for the whole ensemble: per-member histories are built once, at the end
+        self.log.append((it, list(self.alive), loss.tolist(), acc.tolist(), w_norms.tolist(),
+                         g_norms.tolist()))  # fmt: skip
+
+    def history(self, b: int) -> History:
+        """Member ``b``'s metrics at the log steps it was alive for."""
+        entries = [e for e in self.log if e[1][b]]
+        if not entries:  # diverged before its first log step
+            return History()
+        return History(
+            [e[0] for e in entries],
+            [e[2][b] for e in entries],
+            [e[3][b] for e in entries],
+            {name: [e[4][i][b] for e in entries] for i, name in enumerate(self.names)},
+            {name: [e[5][i][b] for e in entries] for i, name in enumerate(self.names)},
+        )
 
     def run(self, advance: Callable[..., None]) -> None:
         """All iterations: at each log step (``0, k, 2k, ..., iterations``) a gradient step
@@ -320,7 +332,8 @@ class _StackedLoop:
                   "activation": list(model.activations), "dropout": model.dropout,
                   "group_size": model.members}  # fmt: skip
         out = []
-        for b, h in enumerate(self.histories):
+        for b in range(model.members):
+            h = self.history(b)
             if self.alive[b]:
                 run = Run(str(labels[b]), int(seeds[b]), "finished", opts.iterations, h.loss[-1],
                           h.train_accuracy[-1], test_acc[b], seconds, h, None, None,
