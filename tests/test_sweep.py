@@ -145,6 +145,7 @@ class _TinyCNN(torch.nn.Module):
     def __init__(self, width: int = 3) -> None:
         super().__init__()
         self.conv = torch.nn.Conv1d(1, width, 1)
+        self.conv.weight.requires_grad_(False)  # the vmap engine trains it all the same
         self.head = torch.nn.Linear(2 * width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

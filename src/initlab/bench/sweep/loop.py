@@ -101,7 +101,8 @@ def train_member(model: nn.Module, config: Config, dataset: Dataset,
     model.train()
     output = output_kind(spec, n_out)
     t = targets(output, dataset.y_train, n_out, dtype)
-    params = [p for p in model.parameters() if p.requires_grad]
+    # Every parameter trains, as in the vmap engine (whose gradient covers all of them).
+    params = [p.requires_grad_(True) for p in model.parameters()]
     batch_of_one = [p.detach().unsqueeze(0) for p in params]  # views: updates reach the model
     state = [torch.zeros_like(p) for p in batch_of_one * _STATE_COPIES[config["optimizer"]]]
     lr = -torch.tensor([float(config["lr"])], dtype=dtype)
