@@ -74,6 +74,8 @@ from initlab.initializers.registry import Spec, get
 _PARALLEL_NUMEL = 1 << 22
 
 
+# Planning makes a few small objects per parameter, recipes included: see _core/collector.py.
+@collector_paused()
 def init_model(
     model: nn.Module,
     scheme: Spec = "he_normal",
@@ -140,16 +142,15 @@ def init_model(
         get(bias)  # validate once, up front
     check_choice("rng", rng, RNGS)
     seed = as_seed(seed)
-    with collector_paused():  # many small objects per parameter: see _core/collector.py
-        found = discover(model, example)
-        planner = Planner(
-            model, weight_scheme, bias, checked_rules, checked_layouts, rng, seed, found
-        )
-        for module_name, module in model.named_modules():
-            for name, param in module._parameters.items():
-                if param is not None:
-                    planner.add(module_name, module, name, param)
-        return planner.run(_PARALLEL_NUMEL)
+    planner = Planner(
+        model, weight_scheme, bias, checked_rules, checked_layouts, rng, seed,
+        discover(model, example),
+    )  # fmt: skip
+    for module_name, module in model.named_modules():
+        for name, param in module._parameters.items():
+            if param is not None:
+                planner.add(module_name, module, name, param)
+    return planner.run(_PARALLEL_NUMEL)
 
 
 def default_init_std(module: nn.Module) -> dict[str, float]:
