@@ -321,3 +321,18 @@ def test_ray_chunk_size_spreads_configs_over_the_cpus():
     assert ray_chunk(configs * 8, 64, num_cpus=2) == 64  # never above the chunk size
     assert ray_chunk(configs[:10], 64, num_cpus=4) == MIN_RAY_CHUNK  # Ray's per-task cost
     assert ray_chunk(configs[:3], 2, num_cpus=4) == 2
+
+
+class _MetaShyCNN(_TinyCNN):
+    """Builds only on a real device (reads a value in __init__), so the engine choice must
+    not rely on the meta device alone."""
+
+    def __init__(self, width: int = 3) -> None:
+        super().__init__(width)
+        self.scale = float(torch.ones(1).sum())
+
+
+def test_auto_finds_convolutions_in_a_model_that_cannot_be_built_on_meta():
+    with torch.random.fork_rng(devices=[]):
+        result = sweep({"model": _MetaShyCNN, "width": [2], "iterations": 2}, progress=False)
+    assert {r["engine"] for r in result.rows} == {"loop"}

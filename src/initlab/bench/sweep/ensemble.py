@@ -40,6 +40,11 @@ from initlab.bench.sweep.spec import Config, SweepSpec
 from initlab.bench.train import DTYPES, targets
 
 CHECK_EVERY = 16  # steps between divergence checks (the only host reads of the loop)
+RANDOM_FORWARD = (
+    "the swept model draws random numbers in forward (dropout?): sweeps train without them, "
+    "since a member's masks would depend on its chunk"
+)
+_STATE_COPIES = {"gd": 0, "momentum": 1, "adam": 2}  # optimizer state tensors per parameter
 
 
 def output_kind(spec: SweepSpec, n_out: int) -> str:
@@ -77,9 +82,28 @@ def member_loss(output: str, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (z - t).pow(2).mean()
 
 
-def _views(values: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def member_views(values: torch.Tensor, like: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """``values`` (B,) viewed to broadcast against each stacked tensor (B, ...)."""
     return [values.view(-1, *([1] * (t.dim() - 1))) for t in like]
+
+
+def optimizer_state(optimizer: str, params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Zeroed state for :func:`update_`: none (gd), velocities (momentum), m then v (adam)."""
+    return [torch.zeros_like(p) for p in list(params) * _STATE_COPIES[optimizer]]
+
+
+def training_targets(model: nn.Module, dataset: Dataset, spec: SweepSpec
+                     ) -> tuple[torch.Tensor, torch.Tensor, str, int]:  # fmt: skip
+    """The training inputs ``x`` in the spec's dtype, the targets, the output kind and the
+    number of outputs (probed with one example, in eval mode: no dropout draw)."""
+    dtype = DTYPES[spec.dtype]
+    x = dataset.x_train.to(dtype)
+    model.eval()
+    with torch.no_grad():
+        n_out = int(model(x[:1]).shape[-1])
+    model.train()
+    output = output_kind(spec, n_out)
+    return x, targets(output, dataset.y_train, n_out, dtype), output, n_out
 
 
 @dataclass
@@ -144,13 +168,7 @@ def prepare(models: Sequence[nn.Module], configs: Sequence[Config], dataset: Dat
     base = copy.deepcopy(models[0])
     stacked, buffers = stack_module_state(list(models))
     names = list(stacked)
-    x = dataset.x_train.to(dtype)
-    models[0].eval()  # no dropout draws from the global RNG while probing the output size
-    with torch.no_grad():
-        n_out = int(models[0](x[:1]).shape[-1])
-    models[0].train()
-    output = output_kind(spec, n_out)
-    t = targets(output, dataset.y_train, n_out, dtype)
+    x, t, output, n_out = training_targets(models[0], dataset, spec)
 
     def logits_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
                   xb: torch.Tensor) -> torch.Tensor:  # fmt: skip
@@ -162,11 +180,10 @@ def prepare(models: Sequence[nn.Module], configs: Sequence[Config], dataset: Dat
 
     params = [stacked[k].detach() for k in names]
     optimizer = optimizers.pop()
-    copies = {"gd": 0, "momentum": 1, "adam": 2}[optimizer]
     members = len(models)
     return Ensemble(
         base, names, params, {k: v.detach() for k, v in buffers.items()},
-        [torch.zeros_like(p) for p in params * copies], optimizer, output, n_out,
+        optimizer_state(optimizer, params), optimizer, output, n_out,
         x.expand(members, *x.shape), t.expand(members, *t.shape),
         -torch.tensor([float(c["lr"]) for c in configs], dtype=dtype),
         vmap(grad_and_value(loss_of)), vmap(logits_of),
@@ -193,7 +210,7 @@ def train_steps(ens: Ensemble, spec: SweepSpec) -> Track:
     inf = torch.full((members,), math.inf, dtype=dtype)
     track = Track(torch.full((members,), -1, dtype=torch.long),
                   torch.zeros(members, dtype=torch.bool), inf.clone(), inf.clone())  # fmt: skip
-    neg_lr = _views(ens.neg_lr, ens.params)
+    neg_lr = member_views(ens.neg_lr, ens.params)
     every = log_every(spec)
     for it in range(spec.iterations):
         if it % CHECK_EVERY == 0 and it:
@@ -278,10 +295,7 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
             return finish(ens, track, dataset, spec)
     except RuntimeError as error:
         if "randomness" in str(error):
-            raise ValueError(
-                "the swept model draws random numbers in forward (dropout?): sweeps train "
-                "without them, since a member's masks would depend on its chunk"
-            ) from None
+            raise ValueError(RANDOM_FORWARD) from None
         raise
 
 
@@ -296,20 +310,20 @@ def clip_(grads: list[torch.Tensor], spec: SweepSpec) -> None:
 
 
 def update_(optimizer: str, params: list[torch.Tensor], state: list[torch.Tensor],
-            grads: list[torch.Tensor], lr: torch.Tensor, neg_lr: list[torch.Tensor],
+            grads: list[torch.Tensor], neg_lr: torch.Tensor, neg_lr_views: list[torch.Tensor],
             spec: SweepSpec, t: int) -> None:  # fmt: skip
     """One step of ``initlab.train``'s optimizers with a per-member learning rate, as fused
     ``_foreach`` ops over the stacked tensors ``(B, *shape)``: ``gd``: ``w += -lr g``;
     ``momentum``: ``v = mu v + g``, ``w += -lr v``; ``adam``: ``m = lerp(m, g, 1 - b1)``,
     ``v = b2 v + (1 - b2) g^2``, ``w += -lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)``.
-    ``lr``: ``-lr`` per member ``(B,)``; ``neg_lr``: its views against ``params``
-    (:func:`_views`); ``state``: none (gd), the velocities (momentum), or m then v (adam)."""
+    ``neg_lr``: ``-lr`` per member ``(B,)``; ``neg_lr_views``: its views against ``params``
+    (:func:`member_views`); ``state``: :func:`optimizer_state`'s layout."""
     if optimizer == "gd":
-        torch._foreach_addcmul_(params, grads, neg_lr)
+        torch._foreach_addcmul_(params, grads, neg_lr_views)
     elif optimizer == "momentum":
         torch._foreach_mul_(state, spec.momentum)
         torch._foreach_add_(state, grads)
-        torch._foreach_addcmul_(params, state, neg_lr)
+        torch._foreach_addcmul_(params, state, neg_lr_views)
     else:
         b1, b2 = spec.betas
         n = len(params)
@@ -321,8 +335,11 @@ def update_(optimizer: str, params: list[torch.Tensor], state: list[torch.Tensor
         torch._foreach_div_(denom, math.sqrt(1 - b2**t))
         torch._foreach_add_(denom, spec.eps)
         step = torch._foreach_div(m, denom)
-        factor = lr / (1 - b1**t)  # (B,): -lr / (1 - b1^t), as initlab.train's addcdiv
-        torch._foreach_addcmul_(params, step, _views(factor, params))
+        factor = neg_lr / (1 - b1**t)  # (B,): -lr / (1 - b1^t), as initlab.train's addcdiv
+        torch._foreach_addcmul_(params, step, member_views(factor, params))
 
 
-__all__ = ["CHECK_EVERY", "accuracies", "clip_", "member_loss", "train_ensemble", "update_"]
+__all__ = [
+    "CHECK_EVERY", "RANDOM_FORWARD", "accuracies", "clip_", "member_loss", "member_views",
+    "optimizer_state", "train_ensemble", "training_targets", "update_",
+]  # fmt: skip

@@ -32,18 +32,19 @@ from initlab._core.rng import parallel_map
 from initlab._core.threads import few_threads
 from initlab.bench.datasets import Dataset
 from initlab.bench.sweep.ensemble import (
+    RANDOM_FORWARD,
     accuracies,
     clip_,
     log_every,
     member_loss,
-    output_kind,
+    member_views,
+    optimizer_state,
     result_row,
+    training_targets,
     update_,
 )
 from initlab.bench.sweep.spec import Config, SweepSpec
 from initlab.bench.train import DTYPES, targets
-
-_STATE_COPIES = {"gd": 0, "momentum": 1, "adam": 2}
 
 
 def train_loop(models: Sequence[nn.Module], configs: Sequence[Config], dataset: Dataset,
@@ -81,10 +82,7 @@ def _refuse_random_forward(model: nn.Module, dataset: Dataset, spec: SweepSpec) 
         probe(x)
         drew = not torch.equal(before, torch.random.get_rng_state())
     if drew:
-        raise ValueError(
-            "the swept model draws random numbers in forward (dropout?): sweeps train "
-            "without them, since a member's masks would depend on its chunk"
-        )
+        raise ValueError(RANDOM_FORWARD)
 
 
 def train_member(model: nn.Module, config: Config, dataset: Dataset,
@@ -92,21 +90,14 @@ def train_member(model: nn.Module, config: Config, dataset: Dataset,
     """``spec.iterations`` full-batch steps of one member, then its final and test metrics."""
     from torch.func import replace_all_batch_norm_modules_
 
-    dtype = DTYPES[spec.dtype]
     replace_all_batch_norm_modules_(model)
-    x = dataset.x_train.to(dtype)
-    model.eval()  # no dropout draws while probing the output size
-    with torch.no_grad():
-        n_out = int(model(x[:1]).shape[-1])
-    model.train()
-    output = output_kind(spec, n_out)
-    t = targets(output, dataset.y_train, n_out, dtype)
+    x, t, output, n_out = training_targets(model, dataset, spec)
     # Every parameter trains, as in the vmap engine (whose gradient covers all of them).
     params = [p.requires_grad_(True) for p in model.parameters()]
     batch_of_one = [p.detach().unsqueeze(0) for p in params]  # views: updates reach the model
-    state = [torch.zeros_like(p) for p in batch_of_one * _STATE_COPIES[config["optimizer"]]]
-    lr = -torch.tensor([float(config["lr"])], dtype=dtype)
-    lr_views = [lr.view(-1, *([1] * (p.dim() - 1))) for p in batch_of_one]
+    state = optimizer_state(config["optimizer"], batch_of_one)
+    neg_lr = -torch.tensor([float(config["lr"])], dtype=x.dtype)
+    neg_lr_views = member_views(neg_lr, batch_of_one)
     every = log_every(spec)
     initial = best = math.inf
     for it in range(spec.iterations):
@@ -121,7 +112,8 @@ def train_member(model: nn.Module, config: Config, dataset: Dataset,
         with torch.no_grad():
             grads = [g.unsqueeze(0) for g in grads]
             clip_(grads, spec)
-            update_(config["optimizer"], batch_of_one, state, grads, lr, lr_views, spec, it + 1)
+            update_(config["optimizer"], batch_of_one, state, grads, neg_lr, neg_lr_views, spec,
+                    it + 1)  # fmt: skip
     return _finish(model, output, n_out, x, t, dataset, spec, initial, best)
 
 

@@ -124,12 +124,10 @@ def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None,
     if spec.engine in ("vmap", "loop"):
         return spec.engine
     if spec.model is not None and dataset is not None:
+        seen = {} if seen is None else seen
         key = arch_key(config)
-        if seen is None or key not in seen:
-            convolutional = _has_convolutions(spec, config, dataset)
-            if seen is None:
-                return "loop" if convolutional else "vmap"
-            seen[key] = convolutional
+        if key not in seen:
+            seen[key] = _has_convolutions(spec, config, dataset)
         return "loop" if seen[key] else "vmap"
     if fast and spec.engine == "auto" and dataset is not None:
         from initlab.bench.sweep.engine import layer_dims
@@ -142,8 +140,9 @@ def engine_for(spec: SweepSpec, config: Config, dataset: Dataset | None = None,
 
 
 def _has_convolutions(spec: SweepSpec, config: Config, dataset: Dataset) -> bool:
-    """Whether the factory's model for ``config`` has a convolution layer (built once, on the
-    meta device when the factory allows it; the global RNG is left as it was)."""
+    """Whether the factory's model for ``config`` has a convolution layer: built once, on the
+    meta device (no memory), or on the CPU when the factory cannot build there; the global
+    RNG is left as it was."""
     import torch
     from torch import nn
 
@@ -151,12 +150,15 @@ def _has_convolutions(spec: SweepSpec, config: Config, dataset: Dataset) -> bool
 
     factory = spec.model
     kwargs = factory_kwargs(spec, config, dataset, factory)  # type: ignore[arg-type]
+    model = None
     with torch.random.fork_rng(devices=[]):
-        try:
-            with torch.device("meta"):
-                model = factory(**kwargs)  # type: ignore[operator]
-        except Exception:
-            return False  # build_member reports a failing factory with its own message
+        for device in ("meta", "cpu"):
+            try:
+                with torch.device(device):
+                    model = factory(**kwargs)  # type: ignore[operator]
+                break
+            except Exception:  # a failing factory is reported by build_member
+                continue
     return isinstance(model, nn.Module) and any(
         isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()
     )
