@@ -336,3 +336,40 @@ def test_auto_finds_convolutions_in_a_model_that_cannot_be_built_on_meta():
     with torch.random.fork_rng(devices=[]):
         result = sweep({"model": _MetaShyCNN, "width": [2], "iterations": 2}, progress=False)
     assert {r["engine"] for r in result.rows} == {"loop"}
+
+
+class _ResidualBNCNN(torch.nn.Module):
+    """A ResNet basic block on digits: conv-BN-ReLU-conv-BN plus the identity, then a head."""
+
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.stem = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, width, 3, padding=1))
+        self.body = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(width, 10))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        return self.head(h + self.body(h))
+
+
+def test_loop_and_vmap_engines_agree_on_a_residual_batch_norm_cnn():
+    from initlab.bench.datasets import load
+
+    d = load("digits")
+    data = as_dataset((d.x_train[:64], d.y_train[:64], d.x_test[:16], d.y_test[:16]))
+    spec = {"model": _ResidualBNCNN, "width": [3, 4], "scale": [0.5, 2.0], "iterations": 5,
+            "data": "small", "dtype": "float64", "lr": 0.05, "optimizer": "adam"}  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        loop = sweep(spec, datasets={"small": data}, progress=False)
+        vmapped = sweep({**spec, "engine": "vmap"}, datasets={"small": data}, progress=False)
+    assert {r["engine"] for r in loop.rows} == {"loop"}
+    for x, y in zip(loop.rows, vmapped.rows, strict=True):
+        assert x["status"] == y["status"] == "finished"
+        for key in ("initial_loss", "final_loss", "best_loss", "test_loss"):
+            assert x[key] == pytest.approx(y[key], rel=1e-9)
+        assert x["train_accuracy"] == y["train_accuracy"]
