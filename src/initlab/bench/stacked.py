@@ -103,6 +103,10 @@ def train_stacked(
     return loop.runs(labels, seeds, test_acc, seconds, dataset.name)
 
 
+# The full-data loss and accuracy per member, (B,) each, as a logged step reads them.
+_Measured = tuple[torch.Tensor, torch.Tensor]
+
+
 class _StackedLoop:
     """The state of one batched training: stacked weights and gradients, workspaces per
     batch size, optimizer, samplers, dropout generators and each member's history."""
@@ -147,7 +151,7 @@ class _StackedLoop:
                      else None)  # fmt: skip
 
     # -- one step
-    def step(self, with_grads: bool, measure: bool = False) -> Any:
+    def step(self, with_grads: bool, measure: bool = False) -> _Measured | None:
         """Forward and backward on the next batch; with ``with_grads`` false the backward
         also applies the fused GD update. With ``measure``, on full-batch steps without
         dropout, returns the full-data loss and accuracy :meth:`evaluate` would compute (the
@@ -163,7 +167,7 @@ class _StackedLoop:
             space.set_inputs(self.x[idx])  # size < n: never the full-data workspace
             target = self.t[idx].transpose(1, 2)
         z = space.forward(self.drop_gens)
-        measured = None
+        measured: _Measured | None = None
         if measure and space is self.full and not self.drop_gens:
             measured = (_stacked_loss(self.output, z, self.t_full),
                         stacked_accuracy(self.output, z, self.y))  # fmt: skip
@@ -200,7 +204,7 @@ class _StackedLoop:
 
     # -- metrics and divergence
     def evaluate(
-        self, measured: Any = None
+        self, measured: _Measured | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, list[bool], torch.Tensor]:
         """Full-data loss and accuracy, finiteness, and weight norms ``(L, B)``, per member;
         ``measured``: the loss and accuracy a full-batch :meth:`step` already read."""
@@ -268,7 +272,7 @@ class _StackedLoop:
             else:
                 self.step(False)
 
-    def record(self, it: int, measured: Any = None) -> None:
+    def record(self, it: int, measured: _Measured | None = None) -> None:
         """Gradients at log step ``it`` are in ``grads``: find divergences (replaying the
         window since the last log step) and append every live member's metrics
         (``measured``: the step's own full-data loss and accuracy, if it read them)."""
