@@ -277,14 +277,27 @@ def accuracies(output: str, z: torch.Tensor, y: torch.Tensor) -> list[float]:
 
 def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], dataset: Dataset,
                    spec: SweepSpec) -> list[dict[str, Any]]:  # fmt: skip
-    """Train ``models`` (same architecture, their own initial weights) as one vmapped
-    ensemble with each config's ``lr``; returns one metrics dict per member."""
+    """Train ``models`` (same architecture, their own initial weights) as vmapped ensembles
+    with each config's ``lr``, in slices whose activations the allocator reuses
+    (:mod:`.slices`); returns one metrics dict per member."""
+    from initlab.bench.sweep.slices import slices_for
+
+    parts = slices_for(models, dataset.x_train.to(DTYPES[spec.dtype]))
+    rows = []
+    for part in parts:
+        rows += _train_slice(list(models[part]), list(configs[part]), dataset, spec)
+    return rows
+
+
+def _train_slice(models: list[nn.Module], configs: list[Config], dataset: Dataset,
+                 spec: SweepSpec) -> list[dict[str, Any]]:  # fmt: skip
+    """Train ``models`` as one vmapped ensemble."""
     if len(models) == 1:
         # A batch of one takes other kernels (vmap squeezes it to plain matmuls, whose rounding
         # differs from the batched ones): train a twin alongside so that a member's numbers do
         # not depend on the size of its chunk.
         twin = copy.deepcopy(models[0])
-        return train_ensemble([models[0], twin], [configs[0], configs[0]], dataset, spec)[:1]
+        return _train_slice([models[0], twin], [configs[0], configs[0]], dataset, spec)[:1]
     ens = prepare(models, configs, dataset, spec)
     try:
         with torch.no_grad(), warnings.catch_warnings():

@@ -1,0 +1,139 @@
+"""The vmap engine trains large ensembles in slices the allocator can reuse, numbers unchanged."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from initlab.bench.datasets import load
+from initlab.bench.sweep import ensemble, slices
+from initlab.bench.sweep.engine import build_member, train_ensemble
+from initlab.bench.sweep.slices import activation_elements, member_slices, slices_for
+from initlab.bench.sweep.spec import SweepSpec
+from initlab.bench.train import as_dataset
+
+
+@pytest.fixture(autouse=True)
+def _own_rng():
+    """The tests build modules and inputs with torch's global generator: leave it untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+@pytest.mark.parametrize("members", [2, 3, 4, 5, 16, 31, 32, 33, 64])
+@pytest.mark.parametrize("member_bytes", [1, 1 << 20, 3 << 20, 5 << 20, 1 << 30])
+def test_member_slices_are_even_within_the_limit_and_at_least_two(members, member_bytes):
+    limit = 8 << 20
+    parts = member_slices(members, member_bytes, limit)
+    sizes = [p.stop - p.start for p in parts]
+    assert parts[0].start == 0 and parts[-1].stop == members
+    assert all(a.stop == b.start for a, b in itertools.pairwise(parts))
+    assert max(sizes) - min(sizes) <= 1
+    most = max(2, limit // member_bytes)
+    if members < 4:
+        assert len(parts) == 1
+    else:
+        assert min(sizes) >= 2
+        assert len(parts) == min(math.ceil(members / most), members // 2)
+        assert max(sizes) <= most or len(parts) == members // 2
+
+
+class _Conv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 8, 3, padding=1),
+                                 nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                                 nn.Linear(32, 10))  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class _PairOutput(nn.Module):
+    """A module returning a tuple: both tensors count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lin(x), torch.cat([x, x, x], dim=1)
+
+
+class _RowByRow(nn.Module):
+    """Calls its layer once per example: the two probes see different call lists."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 20)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.lin(row) for row in x])
+
+
+def test_activation_elements_is_the_largest_output_per_example():
+    x = torch.randn(5, 64)
+    mlp = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+    assert activation_elements(mlp, x) == 128
+    assert activation_elements(_Conv(), x) == 8 * 8 * 8  # the conv's 8 channels of 8 x 8
+    assert activation_elements(nn.Linear(64, 3), x) == 64  # the input itself when larger
+    assert activation_elements(_PairOutput(), torch.randn(5, 4)) == 6 + 12
+    assert activation_elements(_RowByRow(), torch.randn(5, 4)) == 20
+
+
+def test_the_probe_leaves_the_model_and_the_global_rng_as_they_were():
+    model = nn.Sequential(nn.Linear(64, 16), nn.Dropout(0.5), nn.Linear(16, 10))
+    model.train()
+    x = torch.randn(3, 64)
+    state = torch.random.get_rng_state()
+    activation_elements(model, x)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert model.training
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_a_digits_sized_ensemble_is_sliced_below_the_limit():
+    # 32 members of a 64-128-128-10 MLP on the 1,348 digits training examples: 0.7 MB per
+    # member and activation, 22 MB for all 32 at once (the allocator's page-fault regime).
+    data = as_dataset("digits")
+    x = data.x_train.float()
+    members = [nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
+                             nn.Linear(128, 10)) for _ in range(32)]  # fmt: skip
+    parts = slices_for(members, x)
+    member_bytes = 128 * x.shape[0] * 4
+    assert len(parts) == math.ceil(32 / (slices.SLICE_BYTES // member_bytes))
+    assert all((p.stop - p.start) * member_bytes <= slices.SLICE_BYTES for p in parts)
+    assert slices_for(members[:3], x) == [slice(0, 3)]  # too few to slice
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, dtype):
+    d = load("digits")
+    data = as_dataset((d.x_train[:64], d.y_train[:64], d.x_test[:16], d.y_test[:16]))
+
+    def net(width: int = 24) -> nn.Module:
+        return nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10))
+
+    spec = SweepSpec(model=net, iterations=6, dtype=dtype)
+    configs = [{"scheme": "he", "scale": 1.0 + i / 4, "activation": "tanh", "depth": 1,
+                "width": 24, "lr": 0.01, "optimizer": "adam", "data": "d", "seed": i}
+               for i in range(7)]  # fmt: skip
+    whole = train_ensemble([build_member(spec, c, data) for c in configs], configs, data, spec)
+    sizes: list[int] = []
+    real = ensemble._train_slice
+
+    def spy(models, *args):
+        sizes.append(len(models))
+        return real(models, *args)
+
+    monkeypatch.setattr(ensemble, "_train_slice", spy)
+    monkeypatch.setattr(slices, "SLICE_BYTES", 1)  # two or three members a slice
+    sliced = train_ensemble([build_member(spec, c, data) for c in configs], configs, data, spec)
+    assert sizes == [3, 2, 2]
+    assert sliced == whole
+    assert len({r["final_loss"] for r in whole}) == len(configs)
