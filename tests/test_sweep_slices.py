@@ -111,18 +111,39 @@ def test_a_digits_sized_ensemble_is_sliced_below_the_limit():
     assert slices_for(members[:3], x) == [slice(0, 3)]  # too few to slice
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, dtype):
+class _Block(nn.Module):
+    """Digits as 8 tokens of 8 features through one transformer encoder block."""
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, width)
+        self.block = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0,
+                                                batch_first=True)  # fmt: skip
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.embed(x.reshape(x.shape[0], 8, 8))).mean(1))
+
+
+def _tanh_mlp(width: int = 24) -> nn.Module:
+    return nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10))
+
+
+@pytest.mark.parametrize(
+    ("factory", "dtype", "members", "expected"),
+    [(_tanh_mlp, "float32", 7, [3, 2, 2]), (_tanh_mlp, "float64", 7, [3, 2, 2]),
+     (_Block, "float32", 4, [2, 2])],
+    ids=["mlp-float32", "mlp-float64", "transformer-float32"],
+)  # fmt: skip
+def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, factory, dtype, members,
+                                                      expected):  # fmt: skip
     d = load("digits")
     data = as_dataset((d.x_train[:64], d.y_train[:64], d.x_test[:16], d.y_test[:16]))
-
-    def net(width: int = 24) -> nn.Module:
-        return nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10))
-
-    spec = SweepSpec(model=net, iterations=6, dtype=dtype)
+    width = 24 if factory is _tanh_mlp else 16
+    spec = SweepSpec(model=factory, iterations=6, dtype=dtype)
     configs = [{"scheme": "he", "scale": 1.0 + i / 4, "activation": "tanh", "depth": 1,
-                "width": 24, "lr": 0.01, "optimizer": "adam", "data": "d", "seed": i}
-               for i in range(7)]  # fmt: skip
+                "width": width, "lr": 0.01, "optimizer": "adam", "data": "d", "seed": i}
+               for i in range(members)]  # fmt: skip
     whole = train_ensemble([build_member(spec, c, data) for c in configs], configs, data, spec)
     sizes: list[int] = []
     real = ensemble._train_slice
@@ -134,6 +155,6 @@ def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, dtype):
     monkeypatch.setattr(ensemble, "_train_slice", spy)
     monkeypatch.setattr(slices, "SLICE_BYTES", 1)  # two or three members a slice
     sliced = train_ensemble([build_member(spec, c, data) for c in configs], configs, data, spec)
-    assert sizes == [3, 2, 2]
+    assert sizes == expected
     assert sliced == whole
     assert len({r["final_loss"] for r in whole}) == len(configs)
