@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from _sweep_models import TinyTransformer
 from initlab.bench.datasets import load
 from initlab.bench.sweep.engine import build_member, train_ensemble
 from initlab.bench.sweep.ensemble import CHECK_EVERY
@@ -33,21 +34,6 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-class TinyTransformer(nn.Module):
-    """Digits as 8 tokens of 8 features: embed, one encoder block, mean pool, head."""
-
-    def __init__(self, width: int = 16) -> None:
-        super().__init__()
-        self.embed = nn.Linear(8, width)
-        self.block = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0,
-                                                batch_first=True)  # fmt: skip
-        self.head = nn.Linear(width, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.block(self.embed(x.reshape(x.shape[0], 8, 8)))
-        return self.head(h.mean(1))
 
 
 def _configs(lrs, schemes=("he", "xavier"), scale=(1.0, 2.0)):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from _sweep_models import TinyTransformer
 from initlab.bench.datasets import load
 from initlab.bench.sweep import ensemble, slices
 from initlab.bench.sweep.engine import build_member, train_ensemble
@@ -111,20 +112,6 @@ def test_a_digits_sized_ensemble_is_sliced_below_the_limit():
     assert slices_for(members[:3], x) == [slice(0, 3)]  # too few to slice
 
 
-class _Block(nn.Module):
-    """Digits as 8 tokens of 8 features through one transformer encoder block."""
-
-    def __init__(self, width: int = 16) -> None:
-        super().__init__()
-        self.embed = nn.Linear(8, width)
-        self.block = nn.TransformerEncoderLayer(width, 2, 2 * width, dropout=0.0,
-                                                batch_first=True)  # fmt: skip
-        self.head = nn.Linear(width, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.block(self.embed(x.reshape(x.shape[0], 8, 8))).mean(1))
-
-
 def _tanh_mlp(width: int = 24) -> nn.Module:
     return nn.Sequential(nn.Linear(64, width), nn.Tanh(), nn.Linear(width, 10))
 
@@ -132,7 +119,7 @@ def _tanh_mlp(width: int = 24) -> nn.Module:
 @pytest.mark.parametrize(
     ("factory", "dtype", "members", "expected"),
     [(_tanh_mlp, "float32", 7, [3, 2, 2]), (_tanh_mlp, "float64", 7, [3, 2, 2]),
-     (_Block, "float32", 4, [2, 2])],
+     (TinyTransformer, "float32", 4, [2, 2])],
     ids=["mlp-float32", "mlp-float64", "transformer-float32"],
 )  # fmt: skip
 def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, factory, dtype, members,
