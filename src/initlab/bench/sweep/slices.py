@@ -1,10 +1,11 @@
 """How many members one vmapped ensemble trains at a time: slices sized for the allocator.
 
-A vmapped step makes every activation for all its members at once, ``(B, N, ...)``. Once such a
-tensor passes about 20 MB, glibc's allocator hands it out as fresh pages from the operating
-system and gives them back when it is freed (its mmap threshold is at most 32 MiB, and freed
-memory above twice that is trimmed), so every step pays a page fault per 4 KiB of every large
-tensor. Measured on 2 cores (``benchmarks/sweep_speed.py`` sweeps, 20 and 5 iterations):
+A vmapped step makes every activation for all its members at once, ``(B, N, ...)``. glibc's
+allocator does not keep such tensors' memory: a tensor over its mmap threshold (which grows to at
+most 32 MiB) gets fresh pages from the operating system that are returned when it is freed, and
+freed heap memory beyond twice the threshold is returned too; so with activations of tens of
+MB every step pays a page fault per 4 KiB of every large tensor. Measured on 2 cores
+(``benchmarks/sweep_speed.py`` sweeps, 20 and 5 iterations):
 
 - 32 digits MLPs 64-128-128-10 (22 MB activations): 1.78 s in one ensemble, 1.53-1.55 s in
   slices of 8-16 (0.15 million page faults against almost none), 1.82 s in slices of 4;
