@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.initializers.activations import following_activations, module_activation
+from initlab.initializers.activations import following_activations
+from initlab.initializers.known_activations import module_activation
 
 
 def _build(factory):

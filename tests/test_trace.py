@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.initializers.gains import gain
-from initlab.initializers.trace import MeasuredActivation, trace
+from initlab.initializers.known_activations import MeasuredActivation
+from initlab.initializers.trace import trace
 from zoo import ZOO
 
 
@@ -179,7 +180,7 @@ def test_call_model_and_main_output_read_every_calling_convention():
     """One helper calls a model with a tensor, a tuple or a mapping and finds its main output."""
     from types import MappingProxyType
 
-    from initlab.initializers.trace import call_model, main_output
+    from initlab.initializers.model_calls import call_model, main_output
     from zoo import gpt2
 
     entry = gpt2(seed=0)

@@ -32,7 +32,7 @@ from torch import nn
 from initlab._core.rng import make_generator, seeded_global_rng
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
-from initlab.initializers.trace import call_model, main_output
+from initlab.initializers.model_calls import call_model, main_output
 
 SLOPE_TOLERANCE = 0.25  # |slope| above this: the layer's scale depends on the width
 

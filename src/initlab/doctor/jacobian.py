@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten
 from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_number
-from initlab.initializers.trace import call_model, main_output
+from initlab.initializers.model_calls import call_model, main_output
 
 ISOMETRIC_SPREAD = 3.0
 ILL_CONDITIONED_SPREAD = 100.0

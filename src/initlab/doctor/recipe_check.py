@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from initlab._core.table import format_table
+from initlab.initializers.model_calls import call_model
 from initlab.initializers.recipes import plan
 from initlab.initializers.roles import _block_of, _find_blocks, _first_tensor, _is_linear, roles
-from initlab.initializers.trace import call_model
 
 # Ratios observed/predicted outside [1/TOLERANCE, TOLERANCE] are flagged.
 TOLERANCE = 1.5

@@ -32,19 +32,17 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from initlab.initializers.schemes import Activation
-from initlab.initializers.trace import (  # noqa: F401 (re-exported: the doctor imports them)
-    _FUNCTIONS,
+from initlab.initializers.known_activations import (
     _METHODS,
-    DataFlow,
     MeasuredActivation,
     _elementwise_kind,
     _has_own_weight,
     function_activation,
     is_norm_module,
     module_activation,
-    trace,
 )
+from initlab.initializers.schemes import Activation
+from initlab.initializers.trace import DataFlow, trace
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,9 @@ from torch import nn
 
 from initlab._core.validation import check_choice
 from initlab.initializers.fans import WEIGHT_LAYOUTS, fan_in_fan_out
+from initlab.initializers.model_calls import _restored_state
 from initlab.initializers.registry import Spec, get
 from initlab.initializers.schemes import Initializer, Uniform
-from initlab.initializers.trace import _restored_state
 
 RuleKey = str | type
 Rules = Mapping[RuleKey, Spec] | None

@@ -43,8 +43,8 @@ from torch.utils._pytree import tree_flatten
 from initlab._core.rng import make_generator
 from initlab._core.table import format_table
 from initlab._core.validation import check_number
+from initlab.initializers.model_calls import call_model
 from initlab.initializers.residual import Flow as _Flow
-from initlab.initializers.trace import call_model
 
 _LAYERS = (nn.Linear, nn.Bilinear, nn.Embedding, nn.MultiheadAttention, nn.modules.conv._ConvNd)
 

@@ -32,7 +32,7 @@ from torch import nn
 
 from initlab.initializers.blocks import _block_of, _find_blocks
 from initlab.initializers.layer_kinds import _is_linear
-from initlab.initializers.trace import call_model
+from initlab.initializers.model_calls import call_model
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:

@@ -51,31 +51,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.initializers.flow_record import Call, _Recorder, _Recording  # noqa: F401
-from initlab.initializers.flow_walk import (  # noqa: F401 (re-exported)
-    Following,
-    Step,
-    _feeds_residual,
-    _walk_activation,
-    classify,
-)
-from initlab.initializers.known_activations import (  # noqa: F401 (re-exported)
-    _FUNCTIONS,
-    _METHODS,
-    Activation,
-    MeasuredActivation,
-    _elementwise_kind,
-    _has_own_weight,
-    function_activation,
-    is_norm_module,
-    module_activation,
-)
-from initlab.initializers.model_calls import (  # noqa: F401 (re-exported)
-    _restored_state,
-    _tensors,
-    call_model,
-    main_output,
-)
+from initlab.initializers.flow_record import _Recorder, _Recording
+from initlab.initializers.flow_walk import Following, _feeds_residual, _walk_activation
+from initlab.initializers.known_activations import _has_own_weight
+from initlab.initializers.model_calls import _restored_state, call_model
 
 
 class DataFlow(_Recording):
