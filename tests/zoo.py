@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from initlab.initializers.model_calls import call_model, main_output
+
 
 @dataclass
 class ZooModel:
@@ -492,21 +494,7 @@ ZOO: dict[str, Callable[..., ZooModel]] = {
 }
 
 
-def call(model: nn.Module, example: Any) -> Any:
-    """Call ``model`` the way ``example`` says: a tensor, a tuple of args, or a dict of kwargs."""
-    if isinstance(example, dict):
-        return model(**example)
-    if isinstance(example, tuple):
-        return model(*example)
-    return model(example)
-
-
-def logits(output: Any) -> torch.Tensor:
-    """The main tensor of a model's output (a tensor, a tuple, or a ModelOutput)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if hasattr(output, "last_hidden_state"):
-        return output.last_hidden_state
-    return output[0]
+# How a zoo entry is called and read: the library's own helpers (a tensor, a tuple of
+# positional arguments or a dict of keyword arguments; a ModelOutput's logits).
+call = call_model
+logits = main_output
