@@ -105,11 +105,14 @@ def test_a_digits_sized_ensemble_is_sliced_below_the_limit():
     x = data.x_train.float()
     members = [nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(),
                              nn.Linear(128, 10)) for _ in range(32)]  # fmt: skip
-    parts = slices_for(members, x)
+    parts = slices_for(members, x, torch.float32)
     member_bytes = 128 * x.shape[0] * 4
     assert len(parts) == math.ceil(32 / (slices.SLICE_BYTES // member_bytes))
     assert all((p.stop - p.start) * member_bytes <= slices.SLICE_BYTES for p in parts)
-    assert slices_for(members[:3], x) == [slice(0, 3)]  # too few to slice
+    assert slices_for(members[:3], x, torch.float32) == [slice(0, 3)]  # too few to slice
+    # float64 activations take twice the bytes: twice the slices, rounded up
+    doubles = slices_for([m.double() for m in members], x, torch.float64)
+    assert len(doubles) == math.ceil(32 / (slices.SLICE_BYTES // (2 * member_bytes)))
 
 
 def _tanh_mlp(width: int = 24) -> nn.Module:

@@ -61,7 +61,7 @@ def _orthogonal_matrix(rows: int, cols: int, generator: Source, device, dtype) -
     q, r = _qr(flat)
     # Multiply by the signs of diag(R) so Q is uniformly (Haar) distributed.
     q = q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, 1.0)
-    q = q.to(work_dtype).to(device)
+    q = q.to(device)  # the QR ran in the work dtype
     return q.T if rows < cols else q
 
 

@@ -282,7 +282,7 @@ def train_ensemble(models: Sequence[nn.Module], configs: Sequence[Config], datas
     (:mod:`.slices`); returns one metrics dict per member."""
     from initlab.bench.sweep.slices import slices_for
 
-    parts = slices_for(models, dataset.x_train.to(DTYPES[spec.dtype]))
+    parts = slices_for(models, dataset.x_train, DTYPES[spec.dtype])
     rows = []
     for part in parts:
         rows += _train_slice(list(models[part]), list(configs[part]), dataset, spec)

@@ -76,12 +76,14 @@ def member_slices(members: int, member_bytes: int, limit: int | None = None) -> 
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def slices_for(models: Sequence[nn.Module], x: torch.Tensor) -> list[slice]:
-    """:func:`member_slices` for ``models`` trained on the inputs ``x`` (N examples)."""
+def slices_for(models: Sequence[nn.Module], x: torch.Tensor, dtype: torch.dtype) -> list[slice]:
+    """:func:`member_slices` for ``models`` trained on the inputs ``x`` (N examples) in
+    ``dtype``; only the two probe examples are converted."""
     if len(models) < 4:
         return [slice(0, len(models))]
-    elements = activation_elements(models[0], x)
-    return member_slices(len(models), elements * x.shape[0] * x.element_size())
+    elements = activation_elements(models[0], x[:2].to(dtype))
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    return member_slices(len(models), elements * x.shape[0] * itemsize)
 
 
 __all__ = ["SLICE_BYTES", "activation_elements", "member_slices", "slices_for"]
