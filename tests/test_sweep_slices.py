@@ -148,3 +148,19 @@ def test_slicing_does_not_change_any_member_s_numbers(monkeypatch, factory, dtyp
     assert sizes == expected
     assert sliced == whole
     assert len({r["final_loss"] for r in whole}) == len(configs)
+
+
+def test_the_probe_reads_a_residual_batchnorm_cnn_and_a_hugging_face_model():
+    import zoo
+
+    # ResNet-18's structure on 32 x 32 images: conv1 (stride 2) and bn1 give 16 x 16 x 16, the
+    # largest output; in-place ReLUs and residual adds change nothing. BN stays in its mode.
+    resnet = zoo.resnet_basic().model
+    resnet.train()
+    assert activation_elements(resnet, torch.randn(3, 3, 32, 32)) == 16 * 16 * 16
+    assert resnet.training and resnet.bn1.num_batches_tracked.item() == 0
+    # GPT-2 (small config, 16 tokens): the MLP's inner width 4 x 64 per token is the largest
+    # module output; a ModelOutput (not a tensor or tuple) is passed over.
+    gpt2 = zoo.gpt2().model
+    ids = zoo.gpt2(batch=3).example["input_ids"]
+    assert activation_elements(gpt2, ids) == 16 * 4 * 64
