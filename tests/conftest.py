@@ -1,7 +1,16 @@
 import os
+import sys
+import types
 
 import pytest
 import torch
+
+# The registry's torchvision wheel is a CUDA build whose fake-op registrations fail beside the
+# CPU torch ("operator torchvision::nms does not exist"); the model definitions that the tests
+# build (torchvision, timm, and transformers, which imports torchvision) use no custom ops.
+sys.modules.setdefault(
+    "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+)
 
 # Under pytest-xdist every worker is a process with torch's default of one intra-op thread per
 # core: on the 2-core CI machine 2 workers ran 4 busy threads, and OpenMP threads spinning for a
