@@ -74,17 +74,21 @@ class DataDependent(nn.Module):
         super().__init__()
         self.fc1, self.act, self.fc2 = nn.Linear(64, 64), nn.SELU(), nn.Linear(64, 2)
 
-    def forward(self, x):
+    def forward(self, x, threshold):
         h = self.fc1(x)
-        return self.fc2(self.act(h) if h.mean() > 0 else h)
+        return self.fc2(self.act(h) if h.mean() > threshold else h)
 
 
 def test_activation_detection_in_custom_modules():
     report = init_model(_build(Custom), seed=1)
-    assert [(report[f"fc{i}.weight"].activation, report[f"fc{i}.weight"].activation_source)
-            for i in (1, 2, 3)] == [("relu", "fx"), ("tanh", "fx"), ("linear", "none")]  # fmt: skip
+    found = [(report[f"fc{i}.weight"].activation, report[f"fc{i}.weight"].activation_source)
+             for i in (1, 2, 3)]  # fmt: skip
+    assert found == [("relu", "trace"), ("tanh", "trace"), ("linear", "none")]
+    assert report.example_source == "first layer"  # traced on an input made from fc1
+    # two inputs: no input made from the model runs it, and fx cannot trace the branch
     with pytest.warns(UserWarning, match="guessed from the order in which modules are"):
         report = init_model(_build(DataDependent), seed=1)
+    assert (report.activations_found_by, report.example_source) == ("order", None)
     assert (report["fc1.weight"].activation, report["fc1.weight"].activation_source) == (
         "selu", "order"
     )  # fmt: skip

@@ -52,11 +52,11 @@ def test_every_zoo_model_initializes_with_its_data_flow(name):
         ("efficientnet", "2.conv_pw.weight", "linear", "none"),
         ("t5", "encoder.block.0.layer.1.DenseReluDense.wi.weight", "relu", "trace"),
         ("t5", "encoder.block.0.layer.1.DenseReluDense.wo.weight", "linear", "none"),
-        ("llama", "model.layers.0.mlp.gate_proj.weight", "SiLUActivation", "measured"),
+        ("llama", "model.layers.0.mlp.gate_proj.weight", "silu", "matched"),
         ("llama", "model.layers.0.mlp.up_proj.weight", "linear", "none"),
         ("llama", "model.layers.0.mlp.down_proj.weight", "linear", "none"),
-        ("gpt2", "transformer.h.0.mlp.c_fc.weight", "NewGELUActivation", "measured"),
-        ("bert", "bert.encoder.layer.0.intermediate.dense.weight", "GELUActivation", "measured"),
+        ("gpt2", "transformer.h.0.mlp.c_fc.weight", "gelu", "matched"),
+        ("bert", "bert.encoder.layer.0.intermediate.dense.weight", "gelu", "matched"),
         ("resnet_bottleneck", "layer2.0.conv2.weight", "relu", "trace"),
         ("mobilenet_v3", "1.block.6.fc2.weight", "sigmoid", "trace"),
     ],
@@ -74,12 +74,22 @@ def test_measured_hugging_face_activation_gain():
     assert row.gain == pytest.approx(1.534, abs=2e-3)
 
 
-def test_without_an_example_hugging_face_models_warn_once_that_they_guess():
-    zoo = _zoo("llama")
-    with pytest.warns(UserWarning, match="guessed from the order") as caught:
+@pytest.mark.parametrize("name", ["llama", "gpt2", "t5", "bert"])
+def test_without_an_example_hugging_face_models_are_traced_on_an_input_made_from_the_config(
+    name,
+):
+    zoo = _zoo(name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is guessed, so nothing warns
         report = init_model(zoo.model, seed=0)
-    assert len([w for w in caught if "guessed" in str(w.message)]) == 1
-    assert report.activations_found_by == "order"
+    assert (report.activations_found_by, report.example_source) == (
+        "trace",
+        "hugging face config",
+    )
+    given = init_model(zoo.model, seed=0, example=zoo.example)
+    assert [(r.parameter, r.activation, r.target_std) for r in report.rows] == [
+        (r.parameter, r.activation, r.target_std) for r in given.rows
+    ]
 
 
 def test_doctor_and_init_model_share_one_discovery():
@@ -212,6 +222,7 @@ class PlainRMSNorm(nn.Module):
 
 
 def test_norms_known_by_name_start_neutral_zero_centred_by_behaviour():
+    # PlainRMSNorm's zeros are not a residual branch's zero-init scale (nothing skips it)
     model = _make(lambda: nn.Sequential(nn.Linear(8, 8), ZeroCentredRMSNorm(8), PlainRMSNorm(8)))
     report = init_model(model, seed=0)
     assert torch.equal(model[1].weight, torch.zeros(8)) and "1 + w" in report["1.weight"].note

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from initlab.initializers.examples import candidate_examples
 from initlab.initializers.known_activations import (
     _METHODS,
     MeasuredActivation,
@@ -39,7 +40,9 @@ from initlab.initializers.known_activations import (
     _has_own_weight,
     function_activation,
     is_norm_module,
+    match_activation,
     module_activation,
+    module_function,
 )
 from initlab.initializers.schemes import Activation
 from initlab.initializers.trace import DataFlow, trace
@@ -77,6 +80,9 @@ def measured_activation(module: nn.Module) -> Activation | None:
         return None
     if _elementwise_kind(module) != "elementwise":
         return None
+    matched = match_activation(module_function(module))
+    if matched is not None:
+        return None if matched == _LINEAR else matched
     return (MeasuredActivation(type(module).__name__, module), None)
 
 
@@ -313,13 +319,17 @@ class Discovery:
 
     ``activations``: :func:`following_activations`' answer; ``source``: how it was found for
     the model as a whole (``trace``, ``sequential``, ``fx`` or ``order``); ``flow``: the traced
-    data flow when an example was given (residual streams, execution order, layer shapes), else
-    ``None``.
+    data flow (residual streams, execution order, layer shapes) when the model was run, else
+    ``None``; ``example_source``: the input it was run on: ``given`` (the caller's),
+    ``hugging face config``, ``timm input_size`` or ``first layer`` (made from the model by
+    :mod:`initlab.initializers.examples`), ``sequential`` (not run: order is the data flow) or
+    ``None`` (no input ran: fx or registration order).
     """
 
     activations: dict[str, FoundActivation]
     source: str
     flow: DataFlow | None = None
+    example_source: str | None = None
 
     def residual(self) -> list[str]:
         """Layers whose output is added to a residual stream (needs an example)."""
@@ -329,13 +339,24 @@ class Discovery:
 def discover(model: nn.Module, example: Any = None) -> Discovery:
     """One discovery of a model's data flow and activations, for every caller.
 
-    With ``example`` (tensor, tuple of positional args or dict of keyword args) the model is run
-    once (:func:`~initlab.initializers.trace.trace`); without, plain-Sequential order, fx, or
+    A plain ``nn.Sequential`` is read in order. Otherwise the model is run once
+    (:func:`~initlab.initializers.trace.trace`) on ``example`` (tensor, tuple of positional args
+    or dict of keyword args) or, without one, on an input made from the model itself
+    (:func:`~initlab.initializers.examples.candidate_examples`: a Hugging Face config, timm's
+    ``input_size``, the first layer's shape). Only when no such input runs: fx, then
     registration order, warning once when that guess decided an activation.
     """
-    if example is not None and not _plain_sequential(model):
+    if _plain_sequential(model):
+        return Discovery(following_activations(model), "sequential", example_source="sequential")
+    if example is not None:
         flow = trace(model, example)
-        return Discovery(following_activations(model, flow), "trace", flow)
+        return Discovery(following_activations(model, flow), "trace", flow, "given")
+    for made in candidate_examples(model):
+        try:
+            flow = trace(model, made.value)
+        except ValueError:  # not an input this model takes: try the next candidate
+            continue
+        return Discovery(following_activations(model, flow), "trace", flow, made.source)
     found = following_activations(model, example, warn=True)
     sources = {f.source for f in found.values()}
     if _plain_sequential(model):

@@ -20,7 +20,9 @@ from initlab.initializers.known_activations import (
     _has_own_weight,
     function_activation,
     is_norm_module,
+    match_activation,
     module_activation,
+    module_function,
 )
 
 _PASS_FUNCTIONS = frozenset({
@@ -57,7 +59,7 @@ class Step:
 
     kind: Literal["activation", "pass", "stop", "descend"]
     activation: Any = None  # (name or callable, param) for "activation"
-    how: str = ""  # "module", "function", "measured"
+    how: str = ""  # "module", "function", "matched", "measured"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class Following:
 
     ``activation`` is ``(name, param)`` (``("linear", None)`` when the walk found none) where
     ``name`` may be a :class:`MeasuredActivation` for an unknown elementwise module;
-    ``how`` is ``"module"``, ``"function"``, ``"measured"`` or ``"none"``; ``path`` lists the
+    ``how`` is ``"module"``, ``"function"``, ``"matched"`` (a module recognised by what it
+    computes), ``"measured"`` or ``"none"``; ``path`` lists the
     calls the signal passed through to reach it.
     """
 
@@ -75,10 +78,40 @@ class Following:
     path: tuple[str, ...] = ()
 
 
-def classify(flow: _Recording, call: Call) -> Step:
-    """What ``call`` does to a signal it consumes."""
+_SCALINGS = {"div": -1, "div_": -1, "__truediv__": -1, "__itruediv__": -1, "mul": 1, "mul_": 1,
+             "__mul__": 1, "__rmul__": 1, "__imul__": 1}  # fmt: skip
+# A saturating activation whose input was scaled down by at least this much acts in its linear
+# range for unit-scale signals: tanh(z / 30) * 30 (Gemma 2's logit soft-cap) is the identity
+# there (tanh(0.25 * 3) is 0.635 against 0.75 at three standard deviations).
+_SOFT_CAP_SCALE = 0.25
+
+
+def _input_scale(flow: _Recording, value: int | None) -> float | None:
+    """The constant a value was multiplied by in the call that produced it (``x / 30``:
+    1/30), or ``None`` when it was not produced by a scaling with a Python number."""
+    if value is None or value >= len(flow._producer):
+        return None
+    producer = flow._producer[value]
+    if producer < 0:
+        return None
+    call = flow.calls[producer]
+    power = _SCALINGS.get(call.name)
+    if call.kind != "function" or power is None or len(call.inputs) != 1:
+        return None
+    numbers = [a for a in call.args if isinstance(a, int | float) and not isinstance(a, bool)]
+    if len(numbers) != 1 or numbers[0] == 0:
+        return None
+    return float(numbers[0]) ** power
+
+
+def classify(flow: _Recording, call: Call, value: int | None = None) -> Step:
+    """What ``call`` does to a signal it consumes (``value``, when known)."""
     if call.kind == "function":
         act = function_activation(call.target, call.name, call.args, call.kwargs)
+        if act is not None and act[0] == "tanh":
+            scale = _input_scale(flow, value)
+            if scale is not None and abs(scale) <= _SOFT_CAP_SCALE:
+                return Step("pass")  # a soft-cap: the identity at the signal's scale
         if act is not None:
             return Step("activation", act, "function")
         return Step("pass") if call.name in _PASS_FUNCTIONS else Step("stop")
@@ -96,9 +129,12 @@ def classify(flow: _Recording, call: Call) -> Step:
         return Step("pass")
     if leaf and next(module.buffers(), None) is None:
         kind = _elementwise_kind(module)
-        if kind == "identity":
+        if kind in ("identity", "stochastic"):
             return Step("pass")
         if kind == "elementwise":
+            act = match_activation(module_function(module))
+            if act is not None:
+                return Step("pass") if act[0] == "linear" else Step("activation", act, "matched")
             return Step(
                 "activation", (MeasuredActivation(type(module).__name__, module), None), "measured"
             )
@@ -142,7 +178,7 @@ def _walk(flow: _Recording, start: Call) -> Iterator[tuple[Call, Step, int]]:
         if atomic:
             continue
         done.add(index)
-        step = classify(flow, call)
+        step = classify(flow, call, value)
         steps[index] = step
         yield call, step, value
         if step.kind == "pass":

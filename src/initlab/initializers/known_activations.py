@@ -137,10 +137,102 @@ class MeasuredActivation:
         return hash(self.name)
 
 
-def _elementwise_kind(module: nn.Module) -> Literal["identity", "elementwise", "other"]:
-    """Call a parameter-free module on probes: identity, elementwise nonlinearity, or other."""
-    probe = torch.linspace(-3, 3, 24, dtype=torch.float64).reshape(2, 3, 4)
+# Known activations as functions of a float64 tensor, matched against an unknown module's
+# output on a fixed grid (:func:`match_activation`): any class that computes a sigmoid *is* a
+# sigmoid, whatever its name (timm's ``Sigmoid``, Hugging Face's ``SiLUActivation``). The
+# hard variants map to the smooth activation initlab already gives them (``nn.Hardswish`` is
+# ``silu``, ``nn.Hardsigmoid`` and ``nn.ReLU6`` ``sigmoid`` and ``relu``), as by type.
+_GRID = torch.linspace(-4, 4, 161, dtype=torch.float64)
+_KNOWN_FUNCTIONS: tuple[tuple[Activation, Callable[[torch.Tensor], torch.Tensor]], ...] = (
+    (("relu", None), torch.relu),
+    (("relu", None), F.relu6),
+    (("tanh", None), torch.tanh),
+    (("sigmoid", None), torch.sigmoid),
+    (("sigmoid", None), F.hardsigmoid),
+    (("silu", None), F.silu),
+    (("silu", None), F.hardswish),
+    (("gelu", None), F.gelu),
+    (("gelu", None), lambda x: F.gelu(x, approximate="tanh")),
+    (("mish", None), F.mish),
+    (("selu", None), F.selu),
+    (("elu", 1.0), F.elu),
+    (("softplus", 1.0), F.softplus),
+)
+# gelu and its tanh approximation differ by up to 4.7e-4 on the grid: one tolerance takes both
+_MATCH_TOLERANCE = 1e-3
+
+
+def match_activation(fn: Callable[[torch.Tensor], torch.Tensor]) -> Activation | None:
+    """The known activation ``fn`` computes, found by evaluating it on a fixed grid of
+    ``[-4, 4]`` in float64 (``None`` if it matches none). A leaky ReLU is matched with its slope
+    read from the negative side; the identity is ``("linear", None)``."""
+    with torch.no_grad():
+        try:
+            y = fn(_GRID.clone())
+        except Exception:  # not callable on a float64 tensor: nothing to match
+            return None
+    if not isinstance(y, torch.Tensor) or y.shape != _GRID.shape or not y.is_floating_point():
+        return None
+    y = y.double()
+    if not bool(torch.isfinite(y).all()):
+        return None
+    if torch.allclose(y, _GRID, rtol=0, atol=_MATCH_TOLERANCE):
+        return _LINEAR
+    for activation, known in _KNOWN_FUNCTIONS:
+        if torch.allclose(y, known(_GRID), rtol=0, atol=_MATCH_TOLERANCE):
+            return activation
+    negative, positive = _GRID < 0, _GRID > 0
+    slopes = y[negative] / _GRID[negative]
+    if torch.allclose(y[positive], _GRID[positive]) and float(slopes.max() - slopes.min()) < 1e-9:
+        return ("leaky_relu", float(slopes.mean()))
+    return None
+
+
+def module_function(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``module`` as a function of a tensor, applied in eval mode (its mode is restored)."""
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        was_training = module.training
+        try:
+            module.train(False)
+            return module(x)
+        finally:
+            module.train(was_training)
+
+    return apply
+
+
+def _stochastic(module: nn.Module, probe: torch.Tensor) -> bool:
+    """Whether ``module`` gives two different outputs for one input in training mode (dropout,
+    drop path, stochastic depth of any library), under a fixed seed so the answer is the same
+    in every process. The module's mode is restored."""
+    was_training = module.training
     try:
+        module.train(True)
+        with torch.no_grad(), _restored_state(module):
+            first, second = module(probe), module(probe)
+    except Exception:  # not callable on a plain tensor
+        return False
+    finally:
+        module.train(was_training)
+    if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor)):
+        return False
+    return first.shape != second.shape or not torch.equal(first, second)
+
+
+def _elementwise_kind(
+    module: nn.Module,
+) -> Literal["identity", "stochastic", "elementwise", "other"]:
+    """Call a parameter-free module on probes: the identity, stochastic (dropout-like: the
+    identity in expectation, a pass-through for signal propagation), an elementwise
+    nonlinearity, or other. Probed in eval mode under a fixed seed, so the answer does not
+    depend on the global RNG or the module's mode."""
+    probe = torch.linspace(-3, 3, 24, dtype=torch.float64).reshape(2, 3, 4)
+    if _stochastic(module, probe):
+        return "stochastic"
+    was_training = module.training
+    try:
+        module.train(False)
         with torch.no_grad(), _restored_state(module):
             out = module(probe)
             if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
@@ -150,6 +242,8 @@ def _elementwise_kind(module: nn.Module) -> Literal["identity", "elementwise", "
             shuffled = module(probe.reshape(-1)[perm])
     except Exception:  # not callable on a plain tensor: not an elementwise activation
         return "other"
+    finally:
+        module.train(was_training)
     if not isinstance(flat, torch.Tensor) or flat.shape != (24,):
         return "other"
     out64 = out.double().reshape(-1)

@@ -27,9 +27,13 @@ def _tensors(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from _tensors(item, depth + 1)
 
 
+_PROBE_SEED = 0x1A17
+
+
 @contextlib.contextmanager
 def _restored_state(model: nn.Module) -> Iterator[None]:
-    """Restore every buffer (running statistics) and the RNG after running ``model``."""
+    """Run ``model`` under a forked, fixed-seed global RNG and restore every buffer (running
+    statistics) afterwards."""
     buffers = [(b, b.detach().clone()) for b in model.buffers() if b.device.type != "meta"]
     devices = sorted(
         {b.device.index or 0 for b, _ in buffers if b.device.type == "cuda"}
@@ -37,6 +41,9 @@ def _restored_state(model: nn.Module) -> Iterator[None]:
     )
     try:
         with torch.random.fork_rng(devices=devices):
+            # Whatever the model draws while it is probed (dropout, stochastic depth) is the
+            # same in every process: the global RNG's state must not decide initlab's answers.
+            torch.manual_seed(_PROBE_SEED)
             yield
     finally:
         with torch.no_grad():
