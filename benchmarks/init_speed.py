@@ -4,6 +4,7 @@
     python3 benchmarks/init_speed.py --size 1e9           # about 1B float32 parameters (4 GB)
     python3 benchmarks/init_speed.py --device cuda --size 1e9
     python3 benchmarks/init_speed.py --small-only           # 10,000 x Linear(4, 4) only
+    python3 benchmarks/init_speed.py --small-only --hf-gpt2 # and Hugging Face GPT-2 124M
     python3 benchmarks/init_speed.py --threads 1 --skip-build    # per-core rates
 
 The model is ``depth`` pairs ``Linear(width, 4 width)``, ``Linear(4 width, width)`` (a
@@ -142,6 +143,50 @@ def many_small(count: int, repeats: int) -> str:
     )
 
 
+def hugging_face_gpt2(repeats: int) -> str:
+    """Issue 24's targets on Hugging Face GPT-2 124M (the default ``GPT2Config``, built here,
+    nothing downloaded): ``plan_init`` without an example (it traces the model on ids made
+    from the config) under 1 s, and ``init_model`` at most 1.0x the model's own
+    ``_init_weights`` over its modules. Medians of interleaved runs."""
+    import sys
+    import types
+
+    # the registry's CUDA torchvision wheel fails beside the CPU torch; transformers imports it
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    import transformers
+
+    with torch.random.fork_rng(devices=[]):
+        model = transformers.GPT2LMHeadModel(transformers.GPT2Config())
+
+    def own() -> None:
+        with torch.random.fork_rng(devices=[]):
+            model.apply(model._init_weights)
+
+    runs: dict[str, Callable[[], object]] = {
+        "hf _init_weights": own,
+        "plan_init": lambda: initlab.plan_init(model),
+        "init_model": lambda: initlab.init_model(model, seed=0),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        fn()  # warm up
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    t = {name: statistics.median(v) for name, v in times.items()}
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return (
+        f"hugging face GPT-2 ({params:.0f}M): plan_init without example {t['plan_init']:.3f} s "
+        f"(target < 1 s); init_model {t['init_model']:.3f} s vs its own _init_weights "
+        f"{t['hf _init_weights']:.3f} s -> {t['init_model'] / t['hf _init_weights']:.2f}x "
+        f"(target <= 1.0x; median of {repeats})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=float, default=5e7, help="parameters (default 5e7)")
@@ -171,11 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--small-only", action="store_true", help="run only the many-small-layers case"
     )
+    parser.add_argument(
+        "--hf-gpt2", action="store_true",
+        help="also time plan_init and init_model on Hugging Face GPT-2 124M (transformers)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.small_layers:
         print(many_small(args.small_layers, max(args.repeats, 5)))
+    if args.hf_gpt2:
+        print(hugging_face_gpt2(max(args.repeats, 3)))
     if args.small_only:
         return 0
     device = torch.device(args.device)

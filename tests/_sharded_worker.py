@@ -62,7 +62,7 @@ def shard_model(model: nn.Module, mesh, kind: str) -> nn.Module:
     for module in model.modules():
         for name, param in list(module.named_parameters(recurse=False)):
             placed = distribute_tensor(param.data, mesh, placements_for(kind, param))
-            module.register_parameter(name, nn.Parameter(placed, requires_grad=False))
+            module.register_parameter(name, nn.Parameter(placed))
     return model
 
 

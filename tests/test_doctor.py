@@ -419,7 +419,10 @@ def test_stacked_path_used_on_accelerators_gives_the_same_numbers(monkeypatch):
     for a, b in zip(per_call.layers, stacked.layers, strict=True):
         for key in ("mean", "std", "zeros", "saturated", "dead", "grad_output", "grad_weight"):
             va, vb = getattr(a, key), getattr(b, key)
-            assert (va is None and vb is None) or va == pytest.approx(vb, rel=1e-5, abs=1e-7)
+            # float32 statistics of 96 values reduced in another order (stacked, and by the
+            # thread count): round-off up to about n * eps = 6e-6 relative per pass; it was
+            # seen at 1.0e-5 (0.0369492517 against 0.0369488739)
+            assert (va is None and vb is None) or va == pytest.approx(vb, rel=1e-4, abs=1e-7)
     # The in-place ReLU overwrote linear1's output: the stacked path cloned it first.
     assert stacked.layers[0].zeros == 0.0 and stacked.layers[1].zeros > 0
 

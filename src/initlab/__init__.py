@@ -61,10 +61,13 @@ _EXPORTS: dict[str, str] = {
     "gradcheck_function": "initlab.gradient_check.check",
     "with_l2": "initlab.gradient_check.losses",
     "GradCheck": "initlab.gradient_check.results",
+    "apply_plan": "initlab.initializers.apply",
     "default_init_std": "initlab.initializers.apply",
     "init_model": "initlab.initializers.apply",
     "InitReport": "initlab.initializers.apply",
     "InitRow": "initlab.initializers.apply",
+    "plan_init": "initlab.initializers.apply",
+    "InitPlan": "initlab.initializers.plan",
     "audit_init": "initlab.initializers.audit",
     "AuditReport": "initlab.initializers.audit",
     "Fingerprint": "initlab.initializers.audit",
@@ -171,7 +174,14 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.gradient_check.check import gradcheck, gradcheck_function
     from initlab.gradient_check.losses import with_l2
     from initlab.gradient_check.results import GradCheck
-    from initlab.initializers.apply import InitReport, InitRow, default_init_std, init_model
+    from initlab.initializers.apply import (
+        InitReport,
+        InitRow,
+        apply_plan,
+        default_init_std,
+        init_model,
+        plan_init,
+    )
     from initlab.initializers.audit import AuditReport, Fingerprint, audit_init
     from initlab.initializers.build import build
     from initlab.initializers.course import initialize_parameters
@@ -179,6 +189,7 @@ if TYPE_CHECKING:  # pragma: no cover - for editors and type checkers only
     from initlab.initializers.fans import fan_in_fan_out, parameter_fans, receptive_field
     from initlab.initializers.gains import gain
     from initlab.initializers.lsuv import LSUVReport, LSUVRow, lsuv
+    from initlab.initializers.plan import InitPlan
     from initlab.initializers.recipe_data import RECIPES, Recipe, Rule
     from initlab.initializers.recipes import (
         RecipeDiff,

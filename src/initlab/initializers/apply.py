@@ -6,7 +6,13 @@ Per parameter, in this order of precedence:
    ``"head.weight"``) or by module type (``nn.Embedding``); its value is a scheme spec or
    ``"keep"`` (leave the parameter as it is).
 2. Parameters that are not floating point (an int64 table) and empty ones (``Linear(4, 0)``)
-   are kept: there is nothing to draw. The report says so.
+   are kept: there is nothing to draw. So is what the model meant to keep: frozen parameters
+   (``requires_grad=False``: Whisper's sinusoidal positions), parameters marked
+   ``_no_reinit`` (or, by Hugging Face, ``_is_hf_initialized``: loaded from a checkpoint), a
+   norm scale its constructor set to zeros in a layer that writes into a residual stream
+   (timm's ``zero_init_last``, torchvision's ``zero_init_residual``) and, under the default
+   ``bias="zeros"``, a time-step bias (Mamba's ``dt_proj.bias``, the inverse softplus of
+   log-uniform steps: every ``softplus(b)`` distinct and below 0.3). The report says why.
 3. Normalization layers, known by type (BatchNorm, LayerNorm, GroupNorm, InstanceNorm, RMSNorm)
    or by name (a class whose name contains ``Norm``: ``LlamaRMSNorm``, ``T5LayerNorm``, timm's
    ``LayerNorm2d``), 1-D parameters: scale 1, shift 0, so they start as the identity; a
@@ -66,7 +72,7 @@ from initlab.initializers.decisions import (  # noqa: F401  (re-exported: import
 from initlab.initializers.fans import fan_in_fan_out
 from initlab.initializers.fill import RNG, RNGS, _Fill, _record_stds  # noqa: F401
 from initlab.initializers.init_report import InitReport, InitRow  # noqa: F401
-from initlab.initializers.plan import Planner
+from initlab.initializers.plan import InitPlan, Planner
 from initlab.initializers.registry import Spec, get
 
 # CPU models with at least this many parameter elements are filled on several threads, one
@@ -74,7 +80,77 @@ from initlab.initializers.registry import Spec, get
 _PARALLEL_NUMEL = 1 << 22
 
 
-# Planning makes a few small objects per parameter, recipes included: see _core/collector.py.
+def _planner(
+    model: nn.Module, scheme: Spec, bias: Spec, rules: Rules, example: Any, layouts: Layouts,
+    rng: RNG,
+) -> Planner:  # fmt: skip
+    """Validate the options once and plan every parameter of ``model``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"init_model needs a torch.nn.Module; got {type(model).__name__}")
+    weight_scheme = get(scheme)
+    checked_rules = _check_rules(rules)
+    checked_layouts = _check_layouts(layouts)
+    if bias not in ("keep", "default"):
+        get(bias)  # validate once, up front
+    check_choice("rng", rng, RNGS)
+    planner = Planner(
+        model, weight_scheme, bias, checked_rules, checked_layouts, rng, discover(model, example)
+    )
+    for module_name, module in model.named_modules():
+        for name, param in module._parameters.items():
+            if param is not None:
+                planner.add(module_name, module, name, param)
+    return planner
+
+
+# Planning makes a few small objects per parameter: see _core/collector.py.
+@collector_paused()
+def plan_init(
+    model: nn.Module,
+    scheme: Spec = "he_normal",
+    *,
+    bias: Spec = "zeros",
+    rules: Rules = None,
+    example: Any = None,
+    layouts: Layouts = None,
+    rng: RNG = "counter",
+) -> InitPlan:
+    """Decide, for every parameter of ``model``, what :func:`init_model` would do, and draw
+    nothing: an :class:`~initlab.initializers.plan.InitPlan` to print, save as JSON, check
+    or apply with :func:`apply_plan` (as often as you like, with any seed).
+
+    The arguments are :func:`init_model`'s. The model is traced once (on ``example``, or on
+    an input made from the model itself), nothing about it changes, and the global RNG is left
+    as it was.
+
+    >>> import torch.nn as nn
+    >>> plan = plan_init(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
+    >>> plan["0.weight"].activation, round(plan["0.weight"].target_std, 4)  # sqrt(2 / 4)
+    ('relu', 0.7071)
+    """
+    planner = _planner(model, scheme, bias, rules, example, layouts, rng)
+    return InitPlan(planner.rows, rng, planner.found.source, planner.found.example_source,
+                    planner)  # fmt: skip
+
+
+def apply_plan(model: nn.Module, plan: InitPlan, *, seed: int | None = None) -> InitReport:
+    """Fill ``model``'s parameters as ``plan`` says, from ``seed`` (``None``: a fresh seed,
+    recorded in the report), and report what was done with each parameter's realized std.
+
+    ``plan`` must come from :func:`plan_init` on this same model object (its rows point at
+    the model's tensors). Values are those of :func:`init_model` with the plan's arguments
+    and the same seed, bit for bit.
+    """
+    if not isinstance(plan, InitPlan):
+        raise TypeError(f"apply_plan needs an InitPlan from plan_init; got {type(plan).__name__}")
+    if plan.model is not model:
+        raise ValueError(
+            f"this plan was made for another model object ({type(plan.model).__name__} at "
+            f"{id(plan.model):#x}); make one for this model with plan_init(model, ...)"
+        )
+    return plan._planner.run(as_seed(seed), _PARALLEL_NUMEL)
+
+
 @collector_paused()
 def init_model(
     model: nn.Module,
@@ -89,7 +165,8 @@ def init_model(
     recipe: str | None = None,
     **recipe_options: Any,
 ) -> InitReport:
-    """Initialize every parameter of ``model`` in place and report what was done.
+    """Initialize every parameter of ``model`` in place and report what was done:
+    :func:`plan_init` then :func:`apply_plan`.
 
     ``recipe``: a training codebase's init (``"megatron"``, ``"gpt2"``, ``"olmo2"``, ...;
     ``initlab recipes`` lists them) instead of ``scheme``; ``recipe_options`` override what
@@ -106,8 +183,10 @@ def init_model(
     ``seed``: same seed, same values; ``None`` draws a fresh seed (recorded in the report).
     ``example``: an input the model accepts (tensor, tuple of positional arguments or dict of
     keyword arguments): activations are then found from one real forward pass (no gradients,
-    nothing about the model changes). Without it, ``torch.fx`` or, failing that, registration
-    order (a guess, with a warning).
+    nothing about the model changes). Without it, an input made from the model itself (a
+    Hugging Face config, timm's ``input_size``, the first layer's shape: see
+    :mod:`initlab.initializers.examples`); only when none runs, ``torch.fx`` or, failing
+    that, registration order (a guess, with a warning).
     ``layouts``: ``{layer type or type name: "in_out" | "out_in"}`` for layers of your own that
     store their weight as ``(in, out)``; Hugging Face's ``Conv1D`` is known.
     ``rng``: ``"counter"`` (default): each element is a pure function of (seed, parameter
@@ -124,33 +203,30 @@ def init_model(
     >>> round(report["0.weight"].target_std, 4)  # sqrt(2 / 4)
     0.7071
     """
-    if recipe is not None:  # a codebase's recipe: initializers/recipes.py does the work
+    if recipe is not None:  # a codebase's recipe: initializers/recipes.py plans it
         from initlab.initializers.recipes import init_with_recipe
 
+        if scheme != "he_normal":
+            raise ValueError(
+                f"init_model got both scheme={scheme!r} and recipe={recipe!r}: a recipe says "
+                "how every parameter is drawn; give one of them"
+            )
+        if layouts is not None:
+            raise ValueError(
+                "layouts is not used with recipe=...: a recipe reads fans from each parameter's "
+                "role; leave layouts out"
+            )
         if example is not None:
             recipe_options.setdefault("example_input", example)
-        return init_with_recipe(model, recipe, seed=seed, **recipe_options)  # type: ignore[return-value]
+        return init_with_recipe(  # type: ignore[return-value]
+            model, recipe, seed=seed, bias=bias, rules=rules, rng=rng, **recipe_options
+        )
     if recipe_options:
         raise TypeError(f"init_model got unexpected options {sorted(recipe_options)}: "
                         f"they are only valid with recipe=...")  # fmt: skip
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"init_model needs a torch.nn.Module; got {type(model).__name__}")
-    weight_scheme = get(scheme)
-    checked_rules = _check_rules(rules)
-    checked_layouts = _check_layouts(layouts)
-    if bias not in ("keep", "default"):
-        get(bias)  # validate once, up front
-    check_choice("rng", rng, RNGS)
-    seed = as_seed(seed)
-    planner = Planner(
-        model, weight_scheme, bias, checked_rules, checked_layouts, rng, seed,
-        discover(model, example),
-    )  # fmt: skip
-    for module_name, module in model.named_modules():
-        for name, param in module._parameters.items():
-            if param is not None:
-                planner.add(module_name, module, name, param)
-    return planner.run(_PARALLEL_NUMEL)
+    seed = as_seed(seed)  # checked before the work of planning
+    planner = _planner(model, scheme, bias, rules, example, layouts, rng)
+    return planner.run(seed, _PARALLEL_NUMEL, copy_rows=False)
 
 
 def default_init_std(module: nn.Module) -> dict[str, float]:

@@ -13,8 +13,11 @@ Constructing ``nn.Linear(8192, 8192)`` runs PyTorch's default init (``kaiming_un
    ``factory()`` once more on the CPU, under a forked global RNG seeded from ``seed``, with every
    large parameter sent to the meta device as it is registered (so only buffers and small
    parameters take memory), and copying the buffers from that template;
-5. parameters that ``init_model`` keeps (no known layer role: layer-scale ``gamma``, ViT's
-   ``class_token`` and ``pos_embedding``, ``"keep"`` rules, PReLU slopes) get the value their
+5. every 1-D parameter (biases, norm scales) gets its constructor's value from that template,
+   so that ``init_model`` keeps by value exactly what it keeps on an eagerly built model (a
+   zero-init residual norm scale, a time-step bias); parameters that ``init_model`` keeps
+   (no known layer role: layer-scale ``gamma``, ViT's ``class_token`` and ``pos_embedding``,
+   ``"keep"`` rules, PReLU slopes, frozen parameters) get the value their
    constructor gave them, from the same template, so every constant a constructor sets
    survives; a kept parameter too large for the template (over ``_TEMPLATE_NUMEL`` elements, a
    ``"keep"`` rule on a big weight) gets its module's ``reset_parameters()`` instead, drawn
@@ -174,6 +177,19 @@ def _retie(model: nn.Module, ties: list[tuple[str, str]]) -> None:
         setattr(owner, attribute, model.get_parameter(source))
 
 
+def _copy_small_parameters(model: nn.Module, template: Callable[[], nn.Module]) -> None:
+    """Give every 1-D floating parameter (biases, norm scales) its constructor's value."""
+    small = [n for n, p in model.named_parameters() if p.dim() <= 1 and p.is_floating_point()]
+    if not small:
+        return
+    values = dict(template().named_parameters())
+    with torch.no_grad():
+        for name in small:
+            value = values.get(name)
+            if value is not None and value.device.type != "meta":
+                model.get_parameter(name).copy_(value)
+
+
 def _defaults_for_kept(
     model: nn.Module, kept: list[str], seed: int, template: Callable[[], nn.Module]
 ) -> None:
@@ -265,6 +281,9 @@ def build(
         return made[0]
 
     _restore_buffers(model, template)
+    # init_model decides some keeps by value (a zero-init residual norm scale, a structured
+    # bias): it must see the constructor's values of the small parameters, not to_empty's.
+    _copy_small_parameters(model, template)
     # Kept parameters first: init_model reads some of them (a PReLU slope sets the gain of the
     # layer before it) and overwrites whatever else reset_parameters() touched.
     _defaults_for_kept(model, _kept_parameters(model, scheme, bias, rules), seed, template)

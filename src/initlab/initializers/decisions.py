@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from initlab._core.validation import check_choice
@@ -118,8 +119,13 @@ def _decide(
     rules: dict[RuleKey, Initializer | str], qualified: str, module: nn.Module, name: str,
     param: torch.Tensor, weight_scheme: Initializer, bias: Spec, own_weight: Any,
     zero_centred: Callable[[nn.Module], bool] | None = None,
+    feeds_residual: Callable[[], bool] | None = None,
 ) -> tuple[Initializer | str | None, str, str | None]:  # fmt: skip
-    """The scheme (``None`` or ``"keep"``: leave as is), action and note for one parameter."""
+    """The scheme (``None`` or ``"keep"``: leave as is), action and note for one parameter.
+
+    ``feeds_residual()``: whether the parameter's module writes into a residual stream (from a
+    traced data flow); a norm scale there that its constructor set to zeros is kept.
+    """
     # Tensor attribute reads dispatch through Parameter's torch-function handling: read once.
     dtype, shape = param.dtype, tuple(param.shape)
     ndim = len(shape)
@@ -131,13 +137,31 @@ def _decide(
             return rule, "rule", None
     if 0 in shape:
         return None, "keep", "empty: nothing to draw"
+    intent = _intent(module, param)
+    if intent is not None:
+        return None, "keep", intent
     if ndim <= 1 and _is_norm_type(type(module)):
         if any(s in name for s in _SHIFT_NAMES):
             return _named("zeros"), "norm", None
-        if zero_centred is not None and zero_centred(module):
+        centred = zero_centred is not None and zero_centred(module)
+        residual = feeds_residual is not None and not centred and _all_zero(param)
+        if residual and feeds_residual():
+            return (
+                None,
+                "keep",
+                (
+                    "zero-init residual scale (all zeros at construction, as timm's zero_init_last "
+                    "and torchvision's zero_init_residual set it): kept"
+                ),
+            )
+        if centred:
             return _named("zeros"), "norm", "zero-centred norm (forward uses 1 + w): zeros"
         return _named("ones"), "norm", None
     if "bias" in name and (ndim <= 1 or isinstance(module, _WEIGHT_LAYERS)):
+        # Only under the default policy: a bias policy of the user's own names every bias.
+        structured = _time_step_bias(module, param) if bias == "zeros" else None
+        if structured is not None:
+            return None, "keep", structured
         return _bias_scheme(bias, own_weight, module), "bias", None
     if isinstance(module, nn.Embedding):
         owner = qualified.rpartition(".")[0].rpartition(".")[2]
@@ -147,6 +171,63 @@ def _decide(
     if ndim >= 2 and _is_weight(module, name, param):
         return weight_scheme, "weight", None
     return None, "keep", _keep_reason(module, name, param)
+
+
+# Flags on a parameter that say it must not be initialized again: Hugging Face marks weights
+# loaded from a checkpoint ``_is_hf_initialized`` (its *modules* carry the same flag once
+# ``_init_weights`` ran at construction, which says nothing about intent: not read); models
+# mark structured constructor values ``_no_reinit`` (on the parameter or its module).
+_PARAMETER_FLAGS = ("_is_hf_initialized", "_no_reinit")
+_MODULE_FLAGS = ("_no_reinit",)
+
+
+def _readable(param: torch.Tensor) -> bool:
+    """Whether ``param``'s values can be read here (not on the meta device, not a DTensor)."""
+    return param.device.type != "meta" and type(param).__name__ not in ("DTensor",)
+
+
+def _all_zero(param: torch.Tensor) -> bool:
+    return _readable(param) and param.numel() > 0 and not bool(param.detach().any())
+
+
+def _intent(module: nn.Module, param: torch.Tensor) -> str | None:
+    """Why ``param`` must keep its value whatever the scheme (frozen, flagged), or ``None``."""
+    if not param.requires_grad:
+        return "frozen (requires_grad=False): kept; name it in rules to initialize it"
+    # flags live in the instance dicts (a missing attribute on a tensor is slow to look up)
+    flags = param.__dict__
+    for flag in _PARAMETER_FLAGS if flags else ():
+        if flags.get(flag) is True:
+            return f"marked {flag}: kept"
+    for flag in _MODULE_FLAGS:
+        if module.__dict__.get(flag) is True:
+            return f"its module is marked {flag}: kept"
+    return None
+
+
+def _time_step_bias(module: nn.Module, param: torch.Tensor) -> str | None:
+    """A bias its constructor set to the inverse softplus of chosen time steps (Mamba's
+    ``dt_proj.bias``: steps log-uniform in [0.001, 0.1], read by the selective scan, often
+    outside the layer's forward): the bias of a linear layer that projects a low rank up to at
+    least 4x as many channels (``dt_rank`` to ``d_inner``), whose every ``softplus(bias)``
+    lies in (0, 0.3) and differs. Zeros, constants and PyTorch's default draws give steps of
+    about 0.69 or equal ones; the garbage of uninitialized memory is rarely finite, distinct
+    and all below -1.2."""
+    weight = module._parameters.get("weight") if isinstance(module, nn.Linear) else None
+    if weight is None or weight.dim() != 2 or weight.shape[0] < 4 * weight.shape[1]:
+        return None  # checked first: no tensor work for the common layers
+    if not _readable(param) or param.dim() != 1 or param.numel() < 2:
+        return None
+    steps = F.softplus(param.detach().double())
+    if not bool(torch.isfinite(steps).all()):
+        return None
+    low, high = float(steps.min()), float(steps.max())
+    if not (0 < low < high < 0.3):
+        return None
+    return (
+        f"time-step bias (the inverse softplus of steps from {low:.3g} to {high:.3g}, as its "
+        "constructor set them): kept; name it in rules to initialize it"
+    )
 
 
 def _zero_centred_detector() -> Callable[[nn.Module], bool]:

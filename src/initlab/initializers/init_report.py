@@ -39,6 +39,9 @@ class InitReport:
     rows: list[InitRow] = field(default_factory=list)
     seed: int | None = None
     activations_found_by: str | None = None  # how activations were found, for the model
+    # the input the model was traced on: "given", "hugging face config", "timm input_size",
+    # "first layer" (made from the model), "sequential" (not run) or None (fx, order)
+    example_source: str | None = None
 
     _HEADERS = ("parameter", "shape", "scheme", "fan_in", "fan_out", "activation", "found by",
                 "gain", "target std", "realized std", "note")  # fmt: skip
@@ -67,5 +70,6 @@ class InitReport:
         return {
             "seed": self.seed,
             "activations_found_by": self.activations_found_by,
+            "example_source": self.example_source,
             "rows": [asdict(r) | {"shape": list(r.shape)} for r in self.rows],
         }

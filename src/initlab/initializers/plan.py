@@ -7,13 +7,16 @@ module, name, param)`` plans one parameter (tied ones once), ``run()`` writes ev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+import json
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from initlab._core.rng import parallel_map
+from initlab._core.table import format_table
 from initlab.initializers.activations import Discovery
 from initlab.initializers.decisions import _EMBEDDINGS, RuleKey, _decide, _zero_centred_detector
 from initlab.initializers.fans import FanChunk, parameter_fans, weight_layout
@@ -36,11 +39,11 @@ class Planner:
     rules: dict[RuleKey, Initializer | str]
     layouts: dict[str | type, str]
     rng: str
-    seed: int
     found: Discovery
-    report: InitReport = field(init=False)
+    rows: list[InitRow] = field(default_factory=list)
     fills: list[_Fill] = field(default_factory=list)
-    measured: list[InitRow] = field(default_factory=list)
+    measured: list[int] = field(default_factory=list)  # indices of rows whose std is measured
+    exact_zero_std: list[int] = field(default_factory=list)  # rows of constants: std exactly 0
     # (value, device, dtype) -> the 1-D parameters set to that constant (biases, norm scales)
     constants: dict[tuple[Any, ...], list[torch.Tensor]] = field(default_factory=dict)
     _seen: dict[int, str] = field(default_factory=dict)  # id -> first name (tied parameters)
@@ -49,10 +52,51 @@ class Planner:
     _fan_cache: dict[tuple[Any, ...], list[FanChunk] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.report = InitReport(seed=self.seed, activations_found_by=self.found.source)
+        # summed embedding -> the embedding of its group whose scale it takes
+        self._summed: dict[str, str] = {}
+        if self.found.flow is not None:
+            for group in self.found.flow.summed_embeddings():
+                reference = self._reference_embedding(group)
+                self._summed.update({name: reference for name in group if name != reference})
         self._owners = _owners(self.model)
         self._zero_centred = _zero_centred_detector()
-        self._derive = _seed_deriver(self.seed)
+
+    def _reference_embedding(self, group: list[str]) -> str:
+        """The embedding whose scale summed embeddings share: one tied to an output layer
+        (initialized for the logits), else the one with the most rows (the tokens)."""
+        owners = _owners(self.model)
+        tables = {name: self.model.get_submodule(name).weight for name in group}
+        tied = [name for name, table in tables.items() if id(table) in owners]
+        if tied:
+            return tied[0]
+        return max(group, key=lambda name: tables[name].shape[0])
+
+    def _summed_plan(
+        self, module_name: str, rows: int
+    ) -> tuple[list[FanChunk] | None, Any, str] | None:
+        """For an embedding summed with others: the fans and activation of its group's
+        reference embedding (as that one is planned: a tied table by its output use), so that
+        token, position and type embeddings start at one scale; ``None`` for the others."""
+        reference = self._summed.get(module_name)
+        if reference is None:
+            return None
+        table = self.model.get_submodule(reference).weight
+        uses = self._owners.get(id(table))
+        ref_name, ref_module, ref_attr = (
+            _deciding_use(uses)[0] if uses else (reference, self.model.get_submodule(reference),
+                                                 "weight")
+        )  # fmt: skip
+        layout = weight_layout(ref_module, ref_attr, table, self.layouts, self.found.flow)
+        view = table.t() if layout == "in_out" else table
+        chunks = parameter_fans(ref_module, ref_attr, view)
+        if not chunks:
+            return None
+        fans = [FanChunk(0, rows, chunks[0].fan_in, chunks[0].fan_out)]
+        note = (
+            f"summed with {reference}.weight: planned with its fans and activation "
+            "(summed embeddings share one scale)"
+        )
+        return fans, self.found.activations.get(ref_name), note
 
     def _text(self, scheme: Initializer) -> str:
         text = self._spec_text.get(id(scheme))
@@ -66,7 +110,7 @@ class Planner:
         kept, tied or constant, a fill."""
         qualified = f"{module_name}.{name}" if module_name else name
         shape = tuple(param.shape)
-        rows = self.report.rows
+        rows = self.rows
         if id(param) in self._seen:
             rows.append(InitRow(qualified, shape, f"tied to {self._seen[id(param)]}", "tied"))
             return
@@ -95,9 +139,11 @@ class Planner:
         if isinstance(chosen, Constant) and param.dim() <= 1 and not is_dtensor(param):
             # biases, norm scales: no generator, filled together by run(); std exactly 0
             self.constants.setdefault((chosen.value, param.device, param.dtype), []).append(param)
+            if param.numel() >= 2:
+                self.exact_zero_std.append(len(rows))
             rows.append(InitRow(
                 qualified, shape, self._text(chosen), action, target_std=0.0,
-                realized_std=0.0 if param.numel() >= 2 else None, note="; ".join(notes) or None,
+                note="; ".join(notes) or None,
             ))  # fmt: skip
             return
         if self.rng == "torch" and is_dtensor(param):
@@ -106,8 +152,7 @@ class Planner:
                 "generators give each shard its own stream, so values change with the "
                 "sharding; use rng='counter'"
             )
-        seed = self.seed if self.rng == "counter" else self._derive(qualified)
-        fill = _Fill(seed, param.device, [], rng=self.rng, name=qualified)
+        fill = _Fill(0, param.device, [], rng=self.rng, name=qualified)  # seeded by run()
         if action in ("weight", "rule") and (tie_note or isinstance(module, _EMBEDDINGS)):
             padding = _padding_rows(uses)
             if padding:
@@ -115,6 +160,11 @@ class Planner:
                 notes.append(f"padding row{'s' if len(padding) > 1 else ''} "
                              f"{', '.join(map(str, padding))} kept at zero")  # fmt: skip
         following = self.found.activations.get(use_module_name)
+        if action == "weight" and isinstance(use_module, _EMBEDDINGS) and self._summed:
+            summed = self._summed_plan(use_module_name, view.shape[0])
+            if summed is not None:
+                chunks, following, summed_note = summed
+                notes.append(summed_note)
         self._add_blocks(fill, chosen, action, view, chunks, following, qualified, layout, notes)
         self.fills.append(fill)
 
@@ -126,11 +176,13 @@ class Planner:
             tied_rule = _tied_rule(self.rules, uses)
             if tied_rule is not None:
                 return tied_rule, "rule", None
-        _, use_module, use_name = use
+        use_module_name, use_module, use_name = use
         own_weight = use_module._parameters.get("weight")
+        flow = self.found.flow
         return _decide(
             self.rules, qualified, use_module, use_name, param, self.weight_scheme, self.bias,
             own_weight, self._zero_centred,
+            None if flow is None else lambda: flow.residual(use_module_name),
         )  # fmt: skip
 
     def _chunks(
@@ -195,16 +247,27 @@ class Planner:
                 None if act is None else str(act[0]), source, stds[1], stds[0],
                 note="; ".join(notes) or None,
             )  # fmt: skip
-            self.report.rows.append(row)
+            self.measured.append(len(self.rows))
+            self.rows.append(row)
             fill.blocks.append((label, target, chosen, fans, act))
-            self.measured.append(row)
 
     # ------------------------------------------------------------------ values
-    def run(self, parallel_numel: int) -> InitReport:
-        """Write every planned value: small counter-stream fills batched, the others one task
-        per parameter (on threads for CPU models of at least ``parallel_numel`` elements; each
-        parameter has its own stream, so threads do not change the values), constants
-        together; then the realized stds, measured together."""
+    def run(self, seed: int, parallel_numel: int, *, copy_rows: bool = True) -> InitReport:
+        """Write every planned value from ``seed``: small counter-stream fills batched, the
+        others one task per parameter (on threads for CPU models of at least
+        ``parallel_numel`` elements; each parameter has its own stream, so threads do not
+        change the values), constants together; then the realized stds, measured together.
+        Runs as often as asked (a plan applied with several seeds); ``copy_rows=False`` lets
+        the report take the plan's own rows (once, when nobody keeps the plan)."""
+        derive = _seed_deriver(seed)
+        for fill in self.fills:
+            fill.seed = seed if fill.rng == "counter" else derive(fill.name)
+            fill.stds = []
+        # A plan kept by its caller keeps its own rows; init_model's is discarded: no copies.
+        rows = [copy.copy(row) for row in self.rows] if copy_rows else self.rows
+        report = InitReport(rows, seed, self.found.source, self.found.example_source)
+        for index in self.exact_zero_std:
+            rows[index].realized_std = 0.0
         fills = fill_batched(self.fills)
         on_cpu = all(f.device.type == "cpu" for f in fills)
         numel = sum(t.numel() for f in fills for _, t, *_ in f.blocks)
@@ -216,5 +279,72 @@ class Planner:
                     if value != 0:
                         torch._foreach_add_(tensors, value)
         with torch.no_grad():  # small parameters' stds read the parameters themselves
-            _record_stds(self.measured, [s for f in self.fills for s in f.stds])
-        return self.report
+            measured = [report.rows[i] for i in self.measured]
+            _record_stds(measured, [s for f in self.fills for s in f.stds])
+        return report
+
+
+_PLAN_HEADERS = ("parameter", "shape", "action", "scheme", "fan_in", "fan_out", "activation",
+                 "found by", "gain", "target std", "reason")  # fmt: skip
+
+
+@dataclass
+class InitPlan:
+    """What :func:`~initlab.apply_plan` will do to each parameter of one model, decided but
+    not drawn: :func:`~initlab.plan_init`'s result.
+
+    One row per parameter (per gate or projection block for fused layers): ``action`` (what
+    decided it: ``weight``, ``bias``, ``norm`` and ``rule`` are filled, ``keep`` is left as
+    it is, ``tied`` is filled once through its first name), the scheme, the fans and how the
+    layer uses its weight, the activation after the layer and how it was found, the gain and
+    the target std, and the reason in words (``note``). ``str()`` is a table; ``to_dict()``
+    and ``to_json()`` hold the same. ``example_source`` says which input the model was traced
+    on (``given``, ``hugging face config``, ``timm input_size``, ``first layer``) or
+    ``None`` when nothing ran (fx or registration order: see ``activations_found_by``).
+    """
+
+    rows: list[InitRow]
+    rng: str
+    activations_found_by: str | None
+    example_source: str | None
+    _planner: Planner = field(repr=False, compare=False)
+
+    @property
+    def model(self) -> nn.Module:
+        """The model this plan was made for."""
+        return self._planner.model
+
+    def __str__(self) -> str:
+        table = [
+            (r.parameter, r.shape, r.action, r.scheme, r.fan_in, r.fan_out, r.activation,
+             r.activation_source, r.gain, r.target_std, r.note or "")
+            for r in self.rows
+        ]  # fmt: skip
+        return format_table(_PLAN_HEADERS, table)
+
+    def __getitem__(self, parameter: str) -> InitRow:
+        for row in self.rows:
+            if row.parameter == parameter:
+                return row
+        raise KeyError(f"no row for {parameter!r} in this plan")
+
+    def kept(self) -> dict[str, str]:
+        """Parameters the plan leaves as they are, with the reason: ``{name: note}``."""
+        return {r.parameter: r.note or "kept" for r in self.rows if r.action == "keep"}
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = []
+        for row in self.rows:
+            entry = asdict(row) | {"shape": list(row.shape)}
+            entry.pop("realized_std")
+            rows.append(entry)
+        return {
+            "rng": self.rng,
+            "activations_found_by": self.activations_found_by,
+            "example_source": self.example_source,
+            "rows": rows,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        """``to_dict()`` as JSON text (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), **kwargs)

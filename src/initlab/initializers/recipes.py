@@ -28,8 +28,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab._core.rng import as_seed, derive_seed
+from initlab._core.rng import as_seed
 from initlab._core.table import format_table
+from initlab._core.validation import check_choice
+from initlab.initializers.decisions import RuleKey, Rules, _bias_scheme, _check_rules, _rule_for
+from initlab.initializers.fans import FanChunk
+from initlab.initializers.fill import (
+    RNG,
+    RNGS,
+    _block,
+    _Fill,
+    _record_stds,
+    _seed_deriver,
+    fill_batched,
+)
 from initlab.initializers.recipe_data import Recipe
 from initlab.initializers.recipe_diff import DiffRow, RecipeDiff, recipe_diff  # noqa: F401
 from initlab.initializers.recipe_plan import (  # noqa: F401 (re-exported)
@@ -43,7 +55,9 @@ from initlab.initializers.recipe_plan import (  # noqa: F401 (re-exported)
     list_recipes,
     plan,
 )
+from initlab.initializers.registry import Spec, get
 from initlab.initializers.schemes import Constant, Initializer, Normal, TruncatedNormal, Uniform
+from initlab.initializers.sharded import is_dtensor
 
 
 # ---------------------------------------------------------------------- apply
@@ -127,6 +141,21 @@ def _scheme(p: PlanRow) -> Initializer | None:
     return Normal(std=p.param_std)
 
 
+def _with_options(
+    p: PlanRow, scheme: Initializer | None, module: nn.Module, param: torch.Tensor,
+    rules: dict[RuleKey, Initializer | str], bias: Spec,
+) -> tuple[Initializer | None, str | None]:  # fmt: skip
+    """The recipe's scheme for a row, unless the caller's ``rules`` (first match, by name glob
+    or module type) or a ``bias`` policy other than the default name it: (scheme, note)."""
+    matched, rule = _rule_for(rules, p.parameter, module)
+    if matched:
+        return (None if rule == "keep" else rule), "rule"  # type: ignore[return-value]
+    if p.role == "bias" and bias != "zeros" and p.dist != "tied":
+        weight = module._parameters.get("weight")
+        return _bias_scheme(bias, weight, module), "bias policy"
+    return scheme, None
+
+
 def init_with_recipe(
     model: nn.Module,
     recipe: str | Recipe,
@@ -134,13 +163,19 @@ def init_with_recipe(
     seed: int | None = None,
     example_input: Any = None,
     overrides: Mapping[str, str] | None = None,
+    bias: Spec = "zeros",
+    rules: Rules = None,
+    rng: RNG = "counter",
     **options: float,
 ) -> RecipeReport:
     """Initialize ``model`` in place with ``recipe`` and report what was done per parameter.
 
     ``options`` override the symbols the recipe reads from the model (``sigma``, ``L``, ``d``,
-    ``base_width``, ...). Same ``seed``, same values. A :class:`TruncationWarning` is issued
-    when a recipe's absolute truncation bounds lie beyond 6 sigma.
+    ``base_width``, ...). ``rules`` (``{glob or module type: scheme or "keep"}``, first match
+    wins) and a ``bias`` policy other than ``"zeros"`` override the recipe's rows, as in
+    :func:`~initlab.init_model`; ``rng`` draws as there (``"counter"``: the same values on
+    any sharding). Same ``seed``, same values. A :class:`TruncationWarning` is issued when a
+    recipe's absolute truncation bounds lie beyond 6 sigma.
 
     >>> import torch.nn as nn
     >>> model = nn.Sequential(nn.Embedding(100, 16), nn.Linear(16, 100))
@@ -151,44 +186,64 @@ def init_with_recipe(
     if not isinstance(model, nn.Module):
         raise TypeError(f"init_model needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_recipe(recipe)
+    checked_rules = _check_rules(rules)
+    if bias not in ("keep", "default"):
+        get(bias)  # validate once, up front
+    check_choice("rng", rng, RNGS)
     seed = as_seed(seed)
     planned = plan(model, chosen, example_input=example_input, overrides=overrides, **options)
     params = dict(model.named_parameters(remove_duplicate=False))
     modules = dict(model.named_modules())
     report = RecipeReport(chosen.name, seed=seed, symbols=planned.symbols,
                           warnings=list(planned.warnings), notes=list(planned.notes))  # fmt: skip
-    generators: dict[str, torch.Generator] = {}
+    fills: dict[str, _Fill] = {}
+    measured: dict[str, list[RecipeRow]] = {}  # per parameter, in the order of its blocks
+    derive = _seed_deriver(seed)
     for p in planned.rows:
         param = params[p.parameter]
-        scheme = _scheme(p)
+        module = modules[p.parameter.rpartition(".")[0]]
+        scheme, override = _with_options(p, _scheme(p), module, param, checked_rules, bias)
         label = p.parameter if p.chunk is None else f"{p.parameter}[{p.role}]"
         action = "tied" if p.dist == "tied" else "keep" if scheme is None else "recipe"
-        row = RecipeRow(label, p.shape if p.chunk is None else _chunk_shape(p),
-                        _scheme_text(p), action, p.role,
-                        p.rule, p.block, p.fan_in, p.fan_out, target_std=p.target_std,
-                        trunc_sigma=p.trunc_sigma, note=p.note)  # fmt: skip
+        text = _scheme_text(p) if override is None or scheme is None else str(scheme)
+        note = p.note if override is None else f"{override} instead of the recipe's {p.rule}"
+        row = RecipeRow(label, p.shape if p.chunk is None else _chunk_shape(p), text, action,
+                        p.role, p.rule, p.block, p.fan_in, p.fan_out,
+                        target_std=p.target_std if override is None else None,
+                        trunc_sigma=p.trunc_sigma, note=note)  # fmt: skip
         report.rows.append(row)
-        if scheme is None or param.device.type == "meta":
+        if scheme is None:
             continue
-        if p.parameter not in generators:
-            generators[p.parameter] = torch.Generator(param.device).manual_seed(
-                derive_seed(seed, p.parameter)
+        if rng == "torch" and is_dtensor(param):
+            raise ValueError(
+                f"rng='torch' cannot initialize DTensor parameters ({p.parameter}); "
+                "use rng='counter'"
             )
-        generator = generators[p.parameter]
-        with torch.no_grad():
-            if p.chunk is None:
-                scheme(param.data, generator)
-                target = param.data
-            else:
-                dim, start, stop = p.chunk
-                target = param.data.narrow(dim, start, stop - start)
-                work = torch.empty(target.shape, dtype=param.dtype, device=param.device)
-                scheme(work, generator)
-                target.copy_(work)
-            if chosen.zero_padding_row:
-                _zero_padding_row(modules, p.parameter, param)
-            if target.numel() > 1:
-                row.realized_std = float(target.float().std())
+        fill = fills.get(p.parameter)
+        if fill is None:
+            fill_seed = seed if rng == "counter" else derive(p.parameter)
+            fill = fills[p.parameter] = _Fill(fill_seed, param.device, [], rng, p.parameter)
+            padding = getattr(module, "padding_idx", None)
+            if chosen.zero_padding_row and isinstance(module, nn.Embedding) and padding is not None:
+                fill.zero_rows = (param, [int(padding)])
+        view, start, stop = param, None, None
+        if p.chunk is not None:
+            dim, start, stop = p.chunk
+            view = param.t() if dim == 1 and param.dim() == 2 else param
+        chunk = None if start is None else FanChunk(start, stop, p.fan_in or 1, p.fan_out or 1)
+        if rng == "counter":
+            target = _block(rng, view, chunk)
+        else:
+            target = view if chunk is None else view[chunk.start : chunk.stop]
+        scheme._check_shape(tuple(target.shape))
+        fill.blocks.append((label, target, scheme, None, None))
+        measured.setdefault(p.parameter, []).append(row)
+    rest = fill_batched(list(fills.values()))
+    for fill in rest:
+        fill.run()
+    with torch.no_grad():
+        rows = [row for name in fills for row in measured[name]]
+        _record_stds(rows, [s for f in fills.values() for s in f.stds])  # type: ignore[arg-type]
     if report.warnings:
         warnings.warn(TruncationWarning(report.warnings[0]), stacklevel=3)
     return report
@@ -214,9 +269,3 @@ def _chunk_shape(p: PlanRow) -> tuple[int, ...]:
     shape = list(p.shape)
     shape[dim] = stop - start
     return tuple(shape)
-
-
-def _zero_padding_row(modules: dict[str, nn.Module], parameter: str, param: torch.Tensor) -> None:
-    module = modules.get(parameter.rpartition(".")[0])
-    if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-        param.data[module.padding_idx].zero_()

@@ -52,7 +52,13 @@ import torch
 from torch import nn
 
 from initlab.initializers.flow_record import _Recorder, _Recording
-from initlab.initializers.flow_walk import Following, _feeds_residual, _walk_activation
+from initlab.initializers.flow_walk import (
+    _ADDS,
+    Following,
+    _feeds_residual,
+    _walk,
+    _walk_activation,
+)
 from initlab.initializers.known_activations import _has_own_weight
 from initlab.initializers.model_calls import _restored_state, call_model
 
@@ -71,6 +77,25 @@ class DataFlow(_Recording):
     def residual(self, name: str) -> bool:
         """Whether module ``name``'s output is added to a stream that skips it (any call)."""
         return any(_feeds_residual(self, call) for call in self.module_calls(name))
+
+    def summed_embeddings(self) -> list[list[str]]:
+        """Groups of embedding modules (``nn.Embedding``) whose outputs are added together
+        through transparent steps only (token + position + token type), each group in
+        registration order; embeddings summed with no other embedding are left out."""
+        joins: dict[str, set[int]] = {}
+        for name, module in self.model.named_modules():
+            if not isinstance(module, nn.Embedding | nn.EmbeddingBag) or not self.called(name):
+                continue
+            adds = joins.setdefault(name, set())
+            for call in self.module_calls(name):
+                adds.update(c.index for c, step, _ in _walk(self, call) if c.name in _ADDS)
+        groups: list[list[str]] = []
+        for name, adds in joins.items():
+            overlapping = [g for g in groups if any(adds & joins[other] for other in g)]
+            merged = [name, *(n for g in overlapping for n in g)]
+            groups = [g for g in groups if g not in overlapping] + [merged]
+        order = {name: i for i, name in enumerate(joins)}
+        return [sorted(g, key=order.__getitem__) for g in groups if len(g) > 1]
 
     def residual_modules(self) -> list[str]:
         """Modules with a >= 2-D parameter whose output is added to a residual stream. A module
