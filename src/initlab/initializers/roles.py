@@ -222,10 +222,10 @@ def roles(
     ``overrides``: ``{"parameter glob": "role"}``, applied last (``"*.c_proj.weight":
     "attn_out"``); roles are the keys of :data:`ROLES`.
 
-    >>> import torch.nn as nn
-    >>> table = roles(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
-    >>> [r.role for r in table.rows]
-    ['linear', 'bias', 'classifier', 'bias']
+        >>> import torch.nn as nn
+        >>> table = roles(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+        >>> [r.role for r in table.rows]
+        ['linear', 'bias', 'classifier', 'bias']
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"roles needs a torch.nn.Module; got {type(model).__name__}")

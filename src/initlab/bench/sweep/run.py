@@ -313,9 +313,9 @@ def sweep(
     ``datasets``: in-memory data by name (a :class:`Dataset` or ``(x, y[, x_test, y_test])``)
     for names on the ``data`` axis; other names load with :func:`initlab.datasets.load`.
 
-    >>> result = sweep({"scale": [0.5, 2.0], "iterations": 20}, progress=False)
-    >>> [r["status"] for r in result.rows]
-    ['finished', 'finished']
+        >>> result = sweep({"scale": [0.5, 2.0], "iterations": 20}, progress=False)
+        >>> [r["status"] for r in result.rows]
+        ['finished', 'finished']
     """
     spec = _coerce(spec)
     if isinstance(spec.model, str):
