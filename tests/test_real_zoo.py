@@ -5,6 +5,9 @@ are checked without building anything."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,3 +95,43 @@ def test_max_params_selects_a_cheap_subset():
     assert "squeezenet1_1" in cheap and "regnet_y_128gf" not in cheap
     assert all(real_zoo.REGISTRY[n].params <= 5_000_000 for n in cheap)
     assert len(cheap) < len(real_zoo.torchvision_names())
+
+
+# ---------------------------------------------------------------------- the conformance script
+def _conformance():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import zoo_conformance
+    finally:
+        sys.path.pop(0)
+    return zoo_conformance
+
+
+def test_conformance_checks_report_exceptions_and_the_table_counts_them():
+    zc = _conformance()
+    entry = real_zoo.REGISTRY["torch/lstm"]
+
+    def boom(entry):
+        raise ValueError("boom\nsecond line")
+
+    checks = {"init_runs": zc.CHECKS["init_runs"], "keeps_intent": zc.CHECKS["keeps_intent"],
+              "boom": boom}  # fmt: skip
+    results = zc.run_checks(entry, checks)
+    zc._MEMO.clear()
+    assert results["boom"] == (False, "ValueError: boom")
+    assert results["init_runs"][0] is True, results["init_runs"]
+    assert results["keeps_intent"] == (None, "no frozen parameters, no buffers")
+    text = zc.markdown([(entry, results)], list(checks), "cmd", 1.0)
+    assert "| torch | 1 | 1 ✓ / 0 ✗ / 0 – | 0 ✓ / 0 ✗ / 1 – | 0 ✓ / 1 ✗ / 0 – |" in text
+    assert "| torch/lstm | torch | rnn | 0.02M | ✓ " in text
+    assert "| ✗ ValueError: boom |" in text
+
+
+def test_state_hash_sees_one_changed_element():
+    zc = _conformance()
+    model = real_zoo.REGISTRY["torch/gru"].build(0)
+    before = zc.state_hash(model)
+    assert zc.state_hash(real_zoo.REGISTRY["torch/gru"].build(0)) == before
+    with torch.no_grad():
+        model.head.bias[3] += 1e-6
+    assert zc.state_hash(model) != before
