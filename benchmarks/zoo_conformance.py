@@ -20,7 +20,9 @@ its one-line message. The init checks, all on ``init_model(model, "he_normal", s
 
 To add a column, write ``def my_check(entry) -> tuple[bool | None, str]`` and add it to
 :data:`CHECKS`; :func:`pristine` and :func:`initialized` give the built model and its init
-without building twice. Denormals are flushed (``torch.set_flush_denormal``): he_normal on a
+without building twice (at most three copies of the model are alive: ``regnet_y_128gf`` needs
+about 8 GB here and 3 GB in the worker; ``--max-params`` skips such models). Denormals are
+flushed (``torch.set_flush_denormal``): he_normal on a
 deep model without normalization can vanish, and subnormal floats are 10x slower on CPUs.
 
     python3 benchmarks/zoo_conformance.py --family hf
@@ -154,8 +156,14 @@ def check_init_runs(entry: RealModel) -> Result:
 
 
 def check_first_loss(entry: RealModel) -> Result:
-    model = copy.deepcopy(initialized(entry)[0])  # the forward moves BN statistics
-    logits = real_zoo.forward_logits(entry, model, entry.example(LOSS_BATCH)).float()
+    model = initialized(entry)[0]
+    saved = [(b, b.clone()) for b in model.buffers()]  # the forward moves BN statistics
+    try:
+        logits = real_zoo.forward_logits(entry, model, entry.example(LOSS_BATCH)).float()
+    finally:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
     columns = entry.columns(LOSS_BATCH)
     flat = logits.reshape(-1, logits.shape[-1])
     labels = torch.randint(columns, (flat.shape[0],), generator=torch.Generator().manual_seed(0))
