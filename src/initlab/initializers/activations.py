@@ -336,6 +336,35 @@ class Discovery:
         return [] if self.flow is None else self.flow.residual_modules()
 
 
+def _traced_in_both_modes(
+    model: nn.Module, flow: DataFlow, example: Any
+) -> dict[str, FoundActivation]:
+    """The activations of a trace; weight layers it never called (skipped by a layer drop, as
+    wav2vec2's in training mode; run only in eval mode) take the answer of a second trace in
+    the other mode, when that one calls them."""
+    found = following_activations(model, flow)
+    missing = [
+        name
+        for name, module in model.named_modules()
+        if name and _has_own_weight(module) and not flow.called(name)
+    ]
+    if not missing:
+        return found
+    was_training = model.training
+    try:
+        model.train(not was_training)
+        other = trace(model, example)
+    except ValueError:  # the other mode does not run on this input: keep the first answer
+        return found
+    finally:
+        model.train(was_training)
+    again = following_activations(model, other)
+    for name in missing:
+        if other.called(name) and name in again:
+            found[name] = again[name]
+    return found
+
+
 def discover(model: nn.Module, example: Any = None) -> Discovery:
     """One discovery of a model's data flow and activations, for every caller.
 
@@ -350,13 +379,14 @@ def discover(model: nn.Module, example: Any = None) -> Discovery:
         return Discovery(following_activations(model), "sequential", example_source="sequential")
     if example is not None:
         flow = trace(model, example)
-        return Discovery(following_activations(model, flow), "trace", flow, "given")
+        return Discovery(_traced_in_both_modes(model, flow, example), "trace", flow, "given")
     for made in candidate_examples(model):
         try:
             flow = trace(model, made.value)
         except ValueError:  # not an input this model takes: try the next candidate
             continue
-        return Discovery(following_activations(model, flow), "trace", flow, made.source)
+        found = _traced_in_both_modes(model, flow, made.value)
+        return Discovery(found, "trace", flow, made.source)
     found = following_activations(model, example, warn=True)
     sources = {f.source for f in found.values()}
     if _plain_sequential(model):
