@@ -157,8 +157,10 @@ def _model_symbols(table: RoleTable, recipe: Recipe, options: dict[str, float]) 
     for key in ("d", "d_ff", "d_kv", "n_heads", "vocab"):
         if key in table.dims:
             symbols[key] = table.dims[key]
-    enc = sum(n for s, n in table.stacks.items() if "encoder" in s.lower())
-    dec = sum(n for s, n in table.stacks.items() if "decoder" in s.lower())
+    # Two encoder towers (CLIP) are not one deep encoder: the deepest stands for N, and a
+    # parameter inside an encoder (decoder) stack reads its own stack's depth (see plan).
+    enc = max((n for s, n in table.stacks.items() if "encoder" in s.lower()), default=0)
+    dec = max((n for s, n in table.stacks.items() if "decoder" in s.lower()), default=0)
     total = max(table.stacks.values(), default=1)
     symbols["N"] = float(enc or dec or total)
     symbols["M"] = float(dec or enc or total)
@@ -262,6 +264,9 @@ def plan(
     for row in table.rows:
         side = _side(row, table, lm)
         local = dict(symbols)
+        part, depth = {"enc": ("encoder", "N"), "dec": ("decoder", "M")}[side]
+        if row.n_blocks and part in (row.stack or "").lower() and depth not in checked:
+            local[depth] = float(row.n_blocks)
         if (row.stack, row.block) in branch:
             local.setdefault("branch_layers", float(branch[(row.stack, row.block)]))
         fans = (row.fan_in, row.fan_out)
