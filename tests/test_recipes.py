@@ -549,3 +549,46 @@ def test_plan_formula_errors_are_value_errors():
         with pytest.raises(ValueError, match="needs 'd'"):
             plan(model, "pythia")
         assert plan(model, "pythia", d=4).rows[0].target_std == pytest.approx(math.sqrt(2 / 20))
+
+
+def _hf_model(model_class, config_class, **config):
+    transformers = pytest.importorskip("transformers")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return getattr(transformers, model_class)(getattr(transformers, config_class)(**config))
+
+
+def test_depth_scaled_recipes_count_blocks_per_tower_and_per_side():
+    """``L`` is the depth of the parameter's own stack: CLIP's text (2 blocks) and vision (3)
+    towers apart, BART's encoder (2) and decoder (3) apart; ``N``/``M`` likewise."""
+    tower = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4)
+    clip = _hf_model("CLIPModel", "CLIPConfig", projection_dim=16,
+                     text_config=dict(tower, vocab_size=99, num_hidden_layers=2,
+                                      max_position_embeddings=16),
+                     vision_config=dict(tower, num_hidden_layers=3, image_size=16,
+                                        patch_size=8))  # fmt: skip
+    rows = {r.parameter: r for r in plan(clip, "megatron").rows}
+    for tower_name, depth in (("text_model", 2), ("vision_model", 3)):
+        for layer in ("self_attn.out_proj", "mlp.fc2"):
+            row = rows[f"{tower_name}.encoder.layers.1.{layer}.weight"]
+            assert row.target_std == pytest.approx(0.02 / math.sqrt(2 * depth)), row.parameter
+    assert rows["vision_model.encoder.layers.0.self_attn.q_proj.weight"].target_std == 0.02
+    bart = _hf_model("BartForConditionalGeneration", "BartConfig", vocab_size=99, d_model=32,
+                     encoder_layers=2, decoder_layers=3, encoder_ffn_dim=64,
+                     decoder_ffn_dim=64, encoder_attention_heads=4, decoder_attention_heads=4,
+                     pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                     decoder_start_token_id=2)  # fmt: skip
+    rows = {r.parameter: r for r in plan(bart, "megatron").rows}
+    for side, depth in (("encoder", 2), ("decoder", 3)):
+        row = rows[f"model.{side}.layers.0.fc2.weight"]
+        assert row.target_std == pytest.approx(0.02 / math.sqrt(2 * depth)), row.parameter
+    # DeepNet encoder-decoder: encoder beta 0.87 (N^4 M)^(-1/16), decoder (12 M)^(-1/4)
+    deepnet = plan(bart, "deepnet_encdec_xformers")
+    assert deepnet.symbols["N"] == 2 and deepnet.symbols["M"] == 3
+    rows = {r.parameter: r for r in deepnet.rows}
+    v = rows["model.decoder.layers.2.self_attn.v_proj.weight"]
+    assert v.target_std == pytest.approx((12 * 3) ** -0.25 * math.sqrt(2 / 64))
+    v = rows["model.encoder.layers.1.self_attn.v_proj.weight"]
+    assert v.target_std == pytest.approx(0.87 * (2**4 * 3) ** (-1 / 16) * math.sqrt(2 / 64))
+    # Two encoder towers are not one deep encoder.
+    assert plan(clip, "tfixup").symbols["N"] == 3

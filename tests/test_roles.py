@@ -185,3 +185,65 @@ def test_cli_roles_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "transformer.h.1.mlp.c_proj.weight" in out and "data flow" in out
     assert main(["roles", "--model", f"{path}:factory", "--override", "bad"]) == 2
+
+
+def _hf_model(model_class, config_class, **config):
+    transformers = pytest.importorskip("transformers")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return getattr(transformers, model_class)(getattr(transformers, config_class)(**config))
+
+
+def test_towers_and_encoder_decoder_count_their_own_blocks():
+    """CLIP's two towers have blocks of one class under two parents, both paths through an
+    ``encoder``: each tower is its own stack. Encoder and decoder stacks are apart even where
+    the block class is shared (T5)."""
+    tower = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4)
+    clip = _hf_model("CLIPModel", "CLIPConfig", projection_dim=16,
+                     text_config=dict(tower, vocab_size=99, num_hidden_layers=2,
+                                      max_position_embeddings=16),
+                     vision_config=dict(tower, num_hidden_layers=3, image_size=16,
+                                        patch_size=8))  # fmt: skip
+    table = roles(clip)
+    assert table.stacks == {"text_model.encoder.layers": 2, "vision_model.encoder.layers": 3}
+    fc2 = table["vision_model.encoder.layers.2.mlp.fc2.weight"]
+    assert (fc2.block, fc2.n_blocks, fc2.stack) == (2, 3, "vision_model.encoder.layers")
+    assert table["text_model.encoder.layers.1.mlp.fc2.weight"].n_blocks == 2
+    seq = dict(vocab_size=99, d_model=32, encoder_layers=2, decoder_layers=3,
+               encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=4,
+               decoder_attention_heads=4, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+               decoder_start_token_id=2)  # fmt: skip
+    bart = roles(_hf_model("BartForConditionalGeneration", "BartConfig", **seq))
+    assert bart.stacks == {"model.encoder.layers": 2, "model.decoder.layers": 3}
+    whisper = roles(_hf_model("WhisperForConditionalGeneration", "WhisperConfig", **seq,
+                              num_mel_bins=8, max_source_positions=16,
+                              max_target_positions=16))  # fmt: skip
+    assert whisper.stacks == {"model.encoder.layers": 2, "model.decoder.layers": 3}
+    t5 = roles(_hf_model("T5ForConditionalGeneration", "T5Config", vocab_size=99, d_model=32,
+                         d_kv=8, d_ff=64, num_heads=4, num_layers=2, num_decoder_layers=3,
+                         pad_token_id=0, eos_token_id=1))  # fmt: skip
+    assert t5.stacks == {"encoder.block": 2, "decoder.block": 3}
+
+
+class _Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.o = nn.Linear(8, 8), nn.Linear(8, 8)
+
+
+class _Mixer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.in_proj, self.out_proj = nn.Linear(8, 16), nn.Linear(16, 8)
+
+
+def test_one_container_is_one_stack_whatever_its_block_classes():
+    """A hybrid model alternating two block classes in one list (Jamba-style) has one residual
+    stream of that depth."""
+    model = nn.Module()
+    with torch.random.fork_rng(devices=[]):
+        model.layers = nn.ModuleList([_Mixer() if i % 2 else _Attention() for i in range(4)])
+    table = roles(model)
+    assert table.stacks == {"layers": 4}
+    row = table["layers.3.out_proj.weight"]
+    assert (row.block, row.n_blocks) == (3, 4)

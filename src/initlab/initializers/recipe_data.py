@@ -13,6 +13,10 @@ absolute truncation bounds, those bounds. Formulas use these symbols, read from 
 ``m``      width multiplier ``d / base_width`` (muP); ``factor`` T5's ``initializer_factor``
 ``branch_layers``  weighted layers per residual branch (Fixup's ``m``)
 
+``hf_default`` is keyed by module instead of role, because Hugging Face's ``_init_weights``
+dispatches on module classes: see :data:`HF_BASE` and :data:`HF_MODELS` for its key syntax and
+symbols.
+
 Sources: repository snapshots read for ``/work/shared/research/state_of_the_art.md`` section 1
 (commit in each citation) and the installed ``transformers`` 5.24 wheel.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+Keyed = Literal["role", "module"]
 Distribution = Literal["normal", "trunc_normal", "uniform", "constant", "xavier_normal", "keep"]
 
 
@@ -95,6 +100,10 @@ ONES = const("1")
 class Recipe:
     """A codebase's init: rules per role, default symbol values, source and notes.
 
+    ``keyed="module"`` (``hf_default``): ``rules`` are keyed by module class and parameter path
+    (:data:`HF_BASE`), and ``variants`` holds, per class that defines its own init function,
+    the rules it adds in front of them (:data:`HF_MODELS`).
+
     Roles a recipe does not name fall back along :data:`FALLBACK` (``attn_q`` -> ``attn_qkv``
     -> ``linear``); norms start neutral (scale 1 stored as 0 where the forward uses ``1 + w``),
     biases and scalar biases at zero, and anything else keeps its value.
@@ -109,6 +118,8 @@ class Recipe:
     zero_padding_row: bool = False
     aliases: tuple[str, ...] = ()
     family: str = "transformer"
+    keyed: Keyed = "role"
+    variants: tuple[tuple[str, tuple[tuple[str, Rule], ...]], ...] = ()
 
     def rule_for(self, role: str, side: str | None = None) -> tuple[str, Rule]:
         """``(key the rule was written for, rule)`` for ``role``, following the fallbacks.
@@ -147,6 +158,232 @@ BASE_RULES: dict[str, Rule] = {
 }
 
 _HF = "transformers 5.24.0 (PyPI wheel)"
+_HF_NOW = "transformers 5.25.0 (PyPI wheel)"
+
+
+# ---------------------------------------------------------------------- Hugging Face
+def uniform(bound: str, note: str = "") -> Rule:
+    return Rule("uniform", bound, note=note)
+
+
+# What torch.nn.init draws, with fans as torch computes them from the stored shape
+# (``size(1) * receptive field``, ``size(0) * receptive field``), which is what Hugging Face's
+# calls into torch.nn.init see.
+XAVIER_UNIFORM = uniform("sqrt(6 / (fan_in + fan_out))", "xavier_uniform_")
+XAVIER_NORMAL = normal("sqrt(2 / (fan_in + fan_out))", "xavier_normal_")
+TORCH_LINEAR = uniform("1 / sqrt(fan_in)", "kaiming_uniform_(a=sqrt(5)), PyTorch's default")
+# Flax's lecun_normal, as transformers ports it: std sqrt(1 / fan_in) / 0.8796 (the std of a
+# normal cut at 2 sigma) but cut at the absolute bounds -2, 2, so at small std nothing is cut.
+LECUN_NORMAL = Rule("trunc_normal", "1 / sqrt(fan_in) / 0.87962566103423978", bounds=(-2.0, 2.0),
+                    note="lecun_normal_ (absolute bounds -2, 2)")  # fmt: skip
+FLAX_EMBED = normal("1 / sqrt(fan_in)", "default_flax_embed_init_")
+
+
+def keep(note: str) -> Rule:
+    return Rule("keep", note=note)
+
+
+# PreTrainedModel._init_weights (transformers/modeling_utils.py L2306-2370), which every model
+# runs first. Keys are ``Class.path``: the rule the module of class ``Class`` applies to the
+# parameter at ``path`` below it. A plain class name matches subclasses too (``Linear`` is also
+# Falcon's ``FalconLinear``), as ``isinstance`` does; a name with ``*`` is a glob over the
+# module's own class name (``*LayerNorm*``), as Hugging Face finds its norms by name. A suffix
+# ``[attr=value]`` makes the rule apply only when the model's config has that value.
+#
+# Symbols: ``sigma`` (``initializer_range``, else ``init_std``, else ``initializer_factor`` of
+# the config of the model whose ``_init_weights`` runs), ``factor`` (its
+# ``initializer_factor``), ``fan_in``/``fan_out`` (torch's, from the stored shape), ``L``/``i``,
+# and any number of the config nearest to the module (``hidden_size``, ``d_model``,
+# ``num_hidden_layers``, ...), then of the model's config.
+#
+# How the rules combine, as Hugging Face applies them: modules are visited children first
+# (post-order), each once; for each parameter below a module the first rule that names it
+# (the model's own rules, then these) is the module's write; the last write wins, so a block's
+# rule for its ``q_proj`` overrides the ``Linear`` rule of the ``q_proj`` itself.
+HF_BASE: tuple[tuple[str, Rule], ...] = (
+    *((f"{conv}.{p}", normal("sigma") if p == "weight" else ZEROS)
+      for conv in ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d")
+      for p in ("weight", "bias")),
+    ("LSTM.weight_*", XAVIER_UNIFORM), ("LSTM.bias_*", ZEROS),
+    ("Embedding.weight", normal("sigma")),
+    # MultiheadAttention: PyTorch's own _reset_parameters (its out_proj is a Linear above)
+    ("MultiheadAttention.in_proj_weight", XAVIER_UNIFORM),
+    ("MultiheadAttention.q_proj_weight", XAVIER_UNIFORM),
+    ("MultiheadAttention.k_proj_weight", XAVIER_UNIFORM),
+    ("MultiheadAttention.v_proj_weight", XAVIER_UNIFORM),
+    ("MultiheadAttention.in_proj_bias", ZEROS), ("MultiheadAttention.out_proj.bias", ZEROS),
+    ("MultiheadAttention.bias_k", XAVIER_NORMAL), ("MultiheadAttention.bias_v", XAVIER_NORMAL),
+    *((f"{norm}.{p}", ONES if p == "weight" else ZEROS)
+      for norm in ("GroupNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "*LayerNorm*",
+                   "*RMSNorm*")
+      for p in ("weight", "bias")),
+)  # fmt: skip
+
+_SINUSOIDAL = keep("sinusoidal table written by _init_weights (structured, kept)")
+
+
+def _t5_rules(prefix: str) -> tuple[tuple[str, Rule], ...]:
+    """T5 and mT5 (the same _init_weights, class names prefixed ``T5``/``MT5``)."""
+    model = f"{prefix}Model|{prefix}ForConditionalGeneration|{prefix}EncoderModel|" \
+            f"{prefix}ForQuestionAnswering"  # fmt: skip
+    per_model = tuple((f"{m}.{path}", rule) for m in model.split("|") for path, rule in (
+        ("shared.weight", normal("factor")),
+        ("lm_head.weight[tie_word_embeddings=False]", normal("factor")),
+        ("qa_outputs.weight", normal("factor / sqrt(d_model)")), ("qa_outputs.bias", ZEROS),
+    ))  # fmt: skip
+    dense = "factor / sqrt(d_model)"
+    return (
+        (f"{prefix}LayerNorm.weight", const("factor")),
+        *per_model,
+        (f"{prefix}ForTokenClassification.classifier.weight", normal("factor")),
+        (f"{prefix}ForTokenClassification.classifier.bias", ZEROS),
+        (f"{prefix}ClassificationHead.dense.weight", normal(dense)),
+        (f"{prefix}ClassificationHead.dense.bias", ZEROS),
+        (f"{prefix}ClassificationHead.out_proj.weight", normal(dense)),
+        (f"{prefix}ClassificationHead.out_proj.bias", ZEROS),
+        (f"{prefix}DenseActDense.wi.weight", normal(dense)),
+        (f"{prefix}DenseActDense.wo.weight", normal("factor / sqrt(d_ff)")),
+        (f"{prefix}DenseGatedActDense.wi_0.weight", normal(dense)),
+        (f"{prefix}DenseGatedActDense.wi_1.weight", normal(dense)),
+        (f"{prefix}DenseGatedActDense.wo.weight", normal("factor / sqrt(d_ff)")),
+        *((f"{prefix}Dense{kind}.{lin}.bias", ZEROS) for kind in ("ActDense", "GatedActDense")
+          for lin in ("wi", "wi_0", "wi_1", "wo")),
+        (f"{prefix}Attention.q.weight", normal("factor / sqrt(d_model * d_kv)")),
+        (f"{prefix}Attention.k.weight", normal("factor / sqrt(d_model)")),
+        (f"{prefix}Attention.v.weight", normal("factor / sqrt(d_model)")),
+        (f"{prefix}Attention.o.weight", normal("factor / sqrt(num_heads * d_kv)")),
+        (f"{prefix}Attention.relative_attention_bias.weight", normal("factor / sqrt(d_model)")),
+    )  # fmt: skip
+
+
+def _lm_head_bias(*heads: str) -> tuple[tuple[str, Rule], ...]:
+    """BERT-style masked-LM heads own a bias outside their decoder Linear; it starts at 0."""
+    return tuple((f"{head}.bias", ZEROS) for head in heads)
+
+
+def _experts(prefix: str) -> tuple[tuple[str, Rule], ...]:
+    """Mixture-of-experts layers store the experts' weights as 3-D parameters and the router
+    as a bare parameter: all N(0, sigma^2)."""
+    return (
+        (f"{prefix}Experts.gate_up_proj", normal("sigma")),
+        (f"{prefix}Experts.down_proj", normal("sigma")),
+        (f"{prefix}TopKRouter.weight", normal("sigma")),
+    )
+
+
+_CLIP_IN = "factor / sqrt(hidden_size * 2 * num_hidden_layers)"
+_SIGLIP_ATTENTION = tuple(
+    (f"SiglipAttention.{p}_proj.{kind}", XAVIER_UNIFORM if kind == "weight" else ZEROS)
+    for p in ("q", "k", "v", "out") for kind in ("weight", "bias")
+)  # fmt: skip
+
+# Per class that defines its own _init_weights (transformers/models/<name>/modeling_<name>.py),
+# the rules it applies after calling the base one; in the order of its if/elif chain. A class
+# listed with no rules sets only buffers (position ids, causal masks, rotary tables).
+HF_MODELS: dict[str, tuple[tuple[str, Rule], ...]] = {
+    "GPT2PreTrainedModel": (
+        ("Conv1D.weight", normal("sigma")), ("Conv1D.bias", ZEROS),
+        # GPT-2's depth scaling of the two residual writers of each block
+        ("GPT2Attention.c_proj.weight", normal("sigma / sqrt(2 * n_layer)")),
+        ("GPT2MLP.c_proj.weight", normal("sigma / sqrt(2 * n_layer)")),
+    ),
+    "GPTBigCodePreTrainedModel": (
+        ("GPTBigCodeMLP.c_proj.weight", normal("sigma / sqrt(2 * n_layer)")),
+        ("GPTBigCodeAttention.c_proj.weight", normal("sigma / sqrt(2 * n_layer)")),
+    ),
+    # Gemma's RMSNorm computes x * (1 + w): 0 is the neutral scale.
+    "GemmaPreTrainedModel": (("*RMSNorm*.weight", ZEROS),),
+    "Gemma2PreTrainedModel": (("*RMSNorm*.weight", ZEROS),),
+    "FalconPreTrainedModel": (("FalconLinear.weight", normal("sigma")),
+                              ("FalconLinear.bias", ZEROS)),
+    "GPTJPreTrainedModel": (),
+    "GPTNeoPreTrainedModel": (),
+    "CodeGenPreTrainedModel": (),
+    "ElectraPreTrainedModel": (),
+    "BartPreTrainedModel": (),
+    "MBartPreTrainedModel": (),
+    "BlenderbotPreTrainedModel": (),
+    "PegasusPreTrainedModel": (("PegasusSinusoidalPositionalEmbedding.weight", _SINUSOIDAL),),
+    "MarianPreTrainedModel": (("MarianSinusoidalPositionalEmbedding.weight", _SINUSOIDAL),),
+    "WhisperPreTrainedModel": (
+        ("WhisperEncoder.embed_positions.weight", _SINUSOIDAL),
+        ("WhisperForAudioClassification.layer_weights[use_weighted_layer_sum=True]",
+         const("1 / (num_hidden_layers + 1)")),
+    ),
+    "MixtralPreTrainedModel": _experts("Mixtral"),
+    "Qwen2MoePreTrainedModel": _experts("Qwen2Moe"),
+    "BertPreTrainedModel": _lm_head_bias("BertLMPredictionHead"),
+    "RobertaPreTrainedModel": _lm_head_bias("RobertaLMHead"),
+    "XLMRobertaPreTrainedModel": _lm_head_bias("XLMRobertaLMHead"),
+    "AlbertPreTrainedModel": _lm_head_bias("AlbertMLMHead"),
+    "DebertaV2PreTrainedModel": _lm_head_bias("LegacyDebertaV2LMPredictionHead",
+                                              "DebertaV2LMPredictionHead"),
+    "DistilBertPreTrainedModel": (
+        ("Embeddings.position_embeddings.weight[sinusoidal_pos_embds=True]", _SINUSOIDAL),
+    ),
+    "ViTPreTrainedModel": (
+        # trunc_normal_(std=initializer_range) keeps PyTorch's absolute bounds -2, 2
+        ("ViTEmbeddings.position_embeddings", Rule("trunc_normal", "sigma", bounds=(-2.0, 2.0))),
+        ("ViTEmbeddings.cls_token", Rule("trunc_normal", "sigma", bounds=(-2.0, 2.0))),
+        ("ViTEmbeddings.mask_token", ZEROS),
+    ),
+    "T5PreTrainedModel": _t5_rules("T5"),
+    "MT5PreTrainedModel": _t5_rules("MT5"),
+    # CLIP scales each tower by its own width and depth (the tower's config) and the model's
+    # initializer_factor; text embeddings use a fixed 0.02.
+    "CLIPPreTrainedModel": (
+        ("CLIPTextEmbeddings.token_embedding.weight", normal("0.02 * factor")),
+        ("CLIPTextEmbeddings.position_embedding.weight", normal("0.02 * factor")),
+        ("CLIPVisionEmbeddings.class_embedding", normal("factor / sqrt(hidden_size)")),
+        ("CLIPVisionEmbeddings.patch_embedding.weight", normal("initializer_range * factor")),
+        ("CLIPVisionEmbeddings.position_embedding.weight", normal("initializer_range * factor")),
+        ("CLIPAttention.q_proj.weight", normal(_CLIP_IN)),
+        ("CLIPAttention.k_proj.weight", normal(_CLIP_IN)),
+        ("CLIPAttention.v_proj.weight", normal(_CLIP_IN)),
+        ("CLIPAttention.out_proj.weight", normal("factor / sqrt(hidden_size)")),
+        ("CLIPMLP.fc1.weight", normal("factor / sqrt(2 * hidden_size)")),
+        ("CLIPMLP.fc2.weight", normal(_CLIP_IN)),
+        # projections and classifier: factor / sqrt(their input width)
+        ("CLIPModel.text_projection.weight", normal("factor / sqrt(fan_in)")),
+        ("CLIPModel.visual_projection.weight", normal("factor / sqrt(fan_in)")),
+        ("CLIPVisionModelWithProjection.visual_projection.weight",
+         normal("factor / sqrt(fan_in)")),
+        ("CLIPTextModelWithProjection.text_projection.weight", normal("factor / sqrt(fan_in)")),
+        ("CLIPForImageClassification.classifier.weight", normal("factor / sqrt(fan_in)")),
+    ),
+    # SigLIP ports big_vision's Flax init: lecun_normal linears, xavier_uniform attention and
+    # MLP, Flax's default embedding init, 1e-6 MLP biases.
+    "SiglipPreTrainedModel": (
+        ("SiglipVisionEmbeddings.position_embedding.weight", normal("1 / sqrt(fan_in)")),
+        ("Embedding.weight", FLAX_EMBED),
+        *_SIGLIP_ATTENTION,
+        ("SiglipMLP.fc1.weight", XAVIER_UNIFORM), ("SiglipMLP.fc2.weight", XAVIER_UNIFORM),
+        ("SiglipMLP.fc1.bias", normal("1e-6")), ("SiglipMLP.fc2.bias", normal("1e-6")),
+        ("SiglipMultiheadAttentionPoolingHead.probe", XAVIER_UNIFORM),
+        ("SiglipMultiheadAttentionPoolingHead.attention.in_proj_weight", XAVIER_UNIFORM),
+        ("SiglipMultiheadAttentionPoolingHead.attention.in_proj_bias", ZEROS),
+        ("SiglipModel.logit_scale", ZEROS), ("SiglipModel.logit_bias", ZEROS),
+        ("SiglipForImageClassification.classifier.weight", normal("factor / sqrt(fan_in)")),
+        ("Linear.weight", LECUN_NORMAL), ("Linear.bias", ZEROS),
+        ("Conv2d.weight", LECUN_NORMAL), ("Conv2d.bias", ZEROS),
+    ),
+    # Mamba: S4D-real A, D = 1, dt's projection and bias, PyTorch's default for conv1d and
+    # out_proj (divided by sqrt(num_hidden_layers) with rescale_prenorm_residual).
+    "MambaPreTrainedModel": (
+        ("MambaMixer.A_log", keep("S4D-real log(1..N) written by _init_weights (structured)")),
+        ("MambaMixer.D", ONES),
+        ("MambaMixer.dt_proj.weight[time_step_init_scheme=constant]",
+         const("time_step_scale / sqrt(time_step_rank)")),
+        ("MambaMixer.dt_proj.weight[time_step_init_scheme=random]",
+         uniform("time_step_scale / sqrt(time_step_rank)")),
+        ("MambaMixer.dt_proj.bias", keep("inverse softplus of dt ~ logU(time_step_min, "
+                                         "time_step_max), drawn by _init_weights (kept)")),
+        ("MambaMixer.conv1d.weight", TORCH_LINEAR), ("MambaMixer.conv1d.bias", ZEROS),
+        ("MambaMixer.out_proj.weight[rescale_prenorm_residual=True]",
+         uniform("1 / sqrt(fan_in * num_hidden_layers)")),
+        ("MambaMixer.out_proj.weight", TORCH_LINEAR),
+    ),
+}  # fmt: skip
 
 
 def _gpt_family() -> list[Recipe]:
@@ -187,14 +424,15 @@ def _gpt_family() -> list[Recipe]:
         notes=("the tied lm_head shares wte: one N(0, sigma^2) draw",),
     )  # fmt: skip
     hf_default = Recipe(
-        "hf_default", "Hugging Face PreTrainedModel._init_weights (Llama, BERT, ...)",
-        rules=(("linear", normal("sigma")), ("conv_body", normal("sigma")),
-               ("embedding", normal("sigma")), ("rel_attn_bias", normal("sigma"))),
+        "hf_default", "Hugging Face PreTrainedModel._init_weights and the models' own overrides",
+        rules=HF_BASE, variants=tuple(HF_MODELS.items()), keyed="module",
         source=Citation("huggingface/transformers", "src/transformers/modeling_utils.py "
-                        "L2304-2350 (_init_weights)", _HF),
-        defaults=(("sigma", 0.02),), zero_padding_row=True,
-        notes=("sigma = config.initializer_range; padding_idx rows are zero",
-               "models with their own _init_weights (GPT-2, T5, Gemma) have their own recipe"),
+                        "L2306-2370 (_init_weights); models/*/modeling_*.py (overrides)", _HF_NOW),
+        defaults=(("sigma", 0.02), ("factor", 1.0)), zero_padding_row=True,
+        notes=("sigma = config.initializer_range, else init_std, else initializer_factor "
+               "(as Hugging Face's base _init_weights picks it); padding_idx rows are zero",
+               "rules are keyed by module class, as _init_weights dispatches; a parameter that "
+               "no rule sets keeps its constructor value"),
     )  # fmt: skip
     pythia = Recipe(
         "pythia", "GPT-NeoX Pythia configs: small_init + wang_init",
