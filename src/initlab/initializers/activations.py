@@ -44,6 +44,7 @@ from initlab.initializers.known_activations import (
     module_activation,
     module_function,
 )
+from initlab.initializers.model_calls import _restored_state
 from initlab.initializers.schemes import Activation
 from initlab.initializers.trace import DataFlow, trace
 
@@ -131,7 +132,10 @@ def _fx_trace(model: nn.Module) -> dict[str, Activation] | None:
     if type(model).forward is nn.Module.forward:  # ModuleList, ModuleDict: no forward to trace
         return None
     try:
-        graph = fx.symbolic_trace(model).graph
+        # symbolic tracing runs the Python of modules that are not torch.nn leaves, buffer
+        # updates included (a BatchNorm subclass's num_batches_tracked += 1): restore them
+        with _restored_state(model):
+            graph = fx.symbolic_trace(model).graph
     except Exception:  # tracing fails on data-dependent control flow and most HF models
         return None
     modules = dict(model.named_modules())

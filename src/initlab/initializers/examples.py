@@ -185,14 +185,12 @@ _MAKERS: tuple[tuple[str, Callable[[nn.Module], Iterator[Any]]], ...] = (
 
 def candidate_examples(model: nn.Module) -> Iterator[MadeExample]:
     """Inputs ``model`` may accept, most likely first (see the module docstring); the caller
-    tries each (a forward pass) until one runs. None for a container without a forward
+    tries each (a forward pass) until one runs: a timm model built at another ``img_size``
+    than its ``pretrained_cfg`` says takes the first layer's candidates. None for a container
+    without a forward
     (``nn.ModuleList``, ``nn.ModuleDict``)."""
     if type(model).forward is nn.Module.forward:
         return
     for source, maker in _MAKERS:
-        made = False
         for value in maker(model):
-            made = True
             yield MadeExample(value, source)
-        if made:
-            return
