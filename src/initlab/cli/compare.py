@@ -182,6 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(
         "--out",
         action=Value,
+        metavar="DIR",
         item=flags.output_folder,
         default=None,
         example=["out"],

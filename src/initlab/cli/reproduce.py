@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out",
         action=Value,
+        metavar="DIR",
         item=flags.output_folder,
         default=None,
         example=["out"],

@@ -40,6 +40,10 @@ _AXES = (
 )  # fmt: skip
 
 
+_METAVARS = {"scheme": "SPEC", "scale": "X", "depth": "N", "width": "N", "activation": "NAME",
+             "lr": "X", "optimizer": "NAME", "seed": "N", "data": "NAME"}  # fmt: skip
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep",
@@ -69,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             item=item,
             dest=axis,
             default=None,
-            metavar="V",
+            metavar=_METAVARS[axis],
             example=example,
             schemes=axis == "scheme",
             help=text,
@@ -194,6 +198,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add(
         "--out",
         action=Value,
+        metavar="DIR",
         item=flags.output_folder,
         default=None,
         example=["out"],
