@@ -9,7 +9,7 @@ mkdir -p "$out"
 names=${PAPERS:-$(python3 -c "from initlab.papers.catalog import PAPERS; print(' '.join(PAPERS))")}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 printf '%s\n' $names | xargs -P "$jobs" -I{} sh -c \
-  'python3 -m initlab.cli reproduce {} --out "$0/{}" > "$0/{}.log" 2>&1; echo "{}: exit $?"' "$out"
+  'python3 -m initlab.cli reproduce {} --out "$0/{}" --force > "$0/{}.log" 2>&1; echo "{}: exit $?"' "$out"
 python3 - "$out" <<'PY'
 import json, pathlib, sys
 rows = []

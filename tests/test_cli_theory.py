@@ -154,10 +154,15 @@ def test_coord_check_model_file_errors_are_the_shared_ones(capsys, model_file, t
     ("args", "message"),
     [
         (["critical", "tahn"], "did you mean 'tanh'"),
-        (["critical", "tanh", "--sigma-b2", "x"], "--sigma-b2 must be numbers"),
+        (["critical", "tanh", "--sigma-b2", "x"], "--sigma-b2 must be a number >= 0; got 'x'"),
+        (["critical", "rleu"], "ACTIVATION: unknown activation 'rleu'; did you mean 'relu'"),
+        (["critical", "--sigma-b2", "0,0.05", "--sigma-w2", "1"], "give one --sigma-b2"),
         (["spp", "--input-shape", "3"], "--model FILE.py:FACTORY is required"),
-        (["coord-check", "--widths", "8,a"], "--widths must be integers"),
-        (["lsuv", "--batch", "0"], "--batch must be >= 1"),
+        (["coord-check", "--widths", "8,a"], "--widths must be an integer >= 1; got 'a'"),
+        (["coord-check", "--input-shape", "3,4"], "--input-shape of the built-in MLP is one"),
+        (["lsuv", "--batch", "0"], "--batch must be an integer >= 1; got '0'"),
+        (["lsuv", "--save", "/nonexistent-folder/w.pt"], "--save: folder '/nonexistent-folder'"),
+        (["spectrum", "--steps", "0"], "--steps must be an integer >= 1; got '0'"),
     ],
 )
 def test_errors_are_one_line(capsys, args, message):

@@ -294,7 +294,7 @@ def test_cli_model_factory_and_bad_input(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sweep", "--depth", "2,x", "--no-progress", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "axis 'depth' takes integers" in err
+    assert err.count("\n") == 1 and "--depth must be an integer >= 0; got 'x'" in err
     assert main(["sweep", "--model", f"{tmp_path / 'net.py'}:mkae", "--out",
                  str(tmp_path / "y")]) == 2  # fmt: skip
     assert "did you mean 'make'" in capsys.readouterr().err

@@ -20,9 +20,37 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     return [lowered[h] for h in hits]
 
 
+class UnknownNameError(ValueError):
+    """A name that is not one of the valid choices. Besides the message it carries ``what``,
+    ``name``, ``choices`` and the closest ``matches``, so a caller with less room (the CLI's
+    one-line errors) can word it shorter."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        what: str = "",
+        name: object = None,
+        choices: Iterable[str] = (),
+        matches: Iterable[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.what, self.name = what, name
+        self.choices, self.matches = list(choices), list(matches)
+
+    def __reduce__(self) -> Any:  # keyword fields survive pickling (Ray workers)
+        fields = {"what": self.what, "name": self.name, "choices": self.choices,
+                  "matches": self.matches}  # fmt: skip
+        return _rebuild_unknown_name, (str(self), fields)
+
+
+def _rebuild_unknown_name(message: str, fields: dict[str, Any]) -> UnknownNameError:
+    return UnknownNameError(message, **fields)
+
+
 def unknown_name_error(
     what: str, name: object, choices: Iterable[str], plural: str | None = None
-) -> ValueError:
+) -> UnknownNameError:
     """``ValueError`` for a name that is not one of ``choices``, with the closest matches.
 
     ``what`` is a noun (``"dataset"``); ``plural`` its plural when adding ``s`` is wrong
@@ -34,7 +62,7 @@ def unknown_name_error(
     if hint:
         message += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
     message += f" Valid {plural or what + 's'}: {', '.join(choices) or '(none)'}"
-    return ValueError(message)
+    return UnknownNameError(message, what=what, name=name, choices=choices, matches=hint)
 
 
 def check_choice(argument: str, value: Any, choices: Iterable[str]) -> str:

@@ -9,47 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from initlab._core.validation import check_number, check_seed
 from initlab.bench.choices import CLASSIC_SCHEMES, OPTIMIZERS
 from initlab.bench.options import RunOptions
+from initlab.cli import flags
+from initlab.cli.flags import Items, Value, integer, number
 from initlab.cli.out_folder import out_folder
 
 _DEFAULTS = RunOptions()
-
-
-def _ints(text: str) -> list[int]:
-    """``2,10,5,1`` -> ``[2, 10, 5, 1]``; an empty entry (``2,,1``) is an error, not skipped."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        if not text.strip() or any(p == "" for p in parts):
-            raise ValueError
-        return [int(v) for v in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 2,10,5,1; got {text!r}"
-        ) from None
-
-
-def _activations(text: str) -> str | list[str]:
-    parts = text.replace(" ", "").split(",")
-    if not text.strip() or any(p == "" for p in parts):
-        raise argparse.ArgumentTypeError(
-            f"expected an activation or a comma-separated list like relu,tanh; got {text!r}"
-        )
-    return parts[0] if len(parts) == 1 else parts
-
-
-def _seed(text: str) -> int:
-    try:
-        return check_seed(int(text), "--seed")
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).replace("--seed ", "")) from None
-
-
-def _text(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,50 +27,175 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "results.json, history.csv, PNG plots and report.html. With no options: zeros, "
         "random:scale=10 and he on the circles data, layers 2,10,5,1 (ReLU, sigmoid output), "
         "15000 iterations of full-batch gradient descent at lr 0.01 in float64, with the "
-        "course's initial weights (seed 3).",
+        "course's initial weights (seed 3). Lists take commas or spaces: --schemes he,xavier "
+        "or --schemes he xavier.",
     )
     add = parser.add_argument
-    add("--schemes", nargs="+", type=_text, default=list(CLASSIC_SCHEMES), metavar="SPEC",
-        help="scheme specs, space-separated (default: zeros random:scale=10 he)")  # fmt: skip
-    add("--data", default="circles", type=_text,
-        help="circles, moons, spiral, blobs, digits or a .csv/.npz path")  # fmt: skip
-    add("--label", default=None, type=_text,
+    add(
+        "--schemes",
+        action=Items,
+        item=flags.scheme,
+        schemes=True,
+        default=list(CLASSIC_SCHEMES),
+        metavar="SPEC",
+        example=["he", "xavier"],
+        help="schemes to compare ('initlab schemes' lists them; default "
+        f"{','.join(CLASSIC_SCHEMES)})",
+    )
+    add(
+        "--data",
+        action=Value,
+        item=flags.dataset,
+        default="circles",
+        metavar="NAME|FILE",
+        example=["moons"],
+        help=f"{', '.join(flags.DATASETS)} or a .csv/.npz path (default circles)",
+    )
+    add(
+        "--label",
+        action=Value,
+        default=None,
+        metavar="COLUMN",
+        example=["y"],
         help="label column of a CSV file (default: the last), or the labels array of an .npz "
-        "(default y)")  # fmt: skip
-    add("--dims", type=_ints, default=None, metavar="N0,N1,...",
-        help="layer sizes (default 2,10,5,1 for 2-D binary data)")  # fmt: skip
-    add("--activation", type=_activations, default="relu",
-        help="hidden activation, or one per hidden layer: a,b,c (default relu)")  # fmt: skip
-    add("--iterations", type=int, default=_DEFAULTS.iterations,
-        help=f"updates per run (default {_DEFAULTS.iterations})")  # fmt: skip
-    add("--lr", type=float, default=_DEFAULTS.lr, help=f"learning rate (default {_DEFAULTS.lr})")
-    add("--optimizer", default=_DEFAULTS.optimizer, choices=OPTIMIZERS,
-        help="default gd (full batch)")  # fmt: skip
-    add("--batch-size", type=int, default=None, help="mini-batch size (with sgd/momentum/adam)")
-    add("--seed", type=_seed, nargs="+", default=[3],
-        help="one or more seeds in [0, 2**63) (default 3)")  # fmt: skip
-    add("--l2", type=float, default=_DEFAULTS.l2, help="L2 lambda (course convention, default 0)")
-    add("--dropout", type=float, default=_DEFAULTS.dropout,
-        help="dropout probability (default 0)")  # fmt: skip
-    add("--clip-norm", type=float, default=None, help="clip gradients to this global L2 norm")
-    add("--clip-value", type=float, default=None, help="clip gradient elements to +-value")
-    add("--clip-adaptive", type=float, default=None,
-        help="cap each tensor's gradient norm at this fraction of its weight norm")  # fmt: skip
-    add("--init-style", default="course", choices=("course", "model"),
-        help="course: initialize_parameters draws (default); model: init_model")  # fmt: skip
-    add("--dtype", default="float64", choices=("float32", "float64"))
-    add("--monitor-every", type=int, default=None, metavar="K",
+        "(default y)",
+    )
+    add(
+        "--dims",
+        action=Items,
+        item=integer(1),
+        default=None,
+        metavar="N",
+        example=["2", "1"],
+        help="layer sizes n0,n1,...,nL (default "
+        f"{','.join(map(str, flags.COURSE_DIMS))} for 2-D binary data)",
+    )
+    add(
+        "--activation",
+        action=Items,
+        item=flags.activation,
+        default=[flags.ACTIVATION],
+        metavar="NAME",
+        example=["relu", "tanh"],
+        help=f"hidden activation, or one per hidden layer (default {flags.ACTIVATION})",
+    )
+    add(
+        "--iterations",
+        action=Value,
+        item=integer(1),
+        default=_DEFAULTS.iterations,
+        metavar="N",
+        example=["5"],
+        help=f"updates per run (default {_DEFAULTS.iterations})",
+    )
+    add(
+        "--lr",
+        action=Value,
+        item=number(0, strict=True),
+        default=_DEFAULTS.lr,
+        example=["0.1"],
+        help=f"learning rate (default {_DEFAULTS.lr})",
+    )
+    add(
+        "--optimizer",
+        default=_DEFAULTS.optimizer,
+        choices=OPTIMIZERS,
+        help=f"{', '.join(OPTIMIZERS)} (default {_DEFAULTS.optimizer}: full batch)",
+    )
+    add(
+        "--batch-size",
+        action=Value,
+        item=integer(1),
+        default=None,
+        metavar="N",
+        example=["8"],
+        help="mini-batch size (with sgd/momentum/adam; default the full batch)",
+    )
+    flags.add_seeds(
+        parser,
+        [flags.COMPARE_SEED],
+        f"one run per seed and scheme, each in [0, 2**63) (default "
+        f"{flags.COMPARE_SEED}: the course's initial weights)",
+    )
+    add(
+        "--l2",
+        action=Value,
+        item=number(0),
+        default=_DEFAULTS.l2,
+        example=["0.1"],
+        help="L2 lambda (course convention, default 0)",
+    )
+    add(
+        "--dropout",
+        action=Value,
+        item=flags.fraction,
+        default=_DEFAULTS.dropout,
+        example=["0.1"],
+        help="dropout probability (default 0)",
+    )
+    add(
+        "--clip-norm",
+        action=Value,
+        item=number(0, strict=True),
+        default=None,
+        example=["1"],
+        help="clip gradients to this global L2 norm",
+    )
+    add(
+        "--clip-value",
+        action=Value,
+        item=number(0, strict=True),
+        default=None,
+        example=["1"],
+        help="clip gradient elements to +-value",
+    )
+    add(
+        "--clip-adaptive",
+        action=Value,
+        item=number(0, strict=True),
+        default=None,
+        example=["0.5"],
+        help="cap each tensor's gradient norm at this fraction of its weight norm",
+    )
+    add(
+        "--init-style",
+        default="course",
+        choices=("course", "model"),
+        help="course: initialize_parameters draws (default); model: init_model",
+    )
+    add(
+        "--dtype",
+        default="float64",
+        choices=("float32", "float64"),
+        help="floating-point type of weights and data (default float64)",
+    )
+    add(
+        "--monitor-every",
+        action=Value,
+        item=integer(1),
+        default=None,
+        metavar="K",
+        example=["5"],
         help="also record activation rms and gradient norms per layer every K iterations "
-        "(monitor.json, monitor.png); runs then train one at a time, about 15x slower")  # fmt: skip
-    add("--out", default=None, type=_text,
-        help="output folder (default: a new folder under runs/); locked while initlab "
-        "writes it")  # fmt: skip
-    add("--force", action="store_true",
-        help="replace the initlab files of a non-empty --out folder (other files are "
-        "kept)")  # fmt: skip
+        "(monitor.json, monitor.png); runs then train one at a time, about 15x slower",
+    )
+    add(
+        "--out",
+        action=Value,
+        metavar="DIR",
+        item=flags.output_folder,
+        default=None,
+        example=["out"],
+        help="output folder (default: a new folder under runs/); locked while initlab writes it",
+    )
+    add(
+        "--force",
+        action="store_true",
+        help="replace the initlab files of a non-empty --out folder (other files are kept)",
+    )
     add("--resume", action="store_true", help="continue the comparison saved in --out")
     add("--no-report", action="store_true", help="skip the plots and report.html")
-    add("--no-progress", action="store_true", help="no progress bar")
+    flags.add_progress(parser)
     parser.set_defaults(handler=run)
 
 
@@ -124,8 +215,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.out is None:
         raise ValueError("--resume needs --out DIR (the folder of the comparison to continue)")
-    if args.monitor_every is not None:
-        check_number("--monitor-every", args.monitor_every, minimum=1, integer=True)
     opts = options(args)
     out = out_folder(args.out, "compare")
     prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
@@ -138,9 +227,10 @@ def run(args: argparse.Namespace) -> int:
             if not args.data.lower().endswith(".npz") and label.lstrip("-").isdigit():
                 label = int(label)
             data = load(args.data, label=label)
+        activation = args.activation[0] if len(args.activation) == 1 else args.activation
         comparison = compare(
-            args.schemes, data, args.dims, activation=args.activation,
-            init_style=args.init_style, seeds=args.seed, out=out, force=args.force,
+            args.schemes, data, args.dims, activation=activation,
+            init_style=args.init_style, seeds=args.seeds, out=out, force=args.force,
             resume=args.resume, progress=not args.no_progress,
             monitor_every=args.monitor_every, options=opts,
         )  # fmt: skip

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._theory import check_plot, emit, positive
-from initlab.cli.model_file import load_factory, parse_shape
+from initlab.cli import flags
+from initlab.cli._theory import emit
+from initlab.cli.flags import Items, Value, integer, number
+from initlab.cli.model_file import load_factory
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,23 +20,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "names a function of the width; without it a 2-hidden-layer ReLU MLP in PyTorch's "
         "standard parametrization.",
     )
-    parser.add_argument(
-        "--model", metavar="FILE.py:FACTORY", help="a function factory(width) -> nn.Module"
+    flags.add_model(
+        parser,
+        "a function factory(width) -> nn.Module in a Python file (the "
+        "file's code runs: only name files you trust)",
+    )
+    flags.add_input_shape(
+        parser, "shape of one input without the batch (default 16 for the built-in MLP)"
     )
     parser.add_argument(
-        "--input-shape",
-        metavar="D",
+        "--widths",
+        action=Items,
+        item=integer(1),
+        default=[64, 128, 256, 512, 1024],
+        metavar="N",
+        example=["8", "16"],
+        help="widths to build the model at (default 64,128,256,512,1024)",
+    )
+    parser.add_argument(
+        "--steps",
+        action=Value,
+        item=integer(1),
+        default=3,
+        metavar="N",
+        example=["1"],
+        help="optimizer steps (default 3)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        default="adam",
+        choices=("adam", "adamw", "sgd"),
+        help="adam, adamw or sgd (default adam)",
+    )
+    parser.add_argument(
+        "--lr",
+        action=Value,
+        item=number(0, strict=True),
         default=None,
-        help="shape of one input without the batch (default 16 for the MLP)",
+        example=["0.1"],
+        help="learning rate (default 1e-2 for Adam, 0.1 for SGD)",
     )
-    parser.add_argument("--widths", default="64,128,256,512,1024", help="comma-separated")
-    parser.add_argument("--steps", type=int, default=3, help="optimizer steps (default 3)")
-    parser.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
-    parser.add_argument("--lr", type=float, default=None, help="default 1e-2 Adam, 0.1 SGD")
-    parser.add_argument("--batch", type=int, default=64, help="batch size (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init and inputs")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument("--plot", metavar="PATH", help="write the coord-check plot here")
+    flags.add_batch(parser, 64)
+    flags.add_seed(parser)
+    flags.add_json(parser)
+    flags.add_plot(parser, "write the coord-check plot here")
     parser.set_defaults(handler=run)
 
 
@@ -59,28 +88,23 @@ def run(args: argparse.Namespace) -> int:
     from initlab.doctor.coord_check import coord_check
     from initlab.report.theory import plot_coord_check
 
-    check_plot(args)
-    try:
-        widths = [int(w) for w in args.widths.replace(" ", "").split(",") if w]
-    except ValueError:
-        raise ValueError(
-            f"--widths must be integers separated by commas; got {args.widths!r}"
-        ) from None
+    widths = args.widths
     if args.model is None:
-        shape = parse_shape(args.input_shape) if args.input_shape else (16,)
+        shape = tuple(args.input_shape) if args.input_shape else (16,)
+        if len(shape) != 1:
+            raise ValueError(f"--input-shape of the built-in MLP is one size; got {list(shape)}")
         factory = _mlp(shape[0])
     else:
         if args.input_shape is None:
             raise ValueError("--model needs --input-shape (one input without the batch)")
-        shape = parse_shape(args.input_shape)
+        shape = tuple(args.input_shape)
         factory = load_factory(args.model)
-    batch = positive("--batch", args.batch)
-    x = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(args.seed))
+    x = torch.randn((args.batch, *shape), generator=torch.Generator().manual_seed(args.seed))
     result = coord_check(
         factory,
         widths,
         x,
-        steps=positive("--steps", args.steps),
+        steps=args.steps,
         optimizer=args.optimizer,
         lr=args.lr,
         seed=args.seed,

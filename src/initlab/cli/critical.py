@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from initlab.cli import flags
+from initlab.cli.flags import Items, Value, number
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,39 +19,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and the trainable depth ~6 xi_c at that point. With --model: read an MLP stack's "
         "weight and bias variances and say how far it is from criticality.",
     )
-    parser.add_argument("activation", nargs="?", default="tanh", help="e.g. tanh, relu, gelu")
+    parser.add_argument(
+        "activation",
+        nargs="?",
+        action=Value,
+        item=flags.any_activation,
+        default=flags.CRITICAL_ACTIVATION,
+        metavar="ACTIVATION",
+        example=["relu"],
+        help=f"e.g. tanh, relu, gelu (default {flags.CRITICAL_ACTIVATION})",
+    )
     parser.add_argument(
         "--sigma-b2",
-        default="0.05",
-        help="bias variance, or a comma-separated list for the critical line",
+        action=Items,
+        item=number(0),
+        default=[0.05],
+        metavar="V",
+        example=["0", "0.05"],
+        help="bias variance, or several for the critical line (default 0.05)",
     )
     parser.add_argument(
         "--sigma-w2",
-        type=float,
+        action=Value,
+        item=number(0, strict=True),
         default=None,
+        example=["1.5"],
         help="evaluate at this weight variance instead of the critical one",
     )
-    parser.add_argument("--dist", default="gaussian", choices=("gaussian", "orthogonal"))
-    parser.add_argument("--model", metavar="FILE.py:FACTORY", help="an MLP to read instead")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument(
-        "--plot", metavar="PATH", help="write the edge-of-chaos plot (critical line, 6 xi_c) here"
+        "--dist",
+        default="gaussian",
+        choices=("gaussian", "orthogonal"),
+        help="weight distribution: gaussian (i.i.d.) or orthogonal matrices (default gaussian)",
     )
+    flags.add_model(
+        parser,
+        "an MLP to read instead of an activation (the file's code runs: only name files you trust)",
+    )
+    flags.add_json(parser)
+    flags.add_plot(parser, "write the edge-of-chaos plot (critical line, 6 xi_c) here")
     parser.set_defaults(handler=run)
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise ValueError(f"--sigma-b2 must be numbers separated by commas; got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from initlab._core.table import format_table
-    from initlab.cli._theory import check_plot
 
-    check_plot(args)
     if args.model is not None:
         from initlab.cli.model_file import load_model
         from initlab.doctor.criticality import mlp_criticality
@@ -60,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from initlab.initializers.critical import critical, edge_of_chaos, mean_field
 
-        values = _floats(args.sigma_b2)
-        if not values:
-            raise ValueError("--sigma-b2 needs at least one value")
+        values = args.sigma_b2
         activation, sb2 = args.activation, values[0]
         if args.sigma_w2 is not None:
             if len(values) > 1:

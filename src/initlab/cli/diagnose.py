@@ -10,19 +10,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initlab.bench.choices import HIDDEN_ACTIVATION_NAMES
+from initlab.cli import flags
+from initlab.cli.flags import Items, Value, integer
 from initlab.cli.model_file import (
-    _split_spec,
     call_factory,
     load_factory,
     load_model,
-    parse_shape,
 )
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["load_model", "parse_shape", "register", "run"]
+__all__ = ["load_model", "register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,35 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gradient norms, identical units) and verdicts (vanishing, exploding, saturated, "
         "dead, symmetric or healthy). Built-in MLP by default, or --model FILE.py:FACTORY.",
     )
-    built_in = parser.add_argument_group("built-in MLP ([width] * depth + [1])")
-    built_in.add_argument("--depth", type=int, default=20, help="weight layers (default 20)")
-    built_in.add_argument("--width", type=int, default=256, help="units per layer (default 256)")
-    built_in.add_argument(
-        "--activation", default="relu", help=f"one of {', '.join(HIDDEN_ACTIVATION_NAMES)}"
+    flags.add_built_in_mlp(
+        parser.add_argument_group("built-in MLP ([width] * (depth + 1) + [1]), without --model")
     )
-    parser.add_argument(
-        "--init",
-        default=None,
-        help="scheme to initialize with first, e.g. he_normal, xavier_normal, "
-        "'normal:std=0.01', zeros (default: he_normal for the built-in MLP, the model's own "
-        "init for --model)",
-    )
+    flags.add_init(parser)
     user = parser.add_argument_group("your model")
-    user.add_argument(
-        "--model",
-        metavar="FILE.py:FACTORY",
-        help="a Python file and a function in it that returns an nn.Module (called with no "
+    flags.add_model(
+        user,
+        "a Python file and a function in it that returns an nn.Module (called with no "
         "arguments). The file's code runs (it is imported): only name files you trust, as "
         "with torch.load(weights_only=False)",
     )
-    user.add_argument(
-        "--input-shape", metavar="C,H,W", help="shape of one input without the batch, e.g. 3,32,32"
-    )
+    flags.add_input_shape(user, "shape of one input without the batch, e.g. 3,32,32")
     user.add_argument(
         "--vocab-size",
-        type=int,
+        action=Value,
+        item=integer(1),
         default=None,
         metavar="N",
+        example=["8"],
         help="feed integer token ids in [0, N) of shape (batch, *input-shape) instead of "
         "N(0, 1) floats (language models: --input-shape 16 --vocab-size 128)",
     )
@@ -72,25 +61,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="float (default) or long (token ids; needs --vocab-size)",
     )
-    parser.add_argument("--batch", type=int, default=256, help="batch size (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for init, inputs and loss")
+    flags.add_batch(parser, 256)
+    flags.add_seed(parser, "init, inputs and loss")
     parser.add_argument(
         "--fix",
         action="store_true",
         help="re-initialize as recommended and show the diagnosis before and after",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    parser.add_argument(
-        "--plot",
-        metavar="PATH",
-        help="write the signal-propagation PNG here (and each section's figure next to it, "
+    flags.add_json(parser)
+    flags.add_plot(
+        parser,
+        "write the signal-propagation PNG here (and each section's figure next to it, "
         "PATH-stem-SECTION.png)",
     )
     parser.add_argument(
-        "--html", metavar="PATH", help="write a self-contained HTML report (figures embedded)"
+        "--html",
+        action=Value,
+        item=flags.output_file,
+        metavar="PATH",
+        example=["r.html"],
+        help="write a self-contained HTML report (figures embedded)",
     )
     _register_sections(parser)
     parser.set_defaults(handler=run)
+
+
+_SECTIONS = ("spp", "jacobian", "coord", "all")
 
 
 def _register_sections(parser: argparse.ArgumentParser) -> None:
@@ -100,9 +96,12 @@ def _register_sections(parser: argparse.ArgumentParser) -> None:
     )
     deeper.add_argument(
         "--sections",
-        metavar="LIST",
+        action=Items,
+        item=flags.choice(_SECTIONS, "section"),
         default=None,
-        help="comma-separated: spp (residual networks: one more forward), jacobian (Jacobian "
+        metavar="NAME",
+        example=["spp", "jacobian"],
+        help="spp (residual networks: one more forward), jacobian (Jacobian "
         "spectrum: ~240 backward passes), coord (coordinate check: needs a --model factory "
         "with a width argument), or all",
     )
@@ -113,21 +112,13 @@ def _register_sections(parser: argparse.ArgumentParser) -> None:
     )
     deeper.add_argument(
         "--widths",
-        default="32,64,128,256",
-        metavar="LIST",
+        action=Items,
+        item=integer(1),
+        default=[32, 64, 128, 256],
+        metavar="N",
+        example=["8", "16"],
         help="widths for the coord section (default 32,64,128,256)",
     )
-
-
-def _positive(name: str, value: int) -> int:
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1; got {value}")
-    return value
-
-
-def _nonempty(name: str, value: str | None) -> None:
-    if value is not None and not value.strip():
-        raise ValueError(f"{name} must not be empty; got {value!r}")
 
 
 def _memory_bytes() -> int | None:
@@ -158,24 +149,22 @@ def _build(args: argparse.Namespace) -> tuple[nn.Module, tuple[int, ...]]:
     if args.model is None:
         if args.input_shape is not None:
             raise ValueError("--input-shape goes with --model (the built-in MLP takes --width)")
-        depth = _positive("--depth", args.depth)
-        width = _positive("--width", args.width)
+        depth, width = args.depth, args.width
         # float32 weights, their gradients and the recorded forward (about 4 tensors of
         # (batch, width) per layer: output, activation, their gradients).
         _check_memory(
             f"the built-in MLP with --depth {depth} --width {width} --batch {args.batch}",
-            4.0 * depth * (2 * width * width + 4 * args.batch * width),
+            4.0 * (depth + 1) * (2 * width * width + 4 * args.batch * width),
         )
         with torch.random.fork_rng(devices=[]):  # nn.Linear's default init uses the global RNG
-            model = mlp([width] * depth + [1], activation=args.activation)
-        init_model(model, args.init or "he_normal", seed=args.seed)
+            model = mlp([width] * (depth + 1) + [1], activation=args.activation)
+        init_model(model, args.init or flags.INIT, seed=args.seed)
         return model, (width,)
-    _split_spec(args.model)
     if args.input_shape is None:
         raise ValueError("--model needs --input-shape (one input without the batch, e.g. 3,32,32)")
-    shape = parse_shape(args.input_shape)
+    shape = tuple(args.input_shape)
     _check_memory(
-        f"an input batch of {args.batch} x {args.input_shape}",
+        f"an input batch of {args.batch} x {','.join(map(str, shape))}",
         8.0 * args.batch * math.prod(shape),
     )
     model = _load_user_model(args)
@@ -209,16 +198,12 @@ def _load_user_model(args: argparse.Namespace) -> nn.Module:
         width = None
     if width is None or width.default is not inspect.Parameter.empty:
         return call_factory(args.model, factory, args.seed)
-    return call_factory(args.model, factory, args.seed, width=_widths(args.widths)[0])
+    return call_factory(args.model, factory, args.seed, width=args.widths[0])
 
 
-def _widths(text: str) -> list[int]:
-    try:
-        widths = [int(w) for w in text.replace(" ", "").split(",") if w]
-    except ValueError:
-        raise ValueError(f"--widths must be integers separated by commas; got {text!r}") from None
-    if len(set(widths)) < 2 or min(widths) < 1:
-        raise ValueError(f"--widths needs at least two different positive widths; got {text!r}")
+def _widths(widths: list[int]) -> list[int]:
+    if len(set(widths)) < 2:
+        raise ValueError(f"--widths needs at least two different widths; got {widths}")
     return widths
 
 
@@ -226,7 +211,7 @@ def _sections(args: argparse.Namespace) -> tuple[list[str], Any]:
     """The sections asked for (``--sections``, ``--deep``) and the width factory they need."""
     from initlab.doctor.sections import check_sections
 
-    names = check_sections(args.sections)
+    names = check_sections(args.sections)  # "all" -> every section
     factory = _width_factory(args.model) if args.model is not None else None
     if args.deep:
         names += [n for n in ("spp", "jacobian") if n not in names]
@@ -240,34 +225,18 @@ def _sections(args: argparse.Namespace) -> tuple[list[str], Any]:
     return names, factory
 
 
-def _check_output(flag: str, value: str | None) -> None:
-    _nonempty(flag, value)
-    if value is None:
-        return
-    target = Path(value)
-    if target.is_dir() or value.endswith(("/", "\\")):
-        raise IsADirectoryError(f"{flag} must name a file, not a directory; got {value!r}")
-    if not target.resolve().parent.is_dir():
-        raise FileNotFoundError(f"{flag}: directory of {value!r} does not exist")
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from initlab.doctor.diagnose import diagnose, fix
 
-    batch = _positive("--batch", args.batch)
-    _check_output("--plot", args.plot)
-    _check_output("--html", args.html)
-    _nonempty("--init", args.init)
-    _nonempty("--model", args.model)
+    batch = args.batch
     names, width_factory = _sections(args)
     widths = _widths(args.widths)
     tokens = args.input_dtype == "long" or args.vocab_size is not None
     if tokens and args.vocab_size is None:
         raise ValueError("--input-dtype long needs --vocab-size N (token ids are drawn in [0, N))")
     if args.vocab_size is not None:
-        _positive("--vocab-size", args.vocab_size)
         if args.input_dtype == "float":
             raise ValueError(
                 "--vocab-size gives integer token ids; it cannot go with --input-dtype float"

@@ -8,7 +8,8 @@ import itertools
 import json
 from typing import Any
 
-from initlab._core.validation import check_number, check_seed
+from initlab.cli import flags
+from initlab.cli.flags import Items, Value, integer, number
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _numpy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--numpy",
+        action=Value,
+        item=flags.text,
+        example=["net.py"],
         default=None,
         metavar="FILE.py",
         help="check a hand-written NumPy backward pass: FILE.py defines cost(parameters), "
@@ -41,7 +45,9 @@ def _numpy_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threshold",
-        type=float,
+        action=Value,
+        item=number(0, strict=True),
+        example=["1e-6"],
         default=1e-7,
         help="--numpy: the difference below which the backward pass is correct (default 1e-7)",
     )
@@ -50,37 +56,78 @@ def _numpy_options(parser: argparse.ArgumentParser) -> None:
 def _model_options(parser: argparse.ArgumentParser) -> None:
     """The built-in MLP, its data and its training before the check."""
     parser.add_argument(
-        "--dims", default="2,10,5,1", help="layer sizes n0,n1,...,nL (default 2,10,5,1)"
+        "--dims",
+        action=Items,
+        item=integer(1),
+        default=list(flags.COURSE_DIMS),
+        metavar="N",
+        example=["2", "1"],
+        help="layer sizes n0,n1,...,nL (default 2,10,5,1)",
     )
-    parser.add_argument("--activation", default="relu", help="hidden activation (default relu)")
-    parser.add_argument("--init", default="he_normal", help="init scheme (default he_normal)")
+    parser.add_argument(
+        "--activation",
+        action=Value,
+        item=flags.activation,
+        default=flags.ACTIVATION,
+        metavar="NAME",
+        example=["tanh"],
+        help=f"hidden activation (default {flags.ACTIVATION})",
+    )
+    flags.add_init(parser, f"init scheme ('initlab schemes' lists them; default {flags.INIT})")
+    parser.set_defaults(init=flags.INIT)
     parser.add_argument(
         "--l2",
-        type=float,
+        action=Value,
+        item=number(0),
         default=0.0,
+        metavar="LAMBDA",
+        example=["0.7"],
         help="L2 strength lambda: the loss gains lambda/(2m) sum ||W||^2",
     )
     parser.add_argument(
         "--dropout",
-        type=float,
+        action=Value,
+        item=flags.fraction,
         default=0.0,
+        metavar="P",
+        example=["0.1"],
         help="dropout probability (used in training; off during the check)",
     )
-    parser.add_argument("--data", default="circles", help="dataset name or path (default circles)")
+    parser.add_argument(
+        "--data",
+        action=Value,
+        item=flags.dataset,
+        default="circles",
+        metavar="NAME|FILE",
+        example=["moons"],
+        help="dataset name or .csv/.npz path (default circles)",
+    )
     parser.add_argument(
         "--examples",
-        type=int,
+        action=Value,
+        item=integer(1),
         default=None,
+        metavar="N",
+        example=["16"],
         help="check on the first N training examples (default all)",
     )
     parser.add_argument(
         "--after",
-        type=int,
+        action=Value,
+        item=integer(0),
         default=0,
         metavar="N",
+        example=["5"],
         help="train N iterations of gradient descent first, then check",
     )
-    parser.add_argument("--lr", type=float, default=0.1, help="learning rate for --after")
+    parser.add_argument(
+        "--lr",
+        action=Value,
+        item=number(0, strict=True),
+        default=0.1,
+        example=["0.05"],
+        help="learning rate for --after (default 0.1)",
+    )
     parser.add_argument(
         "--plant-bug",
         default=None,
@@ -99,30 +146,43 @@ def _check_options(parser: argparse.ArgumentParser) -> None:
         help="every entry, SAMPLES entries per tensor, or DIRECTIONS random "
         "directional derivatives per tensor (default full)",
     )
-    parser.add_argument("--eps", type=float, default=1e-7, help="finite-difference step")
-    parser.add_argument("--samples", type=int, default=10, help="entries per tensor (sample)")
+    parser.add_argument(
+        "--eps",
+        action=Value,
+        item=number(0, strict=True),
+        default=1e-7,
+        example=["1e-6"],
+        help="finite-difference step (default 1e-7)",
+    )
+    parser.add_argument(
+        "--samples",
+        action=Value,
+        item=integer(1),
+        default=10,
+        metavar="N",
+        example=["3"],
+        help="entries per tensor with --mode sample (default 10)",
+    )
     parser.add_argument(
         "--directions",
-        type=int,
+        action=Value,
+        item=integer(1),
         default=7,
-        help="directions per tensor (fast; the first two decide where they agree)",
+        metavar="N",
+        example=["3"],
+        help="directions per tensor with --mode fast (default 7; the first two "
+        "decide where they agree)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for init, training and sampling")
+    flags.add_seed(parser, "init, training and sampling")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 unless the verdict is correct"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    flags.add_json(parser)
 
 
-def _dims(text: str) -> list[int]:
-    parts = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise ValueError(
-            f"--dims must be positive integers separated by commas, like 2,10,5,1; got {text!r}"
-        )
-    dims = [int(part) for part in parts]
+def _dims(dims: list[int]) -> list[int]:
     if len(dims) < 2:
-        raise ValueError(f"--dims needs at least an input and an output size; got {text!r}")
+        raise ValueError(f"--dims needs at least an input and an output size; got {dims}")
     return dims
 
 
@@ -185,16 +245,11 @@ def _checked(args: argparse.Namespace) -> tuple[list[int], float, Any, int]:
     from initlab.bench.datasets import load
 
     dims = _dims(args.dims)
-    check_seed(args.seed, "--seed")
-    l2 = check_number("--l2", args.l2, minimum=0.0)
-    check_number("--after", args.after, minimum=0, integer=True)
-    check_number("--directions", args.directions, minimum=1, integer=True)
-    check_number("--samples", args.samples, minimum=1, integer=True)
+    l2 = args.l2
     data = load(args.data)
     examples = data.x_train.shape[0]
     if args.examples is not None:
-        examples = min(examples, int(check_number("--examples", args.examples, minimum=1,
-                                                  integer=True)))  # fmt: skip
+        examples = min(examples, args.examples)
     _refuse_oversized(dims, examples, args.mode, args.directions)
     if dims[0] != data.n_features:
         raise ValueError(

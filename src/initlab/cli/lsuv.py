@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._theory import add_model_args, build, check_plot, emit
+from initlab.cli._theory import add_model_args, build, emit
+from initlab.cli.flags import Value, integer, number, output_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,16 +18,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "layer's std before and after, the forward passes and the time.",
     )
     add_model_args(parser, batch=256)
-    parser.add_argument("--target-std", type=float, default=1.0, help="default 1")
-    parser.add_argument("--tol", type=float, default=0.1, help="tolerance on the std (0.1)")
-    parser.add_argument("--max-iter", type=int, default=10, help="corrections per layer (10)")
+    parser.add_argument(
+        "--target-std",
+        action=Value,
+        item=number(0, strict=True),
+        default=1.0,
+        example=["0.5"],
+        help="std of each layer's output (default 1)",
+    )
+    parser.add_argument(
+        "--tol",
+        action=Value,
+        item=number(0, strict=True),
+        default=0.1,
+        example=["0.05"],
+        help="tolerance on the std (default 0.1)",
+    )
+    parser.add_argument(
+        "--max-iter",
+        action=Value,
+        item=integer(1),
+        default=10,
+        metavar="N",
+        example=["3"],
+        help="corrections per layer (default 10)",
+    )
     parser.add_argument("--per-channel", action="store_true", help="match every channel")
     parser.add_argument(
         "--no-orthogonal",
         action="store_true",
         help="keep the current weights' directions (only rescale)",
     )
-    parser.add_argument("--save", metavar="PATH", help="write the state_dict here (torch.save)")
+    parser.add_argument(
+        "--save",
+        action=Value,
+        item=output_file,
+        metavar="PATH",
+        example=["w.pt"],
+        help="write the state_dict here (torch.save)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -34,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     from initlab.initializers.lsuv import lsuv
     from initlab.report.theory import plot_lsuv
 
-    check_plot(args)
     model, x = build(args)
     report = lsuv(
         model,

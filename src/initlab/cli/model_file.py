@@ -12,60 +12,62 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initlab._core.validation import unknown_name_error
+from initlab._core.validation import closest
 
 if TYPE_CHECKING:
     from torch import nn
 
 
-def parse_shape(text: str) -> tuple[int, ...]:
-    """``"3,32,32"`` -> ``(3, 32, 32)``; every entry a positive integer."""
-    try:
-        shape = tuple(int(part) for part in text.replace(" ", "").split(","))
-    except ValueError:
-        raise ValueError(
-            f"--input-shape must be positive integers separated by commas (e.g. 3,32,32); "
-            f"got {text!r}"
-        ) from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"--input-shape entries must be >= 1; got {text!r}")
-    return shape
-
-
-def _split_spec(spec: str) -> tuple[str, str]:
+def _split_spec(spec: str, flag: str = "--model") -> tuple[str, str]:
     path_text, sep, name = spec.rpartition(":")
     if not sep or not path_text or not name:
-        raise ValueError(f"--model must be path/to/file.py:factory; got {spec!r}")
+        raise ValueError(f"{flag} must be FILE.py:FACTORY; got {spec!r}")
     return path_text, name
 
 
-def load_factory(spec: str, what: str = "factory") -> Callable[..., Any]:
-    """Import ``path/to/file.py`` and return its callable ``FACTORY``: ``"file.py:FACTORY"``."""
-    path_text, name = _split_spec(spec)
+def load_factory(spec: str, what: str = "function", flag: str = "--model") -> Callable[..., Any]:
+    """Import ``path/to/file.py`` and return its callable ``FACTORY``: ``"file.py:FACTORY"``.
+    Errors start with ``flag`` (where the spec came from)."""
+    path_text, name = _split_spec(spec, flag)
     path = Path(path_text)
     if not path.exists():
-        raise FileNotFoundError(f"model file {path_text!r} does not exist")
+        raise FileNotFoundError(f"{flag}: file {path_text!r} does not exist")
     if not path.is_file():
-        raise ValueError(f"model file {path_text!r} is not a regular file (a Python file is "
+        raise ValueError(f"{flag}: {path_text!r} is not a regular file (a Python file is "
                          f"expected)")  # fmt: skip
     digest = hashlib.blake2b(str(path.resolve()).encode(), digest_size=6).hexdigest()
     module_spec = importlib.util.spec_from_file_location(f"_initlab_user_{digest}", path)
     if module_spec is None or module_spec.loader is None:
-        raise ValueError(f"cannot import {path_text!r}: not a Python file")
+        raise ValueError(f"{flag}: cannot import {path_text!r}: not a Python file")
     module = importlib.util.module_from_spec(module_spec)
     try:
         module_spec.loader.exec_module(module)
     except SystemExit as error:
         raise ValueError(
-            f"model file {path_text} exited (sys.exit) with code {error.code}"
+            f"{flag}: model file {path_text} exited (sys.exit) with code {error.code}"
         ) from None
     except Exception as error:
-        raise ValueError(f"importing {path_text} failed: {type(error).__name__}: {error}") from None
+        raise ValueError(
+            f"{flag}: importing {path_text} failed: {type(error).__name__}: {error}"
+        ) from None
     factory = getattr(module, name, None)
     if not callable(factory):
         choices = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise unknown_name_error(f"{what} in {path_text}:", name, choices or ["(none)"])
+        raise ValueError(f"{flag}: " + _no_factory(what, path_text, name, choices))
     return factory
+
+
+def _no_factory(what: str, path_text: str, name: str, choices: list[str]) -> str:
+    """``no function 'mkae' in net.py; did you mean 'make'?``: at most three names, the
+    closest ones (else the first ones the file defines)."""
+    message = f"no {what} {name!r} in {path_text}"
+    hint = closest(name, choices)
+    if hint:
+        return message + f"; did you mean {' or '.join(repr(h) for h in hint)}?"
+    if not choices:
+        return message + " (it defines no functions)"
+    more = f" and {len(choices) - 3} more" if len(choices) > 3 else ""
+    return message + f" (it defines {', '.join(choices[:3])}{more})"
 
 
 def load_model(spec: str, seed: int = 0) -> nn.Module:
@@ -91,10 +93,14 @@ def call_factory(spec: str, factory: Callable[..., Any], seed: int = 0, **kwargs
             model = factory(**kwargs)
     except SystemExit as error:
         raise ValueError(
-            f"{call} in model file {path_text} exited (sys.exit) with code {error.code}"
+            f"--model: {call} in model file {path_text} exited (sys.exit) with code {error.code}"
         ) from None
     except Exception as error:
-        raise ValueError(f"{call} in {path_text} failed: {type(error).__name__}: {error}") from None
+        raise ValueError(
+            f"--model: {call} in {path_text} failed: {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(model, nn.Module):
-        raise TypeError(f"{call} in {path_text} returned {type(model).__name__}, not nn.Module")
+        raise TypeError(
+            f"--model: {call} in {path_text} returned {type(model).__name__}, not nn.Module"
+        )
     return model

@@ -7,6 +7,8 @@ import argparse
 import json
 
 from initlab._core.table import format_table
+from initlab.cli import flags
+from initlab.cli.flags import Items, Value
 from initlab.cli.model_file import load_model
 from initlab.cli.roles import add_model_arguments, example_input, parse_overrides
 
@@ -20,8 +22,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--diff A B --model FILE.py:FACTORY prints, per parameter, the std and truncation "
         "under each recipe and their ratio.",
     )
-    parser.add_argument("--diff", nargs=2, metavar=("A", "B"), help="two recipe names")
-    parser.add_argument("--show", metavar="NAME", help="print one recipe in full")
+    parser.add_argument(
+        "--diff",
+        action=Items,
+        item=_recipe,
+        count=2,
+        metavar="RECIPE",
+        example=["gpt2", "olmo2"],
+        help="two recipe names A B (or A,B) to compare on --model",
+    )
+    parser.add_argument(
+        "--show",
+        action=Value,
+        item=_recipe,
+        metavar="NAME",
+        example=["gpt2"],
+        help="print one recipe in full",
+    )
     add_model_arguments(parser, required=False)
     parser.add_argument(
         "--set",
@@ -30,8 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SYMBOL=VALUE",
         help="override a recipe symbol (sigma, L, d, base_width, ...), repeatable",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    flags.add_json(parser)
     parser.set_defaults(handler=run)
+
+
+def _recipe(name: str, flag: str) -> str:
+    """A recipe name or alias, checked against the recipes (``initlab recipes`` lists them)."""
+    from initlab._core.validation import UnknownNameError
+    from initlab.initializers.recipes import get_recipe
+
+    try:
+        get_recipe(name)
+    except UnknownNameError as error:
+        raise flags.FlagError(
+            flags.unknown(flag, "recipe", name, error.choices, "initlab recipes")
+        ) from None
+    return name
 
 
 def _options(items: list[str]) -> dict[str, float]:
@@ -53,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
     if args.diff:
         if not args.model:
             raise ValueError("--diff A B needs --model FILE.py:FACTORY")
-        for name in args.diff:
-            get_recipe(name)  # a bad name fails before the model is built
         model = load_model(args.model)
         diff = recipe_diff(model, *args.diff, example_input=example_input(model, args),
                            overrides=parse_overrides(args.override),

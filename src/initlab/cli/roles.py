@@ -6,7 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from initlab.cli.model_file import load_model, parse_shape
+from initlab.cli import flags
+from initlab.cli.flags import Value, integer
+from initlab.cli.model_file import load_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,22 +21,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "input (--input-shape or --tokens) the residual-stream writers come from the data flow.",
     )
     add_model_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    flags.add_json(parser, "a table")
     parser.set_defaults(handler=run)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--model",
-        metavar="FILE.py:FACTORY",
+    flags.add_model(
+        parser,
+        "a Python file and a function in it that returns an nn.Module "
+        "(the file's code runs: only name files you trust)",
         required=required,
-        help="a Python file and a function in it that returns an nn.Module",
     )
+    flags.add_input_shape(parser, "example float input: shape without the batch, e.g. 3,32,32")
     parser.add_argument(
-        "--input-shape", metavar="C,H,W", help="example float input: shape without the batch"
-    )
-    parser.add_argument(
-        "--tokens", type=int, metavar="T", help="example input: 2 x T token ids (language models)"
+        "--tokens",
+        action=Value,
+        item=integer(1),
+        metavar="T",
+        example=["8"],
+        help="example input: 2 x T token ids (language models)",
     )
     parser.add_argument(
         "--override",
@@ -65,10 +70,8 @@ def example_input(model: Any, args: argparse.Namespace) -> Any:
         raise ValueError("give --input-shape or --tokens, not both")
     generator = torch.Generator().manual_seed(0)
     if args.input_shape:
-        return torch.randn((2, *parse_shape(args.input_shape)), generator=generator)
+        return torch.randn((2, *args.input_shape), generator=generator)
     if args.tokens:
-        if args.tokens < 1:
-            raise ValueError(f"--tokens must be >= 1; got {args.tokens}")
         embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
         vocab = max((m.num_embeddings for m in embeddings), default=2)
         return torch.randint(0, vocab, (2, args.tokens), generator=generator)

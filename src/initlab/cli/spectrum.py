@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._theory import add_model_args, build, check_plot, emit, positive
+from initlab.cli._theory import add_model_args, build, emit
+from initlab.cli.flags import Value, integer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,8 +17,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "verdict. Built-in MLP by default, or --model FILE.py:FACTORY.",
     )
     add_model_args(parser, batch=4)
-    parser.add_argument("--steps", type=int, default=40, help="Lanczos steps (default 40)")
-    parser.add_argument("--probes", type=int, default=3, help="random starts (default 3)")
+    parser.add_argument(
+        "--steps",
+        action=Value,
+        item=integer(1),
+        default=40,
+        metavar="N",
+        example=["5"],
+        help="Lanczos steps (default 40)",
+    )
+    parser.add_argument(
+        "--probes",
+        action=Value,
+        item=integer(1),
+        default=3,
+        metavar="N",
+        example=["2"],
+        help="random starts (default 3)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -25,14 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from initlab.doctor.jacobian import jacobian_spectrum
     from initlab.report.theory import plot_jacobian
 
-    check_plot(args)
     model, x = build(args, square=True)
     model.eval()
     result = jacobian_spectrum(
         model,
         x,
-        steps=positive("--steps", args.steps),
-        probes=positive("--probes", args.probes),
+        steps=args.steps,
+        probes=args.probes,
         seed=args.seed,
     )
     return emit(args, result, plot_jacobian)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._theory import add_model_args, build, check_plot, emit
+from initlab.cli._theory import add_model_args, build, emit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +23,5 @@ def run(args: argparse.Namespace) -> int:
     from initlab.doctor.spp import spp
     from initlab.report.theory import plot_spp
 
-    check_plot(args)
     model, x = build(args, built_in=False)
     return emit(args, spp(model, x), plot_spp)
