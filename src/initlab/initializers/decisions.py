@@ -19,6 +19,7 @@ from initlab.initializers.fans import WEIGHT_LAYOUTS, fan_in_fan_out
 from initlab.initializers.model_calls import _restored_state
 from initlab.initializers.registry import Spec, get
 from initlab.initializers.schemes import Initializer, Uniform
+from initlab.initializers.sharded import is_dtensor
 
 RuleKey = str | type
 Rules = Mapping[RuleKey, Spec] | None
@@ -183,7 +184,7 @@ _MODULE_FLAGS = ("_no_reinit",)
 
 def _readable(param: torch.Tensor) -> bool:
     """Whether ``param``'s values can be read here (not on the meta device, not a DTensor)."""
-    return param.device.type != "meta" and type(param).__name__ not in ("DTensor",)
+    return param.device.type != "meta" and not is_dtensor(param)
 
 
 def _all_zero(param: torch.Tensor) -> bool:
