@@ -335,9 +335,13 @@ def test_a_random_loss_is_refused():
             return F.dropout(x, 0.5, training=True)
 
     x, _ = _data()
-    with pytest.raises(ValueError, match="not deterministic"):
-        net = _built(lambda: nn.Sequential(nn.Linear(2, 4), Noisy()))
+    net = _built(lambda: nn.Sequential(nn.Linear(2, 4), Noisy()))
+    # training mode: found by behaviour before anything is measured, and named
+    with pytest.raises(ValueError, match=r"in 1 \(output changes between two calls"):
         gradcheck(net, "mse", x, torch.zeros(64, 4))
+    # random in eval mode too: the two evaluations at the same point disagree
+    with pytest.raises(ValueError, match="not deterministic"):
+        gradcheck(net.eval(), "mse", x, torch.zeros(64, 4))
 
 
 # ----------------------------------------------------------------- L2 and losses

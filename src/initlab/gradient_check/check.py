@@ -61,10 +61,13 @@ shrinks with the step is truncation or kinks, never a ``bug`` (see
 :mod:`initlab.gradient_check.runner`). Anything not finite is ``not finite``, never a pass.
 
 Stochastic layers and state: the check works on a float64 deep copy of the model, so the
-model, its gradients and its buffers are never modified. Dropout (and RReLU) in training mode
-makes the loss random, so the check refuses it unless ``dropout="off"``, which puts every
-module but batch norm in eval mode *in the copy* (functional and attention dropout included,
-see :mod:`initlab.gradient_check.model_io`). Batch norm in training mode is checked as it
+model, its gradients and its buffers are never modified. Dropout, drop-path, stochastic
+depth (and RReLU) in training mode make the loss random, so the check refuses them unless
+``dropout="off"``, which puts every module but batch norm in eval mode *in the copy*
+(functional and attention dropout included, see :mod:`initlab.gradient_check.model_io`).
+They are found before anything is measured, by type and by behaviour: any module whose
+output changes between calls on the same input (a seeded RNG, so the same answer every
+time), and the refusal names them. Batch norm in training mode is checked as it
 trains, with the statistics of the batch; its running statistics are not updated (not even
 in the copy). A loss that still changes between two evaluations at the same point is refused.
 """
@@ -89,6 +92,7 @@ from initlab.gradient_check.model_io import (
     SMALL_BATCH,
     KeepFloat64,
     batch_statistics_sizes,
+    changing_modules,
     random_modules,
     split_inputs,
     switch_off_randomness,
@@ -242,17 +246,6 @@ def gradcheck(
 
     notes: list[str] = []
     work = copy.deepcopy(model)
-    stochastic = random_modules(work)
-    if stochastic and dropout == "refuse":
-        raise ValueError(
-            f"dropout is active (training mode) in {_listed(stochastic)}: it makes the loss "
-            "random and a gradient check meaningless; pass dropout='off' to check the network "
-            "with every dropout switched off (or call model.eval())"
-        )
-    if dropout == "off":
-        switch_off_randomness(work)
-        if stochastic:
-            notes.append(f"dropout switched off for the check in {_listed(stochastic)}")
     batch_norms = [
         name
         for name, m in work.named_modules()
@@ -260,12 +253,37 @@ def gradcheck(
     ]
     for name in batch_norms:
         work.get_submodule(name).track_running_stats = False
+    work = work.to(torch.float64)
+    args64, kwargs64, targets64 = to64(args), to64(kwargs), to64(targets)
+    if dropout == "refuse":
+        # by type first; only where none is known, by behaviour (a forward with replays)
+        stochastic = random_modules(work)
+        by_behaviour = [] if stochastic else changing_modules(work, args64, kwargs64)
+        if stochastic or by_behaviour:
+            shown = [*stochastic, *(f"{n} (output changes between two calls on the same "
+                                    "input)" for n in by_behaviour)]  # fmt: skip
+            raise ValueError(
+                f"dropout is active (training mode) in {_listed(shown)}: it makes the loss "
+                "random and a gradient check meaningless; pass dropout='off' to check the "
+                "network with every dropout switched off (or call model.eval())"
+            )
+    else:
+        stochastic = random_modules(work)
+        switch_off_randomness(work)
+        if stochastic:
+            notes.append(f"dropout switched off for the check in {_listed(stochastic)}")
+        still = changing_modules(work, args64, kwargs64)
+        if still:
+            raise ValueError(
+                f"{_listed(still)}: output changes between two calls on the same input even "
+                "with dropout switched off (every module but batch norm in eval mode); a "
+                "gradient check needs a deterministic loss"
+            )
     if batch_norms:
         notes.append(
             f"batch norm ({_listed(batch_norms)}) checked in training mode with batch "
             "statistics; running statistics not updated"
         )
-    work = work.to(torch.float64)
     for p in work.parameters():
         p.grad = None
     base = {n: p.detach() for n, p in work.named_parameters() if p.requires_grad}
@@ -278,7 +296,6 @@ def gradcheck(
             "the model has no trainable parameters (requires_grad) with entries to check"
             + (f"; {_listed(empty)} have size 0" if empty else "")
         )
-    args64, kwargs64, targets64 = to64(args), to64(kwargs), to64(targets)
     takes_params = _takes_params(loss_fn)
 
     keep64 = KeepFloat64()
