@@ -6,7 +6,9 @@ A backward pass wrong by a factor ``c`` differs from the finite differences by `
 shrink as the step shrinks. So where a row (a tensor, or the joint check) is not ``correct``
 at ``eps``, the same entries or directions are measured again at ``eps / 10`` and ``eps /
 100`` (fast mode: all such rows in one batched call per step): a difference that falls below
-the threshold there is ``correct``; one that falls at least three-fold but stays above it is
+the threshold there, or falls three-fold to round-off level, is ``correct`` (the round-off
+level grows as the step shrinks: a wrong gradient, whose difference stays put, would
+otherwise reach it too); one that falls at least three-fold but stays above it is
 ``look closer``, with the reason in the notes; one that stays put keeps its verdict. The row
 then shows the numbers at the step that decided. Batch norm over a tiny batch (two examples,
 one pixel per channel) is the classic case: its output is nearly constant and sharply curved,
@@ -76,6 +78,13 @@ class Measured:
         if self.how == "fast":
             return float(((num - ana).abs() / self.level(atol)).median())
         return _typical_diff(num, ana, self.how) / atol if atol > 0 else math.inf
+
+    def typical_diff(self) -> float:
+        """The ``|num - ana|`` that :meth:`compare` holds against the round-off level."""
+        keep = self.usable
+        if not bool(keep.any()):
+            return math.nan
+        return _typical_diff(self.num[keep], self.ana[keep], self.how)
 
     @property
     def step(self) -> float:
@@ -169,7 +178,10 @@ def judge(
             rel, noise = m.compare(atol)
             rels[i].append(rel)
             decided[i] = Decided(m, rel, noise, _verdict(rel, noise, thresholds), atol)
-            if noise or rel < thresholds[0]:
+            # round-off at the smaller step counts only where the difference shrank: the
+            # round-off level grows as the step shrinks, and a wrong gradient's does not
+            shrank = m.typical_diff() <= first[i].measured.typical_diff() / 3
+            if rel < thresholds[0] or (noise and shrank):
                 decided[i].verdict = "correct"
                 notes[i] = (f"{labels[i]}: {first[i].rel:.3g} at eps {first[i].measured.eps:g}, "
                             f"{rel:.3g} at eps {m.eps:g}: truncation or a kink crossed by the "

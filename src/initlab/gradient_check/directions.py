@@ -283,38 +283,45 @@ def measure(
         for p, (n_, a_, ratio, _, bend) in zip(pending, results, strict=True):
             st = states[p.index]
             todo, h = p.rows, p.h
-            # no unit changed piece, or the loss hardly moves: every derivative along the
-            # direction, crossing or not, is below the round-off level at this step
-            quiet = torch.maximum(n_.abs(), a_.abs()).cpu() <= atol * eps / h
-            ok = (ratio < 1) | quiet
-            where = todo[ok]
-            st.num[where.to(device)] = n_[ok.to(device)]
-            st.ana[where.to(device)] = a_[ok.to(device)]
-            st.steps[where] = h[ok]
-            fresh = ~st.refined[todo]
+            fresh, level = ~st.refined[todo], atol * eps / h  # round-off at this step
+            at_start = h >= st.start[todo]
+            clear = a_.abs().cpu() > 3 * level  # stands clear of round-off at this step
+            good = ratio < 1  # no unit changed piece
+            # the loss hardly moves along it: every derivative, crossing or not, is below
+            # round-off at the first step, and the difference is compared as it is
+            quiet = torch.maximum(n_.abs(), a_.abs()).cpu() <= level
+            # a smaller step is taken only where the derivative stays clear of round-off
+            # there (else a wrong gradient could pass as round-off): the direction is then
+            # unmeasured; a smaller step for truncation is kept only if it is clear too
+            accept = (fresh & ((good & (at_start | clear)) | (quiet & at_start))) | (
+                ~fresh & good & clear
+            )
+            where = todo[accept]
+            st.num[where.to(device)] = n_[accept.to(device)]
+            st.ana[where.to(device)] = a_[accept.to(device)]
+            st.steps[where] = h[accept]
             if p.job.one_sided:  # the other side, at the same step, where this one crossed
-                flip = ~ok & (st.side[todo] > 0) & fresh
+                flip = fresh & ~accept & (st.side[todo] > 0)
                 st.side[todo[flip]] = -1.0
             else:
-                flip = torch.zeros_like(ok)
+                flip = torch.zeros_like(accept)
             # crossed: a step at which every unit keeps its side, to first order (a crossing
             # can cascade: r need not shrink with h), no smaller than the smallest step
             smaller = torch.clamp(h * torch.clamp(0.5 / ratio, max=0.5), min=smallest)
-            again = ~ok & ~flip & fresh & (h > smallest)
-            # measured: once more at a smaller step where truncation dominates (kept as it
-            # is where that one crosses a kink)
+            again = fresh & ~accept & ~flip & ~good & (h > smallest)
+            # measured: once more at a smaller step where truncation dominates
             best = torch.clamp(_best_step(h, n_, bend, atol * eps), min=smallest)
-            refine = ok & fresh & (best < h / 2)
+            refine = accept & fresh & (best < h / 2)
             st.refined[todo[refine]] = True
             st.tried[todo[again]] = smaller[again]
             st.tried[todo[refine]] = best[refine]
             st.todo = todo[again | flip | refine]
-    # count the units each unmeasured direction moves across a kink at the smallest step
+    # count the units each unmeasured direction moves across a kink at its first step
     pending = []
     for i, (job, st) in enumerate(zip(jobs, states, strict=True)):
         missing = (st.steps == 0).nonzero().flatten()
         if missing.numel():
-            h = torch.full((missing.numel(),), smallest, dtype=torch.float64)
+            h = st.start[missing]
             pending.append(_Pending(job, missing, h, st.side[missing], count=True, index=i))
     if pending:
         results = _evaluate(objective, base, grad, pending, zero)
@@ -334,6 +341,7 @@ class _State:
         self.ana = torch.zeros(count, dtype=torch.float64, device=device)
         self.steps = torch.zeros(count, dtype=torch.float64)  # measured at; 0: not yet
         self.tried = torch.full((count,), float(eps), dtype=torch.float64)
+        self.start = self.tried.clone()
         self.side = torch.ones(count, dtype=torch.float64)  # one-sided: -1 once flipped
         self.refined = torch.zeros(count, dtype=torch.bool)  # made smaller for truncation
         self.todo = torch.arange(count)

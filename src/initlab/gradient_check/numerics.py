@@ -138,7 +138,10 @@ class _Objective:
 
     def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         group = tuple(chunk)
-        if self.vectorize and group not in self.looped:
+        # a group with a tensor that vmap could not batch before goes straight to the loop
+        # (fast mode batches varying groups of tensors together: each failed try costs)
+        failed = {name for looped in self.looped for name in looped}
+        if self.vectorize and not failed.intersection(group):
             try:
                 values = self._vmap(chunk, out_of_place=group in self.rewritten)
             except Exception:

@@ -145,9 +145,11 @@ class GradCheck:
 
     @property
     def worst_tensor(self) -> str:
-        """The tensor with the largest relative difference among those above noise."""
+        """The tensor with the worst verdict (``inconclusive`` counts as ``correct``: nothing
+        was measured), and among those the largest relative difference above noise."""
         above = [t for t in self.tensors if not t.noise] or self.tensors
-        return max(above, key=lambda t: _nan_last(t.rel)).name
+        rank = {"correct": 0, "inconclusive": 0, "look closer": 1, "bug": 2, "not finite": 3}
+        return max(above, key=lambda t: (rank[t.verdict], _nan_last(t.rel))).name
 
     def __getitem__(self, name: str) -> TensorCheck:
         for t in self.tensors:
