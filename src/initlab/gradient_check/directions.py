@@ -10,11 +10,13 @@ the largest fraction ``r`` of a kink margin its step used:
   which keeps every unit on its side to first order, up to ``TRIES`` times, but at no less
   than ``MIN_STEP * eps``;
 * a direction that still crosses (a unit sitting *on* a kink that the direction moves:
-  ``r`` far above 1, no step avoids it) is *unmeasured*, and the units it moves across a
-  kink are counted;
-* except where the loss hardly moves along it: numeric and analytic derivative both below
-  the round-off level at that step (vanishing activations, a zero gradient). Kinks crossed
-  there change the difference by less than round-off, and it is compared as it is.
+  ``r`` far above 1, no step avoids it), or whose derivative at the step that crosses no
+  kink is no longer clear of round-off there (``|g . d|`` at most 3 times the round-off
+  level: a wrong gradient would pass as round-off), is *unmeasured*, and the units it moves
+  across a kink at its first step are counted;
+* except where the loss hardly moves along it at the first step: numeric and analytic
+  derivative both below the round-off level (vanishing activations, a zero gradient). Kinks
+  crossed there change the difference by less than round-off, and it is compared as it is.
 
 Directions come from :func:`draw`: random signs on the entries that move no unit sitting on
 a kink (the others, *pinned*, are left out: the derivative along them is one-sided, and

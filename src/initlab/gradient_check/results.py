@@ -33,11 +33,12 @@ class TensorCheck:
     full/sample: ``||g_num - g|| / (atol sqrt(n))``); ``noise`` is ``diff_atol <= 1``, and
     then the verdict is ``correct``. ``step``: the step ``eps`` of the deciding measurement
     (smaller than the check's ``eps`` where a larger step did not agree, see the notes; fast
-    mode may shorten single directions further to cross no kink). ``kinks``: fast mode, the
-    units sitting on a kink that the directions nobody could measure move across (the
-    fewest over them; 0 where every direction was measured); full/sample, the entries at a
-    kink, compared with the range of the one-sided derivatives. ``left_out``: entries left
-    out of fast mode's directions because they move a unit sitting on a kink.
+    mode shortens single directions to cross no kink: ``step`` is the smallest used).
+    ``kinks``: fast mode, the units that the directions nobody could measure move across a
+    kink at their first step (the fewest over them; 0 where every direction was measured);
+    full/sample, the entries at a kink, compared with the range of the one-sided
+    derivatives. ``left_out``: entries left out of fast mode's directions because they move
+    a unit sitting on a kink.
     """
 
     name: str
@@ -193,10 +194,12 @@ class GradCheck:
         if self.verdict == "inconclusive":
             most = max(bad, key=lambda t: t.kinks)
             return (
-                f"inconclusive at {most.kinks} kinks: no direction of {names} could be measured "
-                "without moving units that sit on a kink (ReLU, ReLU6, max-pool, ...) across "
-                f"it, {most.kinks} at the smallest step in {most.name}; there the loss has no "
-                "derivative to compare with. The other rows are correct"
+                f"inconclusive at {most.kinks} kinks: no direction of {names} could be "
+                "measured: each moves units sitting on a kink (ReLU, ReLU6, max-pool, ...) "
+                f"across it ({most.kinks} in {most.name} at step {format_value(most.step)}), "
+                "and no step small enough to cross none leaves the derivative clear of "
+                "round-off; there the loss has no derivative to compare with. The other rows "
+                "are correct"
             )
         if any("shrinks with the step" in n for n in self.notes):
             why = (

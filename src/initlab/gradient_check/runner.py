@@ -347,8 +347,9 @@ def _notes(
             f"sit exactly on a kink; {sum(left_out.values()):,} entries of "
             f"{sum(1 for c in left_out.values() if c)} tensors move one of them and were left "
             "out of the directions (along them the loss has only one-sided derivatives)"
-            + (f"; {_short(whole)} have no other entries and were checked with one-sided "
-               "differences on the side the backward pass takes" if whole else "")
+            + (f"; {_short(whole)} {'has' if len(whole) == 1 else 'have'} no other entries: "
+               "checked with one-sided differences on the side the backward pass takes"
+               if whole else "")
         )  # fmt: skip
     if watch.mismatch:
         notes.append("the forward called kinked functions in another order at some perturbed "
