@@ -6,9 +6,10 @@ h d)) / (2 h)``, exact up to ``O(h^2)`` in float64 as long as no unit changes pi
 the largest fraction ``r`` of a kink margin its step used:
 
 * ``r < 1`` on both sides: no unit changed piece; the central difference stands;
-* otherwise the direction is measured again at ``h / (2 r)`` (at least halving the step),
-  which keeps every unit on its side to first order, up to ``TRIES`` times, but at no less
-  than ``MIN_STEP * eps``;
+* otherwise the direction is measured again at ``h / (2 r)`` (at least halving the step;
+  ``h / (2 r^2)`` where ``r >= 2``: downstream of a crossing, or of batch norm over two
+  values, units move faster than linearly), which keeps every unit on its side to first
+  order, up to ``TRIES`` times, but at no less than ``MIN_STEP * eps``;
 * a direction that still crosses (a unit sitting *on* a kink that the direction moves:
   ``r`` far above 1, no step avoids it), or whose derivative at the step that crosses no
   kink is no longer clear of round-off there (``|g . d|`` at most 3 times the round-off
@@ -262,18 +263,20 @@ def measure(
     zero: float,
     eps: float,
     atol: float,
-    start: list[float] | None = None,
+    start: list[float | torch.Tensor] | None = None,
 ) -> list[Along]:
     """Derivatives along each job's directions, each at the largest step up to ``eps`` that
     crosses no kink, made smaller once where truncation would dominate (:func:`_best_step`;
     ``atol``: the round-off level of a derivative at step ``eps``); the evaluations of all
-    jobs are batched (see the module docstring). ``start``: each job's first step (default
-    ``eps``; smaller where earlier directions of the same tensor needed it)."""
+    jobs are batched (see the module docstring). ``start``: each job's first step, or one per
+    direction (default ``eps``; smaller where earlier directions of the tensor needed it)."""
     base = objective.base
     device = next(iter(base.values())).device
     firsts = start or [eps] * len(jobs)
     states = [_State(next(iter(job.signs.values())).shape[0], first, device)
               for job, first in zip(jobs, firsts, strict=True)]  # fmt: skip
+    for st in states:
+        st.start = st.tried.clone()
     smallest = MIN_STEP * eps
     for _ in range(TRIES + 2):
         pending = [_Pending(job, st.todo, st.tried[st.todo], st.side[st.todo], index=i)
@@ -309,8 +312,13 @@ def measure(
                 flip = torch.zeros_like(accept)
             # crossed: a step at which every unit keeps its side, to first order (a crossing
             # can cascade: r need not shrink with h), no smaller than the smallest step
-            smaller = torch.clamp(h * torch.clamp(0.5 / ratio, max=0.5), min=smallest)
-            again = fresh & ~accept & ~flip & ~good & (h > smallest)
+            # (r can grow faster than the step: a unit after a crossing, or after a batch
+            # norm over two values, moves by more than its share; far over, shrink by r^2)
+            shrink = torch.where(ratio >= 2, 0.5 / ratio**2, 0.5 / ratio).clamp(max=0.5)
+            smaller = torch.clamp(h * shrink, min=smallest)
+            # ... and only while the derivative could still stand clear of round-off there
+            hopeful = a_.abs().cpu() > 3 * atol * eps / smaller
+            again = fresh & ~accept & ~flip & ~good & (h > smallest) & hopeful
             # measured: once more at a smaller step where truncation dominates
             best = torch.clamp(_best_step(h, n_, bend, atol * eps), min=smallest)
             refine = accept & fresh & (best < h / 2)
@@ -338,11 +346,11 @@ def measure(
 class _State:
     """What :func:`measure` knows about one job's directions."""
 
-    def __init__(self, count: int, eps: float, device: torch.device) -> None:
+    def __init__(self, count: int, eps: float | torch.Tensor, device: torch.device) -> None:
         self.num = torch.full((count,), math.nan, dtype=torch.float64, device=device)
         self.ana = torch.zeros(count, dtype=torch.float64, device=device)
         self.steps = torch.zeros(count, dtype=torch.float64)  # measured at; 0: not yet
-        self.tried = torch.full((count,), float(eps), dtype=torch.float64)
+        self.tried = torch.zeros(count, dtype=torch.float64) + torch.as_tensor(eps).cpu()
         self.start = self.tried.clone()
         self.side = torch.ones(count, dtype=torch.float64)  # one-sided: -1 once flipped
         self.refined = torch.zeros(count, dtype=torch.bool)  # made smaller for truncation

@@ -155,9 +155,11 @@ def _directions(s: _Setup, jobs: list[Job]) -> list[Measured]:
     A backward pass wrong by a factor ``c`` differs by ``|c - 1| / (c + 1)`` in *every*
     direction, so a unanimous first round cannot hide it, and a correct tensor costs
     ``2 * FIRST_ROUND`` evaluations instead of ``2 D``; a tensor with a disagreeing or
-    unmeasured direction gets all ``D``, and the median over the measured ones decides. The
-    signs of all ``D`` directions are drawn up front, so the result of the second round is
-    the one a single round of ``D`` directions gives.
+    unmeasured direction gets all ``D``, and the median over the measured ones decides (a
+    tensor none of whose first directions could be measured is ``inconclusive`` as it is:
+    the others meet the same units on kinks). The signs of all ``D`` directions are drawn
+    up front, so the result of the second round is the one a single round of ``D``
+    directions gives.
     """
     count = next(iter(jobs[0].signs.values())).shape[0] if jobs else 0
     first = min(count, FIRST_ROUND)
@@ -168,8 +170,11 @@ def _directions(s: _Setup, jobs: list[Job]) -> list[Measured]:
     heads = [cut(j, slice(0, first)) for j in jobs]
     alongs = measure(s.objective, s.grad, heads, s.zero, s.eps, s.atol)
     measured = [Measured.fast(a, h, s.eps) for h, a in zip(heads, alongs, strict=True)]
+    # a tensor none of whose first directions could be measured gets no more: they meet
+    # the same units on kinks
     again = [i for i, m in enumerate(measured)
-             if first < count and not _unanimous(m, s.atol, s.thresholds)]  # fmt: skip
+             if first < count and not _unanimous(m, s.atol, s.thresholds)
+             and bool(m.usable.any())]  # fmt: skip
     tails = [cut(jobs[i], slice(first, None)) for i in again]
     # the rest start at the step the first round settled on (kinks or truncation)
     start = [min(s.eps, float(alongs[i].steps[alongs[i].measured].min()))
