@@ -24,6 +24,13 @@ shared machine the ratio carries over, the seconds do not.
     python benchmarks/gradcheck_speed.py --threads 1  # on a shared, busy machine
     python benchmarks/gradcheck_speed.py --zoo-only   # only the real models
     python benchmarks/gradcheck_speed.py --resnet-only --threads 1  # the ResNet-18 figure
+    python benchmarks/gradcheck_speed.py --cnn-only --threads 1  # the three kinked CNNs
+
+``--cnn-only``: the CNNs full of kinks (ReLU6, hardswish, max-pool) that issue 25 found:
+torchvision ``mobilenet_v2``, ``shufflenet_v2_x0_5`` and timm ``regnety_002``, 10 classes,
+batch 2 at 32x32, each in train mode (batch statistics; dropout switched off) and eval mode:
+loss evaluations, the ratio of the check's time to one float64 forward+backward (target:
+at most 100x), the verdict, and whether a planted wrong sign in one tensor is found.
 
 Denormals are flushed (``torch.set_flush_denormal(True)``), as for every benchmark.
 """
@@ -78,11 +85,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--zoo-only", action="store_true", help="only the real models")
     parser.add_argument("--resnet-only", action="store_true", help="only the ResNet-18 case")
+    parser.add_argument("--cnn-only", action="store_true", help="only the three kinked CNNs")
+    parser.add_argument("--no-plant", action="store_true", help="skip the planted-bug checks")
+    parser.add_argument("--models", default=None, help="--cnn-only: comma-separated subset")
+    parser.add_argument("--modes", default="train,eval", help="--cnn-only: train, eval or both")
     parser.add_argument("--repeat", type=int, default=3, help="timing repeats (median)")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cnn_only:
+        cnn_checks(args)
+        return
     if not (args.zoo_only or args.resnet_only):
         mlp_checks(args)
     zoo_checks(args)
@@ -144,6 +158,82 @@ def zoo_checks(args: argparse.Namespace) -> None:
         print(f"{name:<14} {params:>9,} {len(result.tensors):>7} {result.evaluations:>6} "
               f"{t_step:>9.4f} {t_check:>8.2f} {t_check / t_step:>6.0f}  {result.verdict:<9} "
               f"{'found, named' if found else 'MISSED: ' + buggy.verdict}")  # fmt: skip
+
+
+CNN_CASES = {  # name -> (builder, parameter the planted bug breaks)
+    # (a tensor with a gradient clear of round-off in both modes: batch norm in training mode
+    # removes a constant shift, so the bias before it has none; RegNetY's main branches end
+    # in a zero-initialised batch norm scale)
+    "mobilenet_v2": ("torchvision", "classifier.1.weight"),
+    "shufflenet_v2_x0_5": ("torchvision", "stage3.0.branch2.3.weight"),
+    "regnety_002": ("timm", "s2.b1.downsample.conv.weight"),
+}
+
+
+def build_cnn(name: str) -> torch.nn.Module:
+    """One of ``CNN_CASES`` with 10 classes, built from its config (no weights downloaded)."""
+    import sys
+    import types
+
+    # the registry's torchvision wheel is a CUDA build (see tests/conftest.py)
+    sys.modules.setdefault(
+        "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if CNN_CASES[name][0] == "timm":
+            import timm
+
+            return timm.create_model(name, pretrained=False, num_classes=10)
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, num_classes=10)
+
+
+def cnn_checks(args: argparse.Namespace) -> None:
+    import copy
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 3, 32, 32, generator=g), torch.tensor([3, 7])
+    print(f"kinked CNNs, fast mode, batch 2 at 32x32, float64, dropout off, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}; median of "
+          f"{args.repeat} interleaved runs; ratio = check / one float64 forward+backward of "
+          "the same model in the same mode, same run (target <= 100x):")  # fmt: skip
+    print(f"{'model':<19} {'mode':<5} {'params':>9} {'tensors':>7} {'evals':>6} "
+          f"{'fwd+bwd s':>9} {'check s':>8} {'ratio':>6}  verdict       planted bug")  # fmt: skip
+    chosen = args.models.split(",") if args.models else list(CNN_CASES)
+    for name in chosen:
+        planted = CNN_CASES[name][1]
+        for training in [m == "train" for m in args.modes.split(",")]:
+            model = build_cnn(name).train(training)
+            model64 = copy.deepcopy(model).double()
+            for m in model64.modules():  # the baseline leaves running statistics alone too
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.track_running_stats = m.track_running_stats and not training
+                if isinstance(m, torch.nn.Dropout):
+                    m.eval()
+
+            def step(model64=model64):
+                F.cross_entropy(model64(x.double()), y).backward()
+
+            def check(model=model):
+                return gradcheck(model, "cross_entropy", x, y, mode="fast", dropout="off")
+
+            for _ in range(2):
+                step()  # warm-up
+            result, t_step, t_check = interleaved(step, check, args.repeat)
+            found = "skipped"
+            if not args.no_plant:
+                buggy = gradcheck(plant_bug(model, planted, -1.0), "cross_entropy", x, y,
+                                  mode="fast", dropout="off")  # fmt: skip
+                hit = buggy.verdict == "bug" and buggy.worst_tensor == planted
+                found = "found, named" if hit else f"MISSED: {buggy.verdict} {buggy.worst_tensor}"
+            params = sum(p.numel() for p in model.parameters())
+            mode = "train" if training else "eval"
+            ratio = t_check / t_step
+            print(f"{name:<19} {mode:<5} {params:>9,} {len(result.tensors):>7} "
+                  f"{result.evaluations:>6} {t_step:>9.4f} {t_check:>8.2f} {ratio:>6.0f}  "
+                  f"{result.verdict:<13} {found}", flush=True)  # fmt: skip
 
 
 def mlp_checks(args: argparse.Namespace) -> None:

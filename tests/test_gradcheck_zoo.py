@@ -54,10 +54,10 @@ def test_zoo_models_pass_and_a_planted_bug_is_named(name):
     check = gradcheck(model, "cross_entropy", inputs, targets, mode="fast", dropout="off")
     assert check.verdict == "correct", str(check)
     if name.startswith("resnet"):
-        # vmap ran everywhere: the downsample branches (out += identity under vmap fails)
-        # with the in-place add made out of place, after a check against the loop
+        # vmap ran everywhere: fast mode batches several tensors per call, and where the
+        # downsample branch is batched alone (out += identity under vmap fails) the in-place
+        # add is made out of place, after a check against the loop
         assert check.vectorized
-        assert any("downsample" in n and "out of place" in n for n in check.notes)
         assert not any("in a loop" in n for n in check.notes)
         # two rounds of directions: at most half the 2 * 7 * (T + 1) of one round of 7
         assert check.evaluations < 7 * (len(check.tensors) + 1)
@@ -121,8 +121,10 @@ def test_batch_norm_on_two_examples_is_never_called_a_bug():
     zoo = ZOO["resnet_basic"](seed=1, batch=2, size=16)
     check = gradcheck(zoo.model, "cross_entropy", zoo.example, torch.tensor([0, 1]),
                       mode="fast", seed=1)  # fmt: skip
+    # Now each direction is measured at the step that balances truncation and the measured
+    # round-off of this loss (far worse than float64's), so the rows agree at smaller steps.
     assert check.verdict in ("correct", "look closer"), str(check)
-    assert max(t.rel for t in check.tensors) > 1e-3  # it would have been a "bug"
-    assert any("at eps 1e-08" in n or "shrinks with the step" in n for n in check.notes)
+    assert min(t.step for t in check.tensors) < 1e-8
+    assert any("rounds worse than float64" in n for n in check.notes)
     if check.verdict == "look closer":
         assert any("very few values per channel" in n for n in check.notes)

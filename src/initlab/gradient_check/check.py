@@ -15,8 +15,9 @@ entries and per parameter tensor, the worst entries with their indices, and a ve
 Differences at the level of floating-point noise count as correct whatever their relative
 size (a tensor whose gradient is ~0 would otherwise get a meaningless ratio): noise means
 ``|g_num - g| <= atol`` per entry (the norm over ``n`` entries ``<= atol * sqrt(n)``), where by
-default ``atol = 16 * eps_float64 * max(|L|, 1) / h`` (about ``3.6e-8`` for ``h = 1e-7``), the
-round-off of ``L`` divided by the step.
+default ``atol = max(16 * eps_float64 * max(|L|, 1), 4 r) / h`` (about ``3.6e-8`` for ``h =
+1e-7``), the round-off of ``L`` divided by the step; ``r`` is the round-off of ``L`` measured
+at the point (8 evaluations: batch norm over two values rounds far worse than float64).
 
 Choosing ``eps`` (= ``h``). The central difference has truncation error ``h^2 |L'''| / 6`` and
 round-off error about ``eps_machine |L| / h``. Everything runs in float64 (``eps_machine =
@@ -41,36 +42,48 @@ Modes (``P`` parameters in ``T`` tensors):
   as in the full check) compare ``(L(w + h d) - L(w - h d)) / (2 h)`` with ``g . d``: a
   backward pass wrong by a factor ``c`` in one tensor gives relative error ``|c - 1| / (c +
   1)`` in *every* direction of that tensor, whatever its size. Per tensor, the relative error
-  ``|num - ana| / (|num| + |ana|)`` is aggregated over the directions by the *median*, so one
-  direction that crosses a kink does not fail a correct model. Directions come in two rounds
-  (:func:`~initlab.gradient_check.runner._directions`): the first two, and the others only
-  where those two are not both correct on their own (no kink, difference below the threshold
-  or at round-off): a wrong backward pass shows in every direction, so two agreeing ones
-  cannot hide it. Between ``4 (T + 1)`` and ``2 (T + 1) directions`` evaluations: the cost
-  does not grow with the parameter count.
+  ``|num - ana| / (|num| + |ana|)`` is aggregated over the directions by the *median*.
+  Directions come in two rounds (:func:`~initlab.gradient_check.runner._directions`): the
+  first two, and the others only where those two are not both correct on their own: a wrong
+  backward pass shows in every direction, so two agreeing ones cannot hide it. About ``4 (T
+  + 1)`` evaluations where every tensor agrees at once, batched several tensors per vmap
+  call; the cost does not grow with the parameter count.
 
-Kinks: the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w) - L(w - h)) / h`` come
-for free. Where they disagree and keep disagreeing at ``h / 10``, the loss has a kink *at* the
-point (a ReLU input exactly 0), the derivative does not exist, and the analytic value is
-compared with the range between the two; where the gap vanishes at ``h / 10``, the step
-crossed a kink *near* the point and the central difference at ``h / 10`` is used (see
-:func:`~initlab.gradient_check.numerics._at_kinks`). Kink directions are left out of the
-fast-mode median; a tensor with mostly kink directions is checked entry by entry. A tensor
-that is still not correct is measured again at ``h / 10`` and ``h / 100``: a difference that
-shrinks with the step is truncation or kinks, never a ``bug`` (see
-:mod:`initlab.gradient_check.runner`). Anything not finite is ``not finite``, never a pass.
+Kinks (fast mode, :mod:`~initlab.gradient_check.kinks` and
+:mod:`~initlab.gradient_check.directions`). The inputs of ReLU, ReLU6/hardtanh/clamp,
+hardswish, hardsigmoid, leaky ReLU, abs and max-pool are recorded at the point. Entries that
+move a unit sitting exactly on a kink (a ReLU6 input of exactly 0) are left out of the
+directions (one-sided directions where a tensor has no others); each direction is measured
+at the largest step up to ``h`` that moves no unit across a kink (seen during the evaluation
+itself) and that balances truncation against round-off; a direction that no step clear of
+round-off can measure is not compared, and a tensor none of whose directions could be
+measured is ``inconclusive``, with the number of kinks, never a ``bug``.
+
+Kinks in full and sample modes: the one-sided differences ``(L(w + h) - L(w)) / h`` and ``(L(w)
+- L(w - h)) / h`` come for free. Where they disagree and keep disagreeing at ``h / 10``, the
+loss has a kink *at* the point (a ReLU input exactly 0), the derivative does not exist, and
+the analytic value is compared with the range between the two; where the gap vanishes at ``h
+/ 10``, the step crossed a kink *near* the point and the central difference at ``h / 10`` is
+used (see :func:`~initlab.gradient_check.numerics._at_kinks`). In every mode, a row that is
+still not correct is measured again at ``h / 10`` and ``h / 100``: a difference that shrinks
+with the step is truncation or kinks, never a ``bug`` (see
+:mod:`initlab.gradient_check.decide`). Anything not finite is ``not finite``, never a pass.
 
 Stochastic layers and state: the check works on a float64 deep copy of the model, so the
-model, its gradients and its buffers are never modified. Dropout (and RReLU) in training mode
-makes the loss random, so the check refuses it unless ``dropout="off"``, which puts every
-module but batch norm in eval mode *in the copy* (functional and attention dropout included,
-see :mod:`initlab.gradient_check.model_io`). Batch norm in training mode is checked as it
+model, its gradients and its buffers are never modified. Dropout, drop-path, stochastic
+depth (and RReLU) in training mode make the loss random, so the check refuses them unless
+``dropout="off"``, which puts every module but batch norm in eval mode *in the copy*
+(functional and attention dropout included, see :mod:`initlab.gradient_check.model_io`).
+They are found before anything is measured, by type and by behaviour: any module whose
+output changes between calls on the same input (a seeded RNG, so the same answer every
+time), and the refusal names them. Batch norm in training mode is checked as it
 trains, with the statistics of the batch; its running statistics are not updated (not even
 in the copy). A loss that still changes between two evaluations at the same point is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Sequence
@@ -88,6 +101,7 @@ from initlab.gradient_check.model_io import (
     SMALL_BATCH,
     KeepFloat64,
     batch_statistics_sizes,
+    changing_modules,
     random_modules,
     split_inputs,
     switch_off_randomness,
@@ -168,7 +182,7 @@ def _reasons(work: nn.Module, args: tuple, kwargs: dict, result: GradCheck) -> l
             "weights, so finite differences carry truncation error even for a correct backward "
             "pass; check with a larger batch (or the model in eval mode) to be sure"
         )
-    if sum(t.kinks for t in result.tensors):
+    if result.mode != "fast" and sum(t.kinks for t in result.tensors):
         reasons.append(
             "ReLU/max-pool kinks sit at the checked point (see the kinks column): there the "
             "derivative does not exist and any value between the one-sided ones is right"
@@ -241,17 +255,6 @@ def gradcheck(
 
     notes: list[str] = []
     work = copy.deepcopy(model)
-    stochastic = random_modules(work)
-    if stochastic and dropout == "refuse":
-        raise ValueError(
-            f"dropout is active (training mode) in {_listed(stochastic)}: it makes the loss "
-            "random and a gradient check meaningless; pass dropout='off' to check the network "
-            "with every dropout switched off (or call model.eval())"
-        )
-    if dropout == "off":
-        switch_off_randomness(work)
-        if stochastic:
-            notes.append(f"dropout switched off for the check in {_listed(stochastic)}")
     batch_norms = [
         name
         for name, m in work.named_modules()
@@ -259,12 +262,37 @@ def gradcheck(
     ]
     for name in batch_norms:
         work.get_submodule(name).track_running_stats = False
+    work = work.to(torch.float64)
+    args64, kwargs64, targets64 = to64(args), to64(kwargs), to64(targets)
+    if dropout == "refuse":
+        # by type first; only where none is known, by behaviour (a forward with replays)
+        stochastic = random_modules(work)
+        by_behaviour = [] if stochastic else changing_modules(work, args64, kwargs64)
+        if stochastic or by_behaviour:
+            shown = [*stochastic, *(f"{n} (output changes between two calls on the same "
+                                    "input)" for n in by_behaviour)]  # fmt: skip
+            raise ValueError(
+                f"dropout is active (training mode) in {_listed(shown)}: it makes the loss "
+                "random and a gradient check meaningless; pass dropout='off' to check the "
+                "network with every dropout switched off (or call model.eval())"
+            )
+    else:
+        stochastic = random_modules(work)
+        switch_off_randomness(work)
+        if stochastic:
+            notes.append(f"dropout switched off for the check in {_listed(stochastic)}")
+        still = changing_modules(work, args64, kwargs64)
+        if still:
+            raise ValueError(
+                f"{_listed(still)}: output changes between two calls on the same input even "
+                "with dropout switched off (every module but batch norm in eval mode); a "
+                "gradient check needs a deterministic loss"
+            )
     if batch_norms:
         notes.append(
             f"batch norm ({_listed(batch_norms)}) checked in training mode with batch "
             "statistics; running statistics not updated"
         )
-    work = work.to(torch.float64)
     for p in work.parameters():
         p.grad = None
     base = {n: p.detach() for n, p in work.named_parameters() if p.requires_grad}
@@ -277,13 +305,16 @@ def gradcheck(
             "the model has no trainable parameters (requires_grad) with entries to check"
             + (f"; {_listed(empty)} have size 0" if empty else "")
         )
-    args64, kwargs64, targets64 = to64(args), to64(kwargs), to64(targets)
     takes_params = _takes_params(loss_fn)
 
     keep64 = KeepFloat64()
+    calls = [0]
 
     def objective(params: dict[str, torch.Tensor]) -> torch.Tensor:
-        with keep64:
+        # the first forward shows whether the model casts to a lower precision; where it
+        # does not, the others run without the mode (a Python call per torch function)
+        calls[0] += 1
+        with keep64 if calls[0] == 1 or keep64.skipped else contextlib.nullcontext():
             outputs = torch.func.functional_call(work, params, args64, kwargs64)
             if takes_params:
                 return loss_fn(outputs, targets64, params=params)
@@ -295,7 +326,8 @@ def gradcheck(
         result = _run_check(objective, base, mode=mode, eps=float(eps), samples=int(samples),
                             directions=int(directions), generator=generator,
                             thresholds=low_high, atol=atol, worst=int(worst),
-                            vectorize=vectorize, notes=notes, start=start)  # fmt: skip
+                            vectorize=vectorize, notes=notes, start=start,
+                            model=work)  # fmt: skip
     if result.verdict != "correct":
         result.notes.extend(_reasons(work, args64, kwargs64, result))
     if keep64.skipped:

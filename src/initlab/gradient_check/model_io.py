@@ -96,23 +96,127 @@ def _named(outputs: Any, name: str) -> Any:
     return getattr(outputs, name, None)
 
 
+_RANDOM_CLASSES = ("DropPath", "StochasticDepth", "DropBlock", "Dropout")
+_PROBABILITIES = ("p", "drop_prob", "drop_rate", "prob")
+
+
 def random_modules(model: nn.Module) -> list[str]:
-    """Modules whose training mode makes the loss random: dropout (any ``p > 0``), RReLU, and
-    modules configured with a non-zero attention or hidden dropout probability."""
+    """Modules whose training mode makes the loss random, found by type: dropout (any ``p >
+    0``), RReLU, drop-path and stochastic depth (timm's ``DropPath`` and ``DropBlock``,
+    torchvision's ``StochasticDepth``, or any class so named, with a non-zero ``p``,
+    ``drop_prob`` or ``drop_rate``), and modules configured with a non-zero attention or
+    hidden dropout probability. :func:`changing_modules` finds the others by behaviour."""
     found = []
     for name, m in model.named_modules():
         if not m.training:
             continue
-        if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0:
-            found.append(name or type(m).__name__)
-        elif isinstance(m, nn.RReLU):
-            found.append(name or "RReLU")
+        label = name or type(m).__name__
+        if (isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0) or isinstance(m, nn.RReLU):
+            found.append(label)
+        elif any(word in type(m).__name__ for word in _RANDOM_CLASSES):
+            chances = [getattr(m, a) for a in _PROBABILITIES
+                       if isinstance(getattr(m, a, None), int | float)]  # fmt: skip
+            if not chances or any(c > 0 for c in chances):
+                found.append(label)
         elif any(
             isinstance(getattr(m, attr, None), float) and getattr(m, attr) > 0
             for attr in ("attention_dropout", "dropout", "attn_dropout", "dropout_p")
         ):
-            found.append(name or type(m).__name__)
+            found.append(label)
     return found
+
+
+def changing_modules(
+    model: nn.Module, args: tuple, kwargs: dict, calls: int = 2, seed: int = 0
+) -> list[str]:
+    """Modules in training mode whose output changes between calls on the same input, found
+    by behaviour: one forward pass in which every such module, once it has run, is called
+    ``calls - 1`` more times on a copy of its input (its own ``forward``, so hooks and
+    children's replays stay out) and its outputs compared. The global RNG is forked and
+    seeded with ``seed``, so the answer is the same every time; a module that draws rarely
+    (drop-path at rate 0.1 on a batch of two gives the same output in two calls with
+    probability about 0.67) can still slip through, which is why :func:`random_modules`
+    knows them by type too. It costs about ``calls`` forward passes per level of nesting. Only the
+    innermost such modules are named (their ancestors change because they do). ``model`` is
+    the check's own copy (batch norm does not update running statistics)."""
+    names = {m: name for name, m in model.named_modules() if m.training}
+    if not names:
+        return []
+    found: list[str] = []
+    inputs: dict[nn.Module, list[tuple[tuple, dict]]] = {}
+    replaying = [False]
+
+    def keep(module: nn.Module, a: tuple, kw: dict) -> None:
+        if not replaying[0]:
+            inputs.setdefault(module, []).append((_cloned(a), _cloned(kw)))
+
+    def compare(module: nn.Module, a: tuple, kw: dict, output: Any) -> None:
+        if replaying[0] or not inputs.get(module):
+            return
+        a0, kw0 = inputs[module].pop()
+        replaying[0] = True
+        try:
+            for _ in range(calls - 1):
+                again = module.forward(*_cloned(a0), **_cloned(kw0))
+                if not _same(_tensors(output), _tensors(again)):
+                    name = names[module]
+                    inner = [f for f in found if f.startswith(f"{name}.") or name == ""]
+                    if not inner:
+                        found.append(name or type(module).__name__)
+                    break
+        finally:
+            replaying[0] = False
+
+    handles = []
+    for m in names:
+        handles.append(m.register_forward_pre_hook(keep, with_kwargs=True))
+        handles.append(m.register_forward_hook(compare, with_kwargs=True))
+    try:
+        with torch.no_grad(), KeepFloat64(), torch.random.fork_rng(devices=_devices(model)):
+            torch.manual_seed(seed)
+            model(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def _cloned(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, tuple | list):
+        return type(value)(_cloned(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _cloned(v) for k, v in value.items()}
+    return value
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, Mapping):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b, strict=True):
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        if x.is_floating_point():
+            if not torch.allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True):
+                return False
+        elif not torch.equal(x, y):
+            return False
+    return True
+
+
+def _devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
 
 
 def switch_off_randomness(model: nn.Module) -> None:

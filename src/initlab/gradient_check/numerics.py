@@ -1,5 +1,6 @@
 """The numerics of a gradient check: batched loss evaluations, central and one-sided
-differences over entries or random directions, kinks, and the relative difference.
+differences over single entries, kinks met by them, and the relative difference (the
+directions of fast mode are in :mod:`initlab.gradient_check.directions`).
 
 See :mod:`initlab.gradient_check.check` for the math.
 """
@@ -11,6 +12,8 @@ import warnings
 from collections.abc import Callable, Mapping
 
 import torch
+
+from initlab.gradient_check.kinks import KinkWatch
 
 # Largest number of perturbed parameter elements held at once by one vmap call (float64:
 # 8 bytes each, so 8 MiB: cache-friendly), and the most perturbed settings per call.
@@ -55,6 +58,10 @@ class _Objective:
     ``autograd.Function`` without a vmap rule, ``.item()``) or the check disagrees, that group
     is evaluated in a plain loop from then on, with the same numbers (``looped``); other groups
     keep vmap. ``vectorized``: whether any call used vmap.
+
+    With a :class:`~initlab.gradient_check.kinks.KinkWatch` (``watch``), every evaluation also
+    returns the largest fraction of a kink margin its step used (and, when asked, how many
+    units changed piece): see :meth:`evaluate`.
     """
 
     def __init__(
@@ -62,37 +69,65 @@ class _Objective:
         fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
         base: dict[str, torch.Tensor],
         vectorize: bool,
+        watch: KinkWatch | None = None,
     ) -> None:
         self.fn = fn
         self.base = base
         self.vectorize = vectorize
+        self.watch = watch
         self.vectorized = False
         self.looped: list[tuple[str, ...]] = []
         self.rewritten: list[tuple[str, ...]] = []
         self.evaluations = 0
+        self._count = False
 
-    def _one(self, changes: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _value(self, changes: Mapping[str, torch.Tensor]) -> torch.Tensor:
         value = self.fn({**self.base, **changes})
         if not isinstance(value, torch.Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
             raise ValueError(f"the loss must be a scalar tensor; got {shape}")
         return value.reshape(())
 
+    def _one(self, changes: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        if self.watch is None:
+            return (self._value(changes),)
+        with self.watch.evaluating(self._count):
+            value = self._value(changes)
+        ratio, count = self.watch.result()
+        return value, ratio.to(value.dtype).reshape(()), count.reshape(())
+
     def values(self, batched: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``L`` at ``B`` settings: ``batched[name]`` has shape ``(B, *shape)``; the other
         tensors stay at ``base``. Returns shape ``(B,)``."""
-        count = next(iter(batched.values())).shape[0]
+        return self.evaluate(batched)[0]
+
+    def evaluate(
+        self,
+        batched: Mapping[str, torch.Tensor],
+        count: bool = False,
+        elements: int = _CHUNK_ELEMENTS,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """:meth:`values`, and with a watch the largest margin fraction ``r`` of each setting
+        (``r >= 1``: a unit changed piece) and, with ``count``, how many units did.
+        ``elements``: the most perturbed entries one batched call holds."""
+        count_settings = next(iter(batched.values())).shape[0]
         per_setting = sum(v[0].numel() for v in batched.values())
-        step = max(1, min(_CHUNK_SETTINGS, _CHUNK_ELEMENTS // max(per_setting, 1)))
+        step = max(1, min(_CHUNK_SETTINGS, elements // max(per_setting, 1)))
         out = []
+        self._count = count
         with torch.no_grad():
-            for start in range(0, count, step):
+            for start in range(0, count_settings, step):
                 chunk = {k: v[start : start + step] for k, v in batched.items()}
                 out.append(self._chunk(chunk))
-        self.evaluations += count
-        return torch.cat(out)
+        self.evaluations += count_settings
+        parts = [torch.cat(p) for p in zip(*out, strict=True)]
+        if self.watch is None:
+            return parts[0], None, None
+        return parts[0], parts[1], parts[2]
 
-    def _vmap(self, chunk: Mapping[str, torch.Tensor], out_of_place: bool) -> torch.Tensor:
+    def _vmap(
+        self, chunk: Mapping[str, torch.Tensor], out_of_place: bool
+    ) -> tuple[torch.Tensor, ...]:
         with warnings.catch_warnings():
             # vmap runs ops without a batching rule in a loop, and says so once per op
             warnings.filterwarnings("ignore", message="There is a performance drop")
@@ -101,9 +136,12 @@ class _Objective:
             with _OutOfPlace():
                 return torch.func.vmap(self._one)(dict(chunk))
 
-    def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def _chunk(self, chunk: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
         group = tuple(chunk)
-        if self.vectorize and group not in self.looped:
+        # a group with a tensor that vmap could not batch before goes straight to the loop
+        # (fast mode batches varying groups of tensors together: each failed try costs)
+        failed = {name for looped in self.looped for name in looped}
+        if self.vectorize and not failed.intersection(group):
             try:
                 values = self._vmap(chunk, out_of_place=group in self.rewritten)
             except Exception:
@@ -112,23 +150,24 @@ class _Objective:
                 self.vectorized = True
                 return values
         count = next(iter(chunk.values())).shape[0]
-        return torch.stack([self._one({k: v[i] for k, v in chunk.items()}) for i in range(count)])
+        ones = [self._one({k: v[i] for k, v in chunk.items()}) for i in range(count)]
+        return tuple(torch.stack(p) for p in zip(*ones, strict=True))
 
     def _rewrite(
         self, group: tuple[str, ...], chunk: Mapping[str, torch.Tensor]
-    ) -> torch.Tensor | None:
+    ) -> tuple[torch.Tensor, ...] | None:
         """vmap with in-place updates out of place, checked against the loop at the first
         setting; ``None`` (and the group looped from then on) where that fails or disagrees."""
         if group not in self.rewritten:
             try:
                 values = self._vmap(chunk, out_of_place=True)
-                plain = self._one({k: v[0] for k, v in chunk.items()})
+                plain = self._one({k: v[0] for k, v in chunk.items()})[0]
             except Exception:
                 values = plain = None
             agree = (
                 values is not None
                 and plain is not None
-                and bool((values[0] - plain).abs() <= 1e-10 * max(1.0, float(plain.abs())))
+                and bool((values[0][0] - plain).abs() <= 1e-10 * max(1.0, float(plain.abs())))
             )
             if agree:
                 self.rewritten.append(group)
@@ -210,66 +249,17 @@ def _entries(
     return central, (up - zero) / (plus - here), (zero - down) / (here - minus)
 
 
-def _signs(
-    base: Mapping[str, torch.Tensor], directions: int, generator: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """``directions`` random sign vectors (entries +-1) per tensor."""
-    return {
-        name: (2 * torch.randint(0, 2, (directions, *v.shape), generator=generator) - 1).to(v)
-        for name, v in base.items()
-    }
-
-
-def _directional(
-    objective: _Objective,
-    base: Mapping[str, torch.Tensor],
-    grad: Mapping[str, torch.Tensor],
-    eps: float,
-    signs: Mapping[str, torch.Tensor],
-    zero: float,
-) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Derivatives along the sign vectors ``d``: analytic ``g . d_h`` with ``d_h = (w^+ -
-    w^-) / (2 h)`` (the step after rounding), and numeric central ``(L(w + h d) - L(w - h
-    d)) / (2 h)`` and one-sided ``(L^+ - L) / h``, ``(L - L^-) / h``."""
-    count = next(iter(signs.values())).shape[0]
-    plus = {k: base[k] + eps * d for k, d in signs.items()}
-    minus = {k: base[k] - eps * d for k, d in signs.items()}
-    analytic = torch.zeros(count, dtype=torch.float64, device=next(iter(base.values())).device)
-    for k in signs:
-        step = (plus[k] - minus[k]) / (2 * eps)
-        analytic += (step * grad[k]).reshape(count, -1).sum(1).to(torch.float64)
-    values = objective.values({k: torch.cat([plus[k], minus[k]]) for k in signs}).double()
-    up, down = values[:count], values[count:]
-    return analytic, ((up - down) / (2 * eps), (up - zero) / eps, (zero - down) / eps)
-
-
-def _fast(
-    objective: _Objective,
-    base: Mapping[str, torch.Tensor],
-    grad: Mapping[str, torch.Tensor],
-    eps: float,
-    signs: Mapping[str, torch.Tensor],
-    zero: float,
-    atol: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Numeric derivatives, kink flags and analytic derivatives along the sign vectors
-    ``signs`` (from :func:`_signs`)."""
-    ana, sides = _directional(objective, base, grad, eps, signs, zero)
-
-    def refine(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        some = {k: d[mask] for k, d in signs.items()}
-        _, (_, plus, minus) = _directional(objective, base, grad, eps / 10, some, zero)
-        return plus, minus
-
-    num, kinks = _at_kinks(ana, *sides, atol, refine)
-    return num, kinks, ana
-
-
-def _compare(num: torch.Tensor, ana: torch.Tensor, atol: float, mode: str) -> tuple[float, bool]:
+def _compare(
+    num: torch.Tensor, ana: torch.Tensor, atol: float | torch.Tensor, mode: str
+) -> tuple[float, bool]:
     """Relative difference and whether it is at round-off level (see the module docstring).
 
-    Anything non-finite (a NaN numeric derivative when the step is lost in round-off, an
-    infinite gradient) gives a NaN difference that is never at round-off level: never a pass.
+    Fast mode (directions): the median over directions of ``|num - ana| / (|num| + |ana|)``,
+    and round-off where the median of ``|num - ana| / atol`` is at most 1 (``atol`` may be a
+    tensor: one level per direction, for directions measured at their own step). Entries:
+    the norm ratio, and round-off where ``||num - ana|| <= atol sqrt(n)``. Anything non-finite
+    (a NaN numeric derivative when the step is lost in round-off, an infinite gradient) gives
+    a NaN difference that is never at round-off level: never a pass.
     """
     if not (bool(torch.isfinite(num).all()) and bool(torch.isfinite(ana).all())):
         return math.nan, False
@@ -277,12 +267,23 @@ def _compare(num: torch.Tensor, ana: torch.Tensor, atol: float, mode: str) -> tu
     if mode == "fast":
         scale = num.abs() + ana.abs()
         per = torch.where(scale > 0, diff.abs() / scale.clamp_min(1e-300), 0.0)
-        return float(per.median()), bool(diff.abs().median() <= atol)
+        return float(per.median()), bool((diff.abs() / atol).median() <= 1)
     scale = float(num.norm() + ana.norm())
     if not math.isfinite(scale):  # finite entries whose norm overflows
         return math.nan, False
     rel = float(diff.norm()) / scale if scale > 0 else 0.0
-    return rel, bool(diff.norm() <= atol * math.sqrt(diff.numel()))
+    return rel, bool(diff.norm() <= float(atol) * math.sqrt(diff.numel()))
+
+
+def _typical_diff(num: torch.Tensor, ana: torch.Tensor, mode: str) -> float:
+    """The ``|num - ana|`` that :func:`_compare` holds against ``atol``: the median over
+    directions (fast), the root mean square over entries (full, sample)."""
+    if num.numel() == 0:
+        return 0.0
+    diff = (num - ana).abs()
+    if mode == "fast":
+        return float(diff.median())
+    return float(diff.norm()) / math.sqrt(diff.numel())
 
 
 def _unravel(i: int, shape: tuple[int, ...]) -> tuple[int, ...]:

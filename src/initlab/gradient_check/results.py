@@ -3,7 +3,9 @@
 ``rel`` is the relative difference ``||g_num - g|| / (||g_num|| + ||g||)``; the verdict is
 ``correct`` below ``thresholds[0]`` (or at round-off level), ``bug`` above ``thresholds[1]``,
 ``look closer`` in between. A non-finite difference (a NaN or infinite loss, gradient or
-finite difference) is ``not finite``, which never passes.
+finite difference) is ``not finite``, which never passes. ``inconclusive``: fast mode could
+measure no direction of a tensor without moving a unit that sits exactly on a kink across
+it (the loss has no derivative there to compare with); it passes, and says how many kinks.
 """
 
 from __future__ import annotations
@@ -15,18 +17,28 @@ from typing import Any
 from initlab._core.table import format_table, format_value
 from initlab._core.validation import unknown_name_error
 
-VERDICTS = ("correct", "look closer", "bug", "not finite")
+VERDICTS = ("correct", "inconclusive", "look closer", "bug", "not finite")
 
 
 @dataclass(frozen=True)
 class TensorCheck:
-    """The check of one parameter tensor (or input of a function).
+    """The check of one parameter tensor (or input of a function), or of all of them together
+    (the ``overall`` row). Every number is the one its verdict was decided on.
 
     ``checked``: entries (full/sample) or directions (fast) compared. ``rel``: relative
     difference (norm ratio in full/sample, median over directions in fast). ``max_diff``: the
-    largest ``|g_num - g|`` over the checked entries (directional derivatives in fast).
-    ``noise``: the difference is at the level of round-off (then the verdict is ``correct``).
-    ``kinks``: entries (directions) at a kink, compared with the one-sided range.
+    largest ``|g_num - g|`` over the compared entries (directional derivatives in fast).
+    ``diff_atol``: the difference in units of the round-off level ``atol`` (fast: the median
+    over directions of ``|g_num - g| / atol``, ``atol`` scaled to each direction's step;
+    full/sample: ``||g_num - g|| / (atol sqrt(n))``); ``noise`` is ``diff_atol <= 1``, and
+    then the verdict is ``correct``. ``step``: the step ``eps`` of the deciding measurement
+    (smaller than the check's ``eps`` where a larger step did not agree, see the notes; fast
+    mode shortens single directions to cross no kink: ``step`` is the smallest used).
+    ``kinks``: fast mode, the units that the directions nobody could measure move across a
+    kink at their first step (the fewest over them; 0 where every direction was measured);
+    full/sample, the entries at a kink, compared with the range of the one-sided
+    derivatives. ``left_out``: entries left out of fast mode's directions because they move
+    a unit sitting on a kink.
     """
 
     name: str
@@ -38,16 +50,22 @@ class TensorCheck:
     noise: bool
     verdict: str
     kinks: int = 0
+    diff_atol: float = 0.0
+    step: float = 0.0
+    left_out: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kinks": self.kinks,
             "name": self.name,
             "shape": list(self.shape),
             "checked": self.checked,
+            "left_out": self.left_out,
+            "kinks": self.kinks,
             "grad_norm": self.grad_norm,
+            "step": self.step,
             "rel": self.rel,
             "max_diff": self.max_diff,
+            "diff_atol": self.diff_atol,
             "noise": self.noise,
             "verdict": self.verdict,
         }
@@ -94,20 +112,21 @@ class Entry:
 class GradCheck:
     """The result of :func:`gradcheck` / :func:`gradcheck_function`.
 
-    ``rel``: overall relative difference ``||g_num - g|| / (||g_num|| + ||g||)`` (fast mode:
-    median over the joint directions). ``verdict``: the worst of the overall and per-tensor
-    verdicts. ``passed``: no ``bug`` or ``not finite`` verdict (``look closer`` passes; use
-    ``verdict == "correct"`` to be strict). ``worst``: the entries (directions) with the largest
-    ``|g_num - g|``. ``evaluations``: loss evaluations used.
+    ``tensors``: one row per checked tensor; ``overall``: the row of all tensors together
+    (fast mode: directions over all of them; else every compared entry at once). ``verdict``:
+    the worst verdict over these rows (in the order of ``VERDICTS``), and :attr:`summary` is
+    written from the same rows, so the text never disagrees with the table. ``passed``: no
+    ``bug`` or ``not finite`` verdict (``look closer`` and ``inconclusive`` pass; use
+    ``verdict == "correct"`` to be strict). ``worst``: the entries (directions) with the
+    largest ``|g_num - g|``. ``evaluations``: loss evaluations used.
     """
 
     mode: str
     eps: float
     loss: float
-    rel: float
-    overall_noise: bool
     verdict: str
     tensors: list[TensorCheck]
+    overall: TensorCheck
     worst: list[Entry]
     thresholds: tuple[float, float]
     atol: float
@@ -115,17 +134,23 @@ class GradCheck:
     seconds: float
     vectorized: bool
     notes: list[str] = field(default_factory=list)
-    overall_verdict: str = ""  # the joint comparison's own verdict (empty: from rel)
+
+    @property
+    def rel(self) -> float:
+        """The overall relative difference (fast mode: median over the joint directions)."""
+        return self.overall.rel
 
     @property
     def passed(self) -> bool:
-        return self.verdict in ("correct", "look closer")
+        return self.verdict in ("correct", "inconclusive", "look closer")
 
     @property
     def worst_tensor(self) -> str:
-        """The tensor with the largest relative difference among those above noise."""
+        """The tensor with the worst verdict (``inconclusive`` counts as ``correct``: nothing
+        was measured), and among those the largest relative difference above noise."""
         above = [t for t in self.tensors if not t.noise] or self.tensors
-        return max(above, key=lambda t: _nan_last(t.rel)).name
+        rank = {"correct": 0, "inconclusive": 0, "look closer": 1, "bug": 2, "not finite": 3}
+        return max(above, key=lambda t: (rank[t.verdict], _nan_last(t.rel))).name
 
     def __getitem__(self, name: str) -> TensorCheck:
         for t in self.tensors:
@@ -135,15 +160,25 @@ class GradCheck:
 
     @property
     def summary(self) -> str:
+        """The verdict in words, from the rows of the table (see the class docstring)."""
         low, high = self.thresholds
+        rows = [*self.tensors, self.overall]
+        bad = [t for t in rows if t.verdict == self.verdict]
+        names = _listed([t.name for t in bad])
         if self.verdict == "correct":
+            below = sum(t.rel < low for t in rows)
+            smaller = sum(t.step < self.eps for t in rows)
             return (
-                f"correct: relative differences below {format_value(low)} (or at round-off "
-                f"level) everywhere"
+                f"correct: in all {len(rows)} rows ({len(self.tensors)} tensors and overall) "
+                f"the relative difference is below {format_value(low)} ({below} rows) or the "
+                f"difference is at round-off level, |diff|/atol <= 1 ({len(rows) - below})"
+                + (
+                    f"; {smaller} measured at a smaller step (see the step column)"
+                    if smaller
+                    else ""
+                )
             )
-        bad = [t for t in self.tensors if t.verdict == self.verdict]
-        names = ", ".join(t.name for t in bad) or "overall"
-        worst = max([t.rel for t in bad] + [self.rel if not bad else 0.0], key=_nan_last)
+        worst = max(bad, key=lambda t: _nan_last(t.rel))
         if self.verdict == "not finite":
             return (
                 f"not finite: a loss, gradient or finite difference in {names} is NaN or "
@@ -152,8 +187,19 @@ class GradCheck:
             )
         if self.verdict == "bug":
             return (
-                f"bug: relative difference {format_value(worst)} > {format_value(high)} in "
-                f"{names}; the back-propagated gradient there is almost surely wrong"
+                f"bug: relative difference {format_value(worst.rel)} > {format_value(high)} in "
+                f"{names} (at step {format_value(worst.step)}); the back-propagated gradient "
+                "there is almost surely wrong"
+            )
+        if self.verdict == "inconclusive":
+            most = max(bad, key=lambda t: t.kinks)
+            return (
+                f"inconclusive at {most.kinks} kinks: no direction of {names} could be "
+                "measured: each moves units sitting on a kink (ReLU, ReLU6, max-pool, ...) "
+                f"across it ({most.kinks} in {most.name} at step {format_value(most.step)}), "
+                "and no step small enough to cross none leaves the derivative clear of "
+                "round-off; there the loss has no derivative to compare with. The other rows "
+                "are correct"
             )
         if any("shrinks with the step" in n for n in self.notes):
             why = (
@@ -166,7 +212,7 @@ class GradCheck:
                 "too: retry with another eps or seed"
             )
         return (
-            f"look closer: relative difference {format_value(worst)} above "
+            f"look closer: relative difference {format_value(worst.rel)} above "
             f"{format_value(low)} in {names}; {why}"
         )
 
@@ -176,25 +222,27 @@ class GradCheck:
         head = (
             f"gradcheck ({self.mode}, eps={format_value(self.eps)}): {checked} {unit} in "
             f"{len(self.tensors)} tensors, {self.evaluations} loss evaluations, "
-            f"{self.seconds:.3g} s{' (vmap)' if self.vectorized else ''}; loss {self.loss:.6g}"
+            f"{self.seconds:.3g} s{' (vmap)' if self.vectorized else ''}; loss {self.loss:.6g}; "
+            f"round-off level atol {format_value(self.atol)} at eps"
         )
         low = self.thresholds[0]
 
-        def shown(verdict: str, rel: float, noise: bool) -> str:
-            return "correct (round-off)" if noise and not rel < low else verdict
+        def shown(t: TensorCheck) -> str:
+            return "correct (round-off)" if t.noise and not t.rel < low else t.verdict
 
         rows: list[tuple[Any, ...]] = [
-            (t.name, t.shape, t.checked, t.kinks, t.grad_norm, t.rel, t.max_diff,
-             shown(t.verdict, t.rel, t.noise))
+            (t.name, t.shape, t.checked, t.left_out, t.kinks, t.grad_norm, t.step, t.rel,
+             t.diff_atol, shown(t))
             for t in self.tensors
         ]  # fmt: skip
-        overall = self.overall_verdict or _verdict(self.rel, self.overall_noise, self.thresholds)
-        rows.append(("overall", "", "", "", "", self.rel, "",
-                     shown(overall, self.rel, self.overall_noise)))  # fmt: skip
+        o = self.overall
+        rows.append(("overall", "", o.checked, o.left_out, o.kinks, "", o.step, o.rel,
+                     o.diff_atol, shown(o)))  # fmt: skip
         table = format_table(
-            ["tensor", "shape", "checked", "kinks", "|grad|", "rel diff", "max |diff|", "verdict"],
+            ["tensor", "shape", "checked", "left out", "kinks", "|grad|", "step", "rel diff",
+             "|diff|/atol", "verdict"],
             rows,
-        )
+        )  # fmt: skip
         where = "direction" if self.mode == "fast" else "index"
         worst = format_table(
             ["tensor", where, "analytic", "numeric", "|diff|", "rel", "kink"],
@@ -215,12 +263,14 @@ class GradCheck:
             "eps": self.eps,
             "loss": self.loss,
             "rel": self.rel,
-            "overall_noise": self.overall_noise,
+            "overall_noise": self.overall.noise,
+            "overall_verdict": self.overall.verdict,
             "verdict": self.verdict,
             "passed": self.passed,
             "worst_tensor": self.worst_tensor,
             "summary": self.summary,
             "tensors": [t.to_dict() for t in self.tensors],
+            "overall": self.overall.to_dict(),
             "worst": [e.to_dict() for e in self.worst],
             "thresholds": list(self.thresholds),
             "atol": self.atol,
@@ -228,8 +278,12 @@ class GradCheck:
             "seconds": self.seconds,
             "vectorized": self.vectorized,
             "notes": list(self.notes),
-            "overall_verdict": self.overall_verdict,
         }
+
+
+def _listed(names: list[str], most: int = 4) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _verdict(rel: float, noise: bool, thresholds: tuple[float, float]) -> str:

@@ -1,16 +1,9 @@
-"""One gradient-check run: back-propagate once, make sure the loss is deterministic, compare
-each tensor (entries or directions) and all tensors together, and decide the verdict.
-
-**Does the difference shrink with the step?** A backward pass wrong by a factor ``c`` differs
-from the finite differences by ``|c - 1| / (c + 1)`` at *any* step. Truncation error (``h^2
-L''' / 6``) and kinks crossed by the step (ReLU, max-pool: in a deep network one step moves
-thousands of pre-activations) shrink as the step shrinks. So where a tensor (or the joint
-check) is not ``correct`` at ``eps``, the same entries or directions are measured again at
-``eps / 10`` and ``eps / 100``: a difference that falls below the threshold there is
-``correct``; one that falls at least three-fold but stays above it is ``look closer``, with the
-reason in the notes; one that stays put keeps its verdict. Batch norm over a tiny batch (two
-examples, one pixel per channel) is the classic case: its output is nearly constant and sharply
-curved, and PyTorch's correct gradients otherwise look like a ``bug``.
+"""One gradient-check run: back-propagate once (recording the kinks the forward meets), make
+sure the loss is deterministic, measure the round-off level of the loss, compare each tensor
+(entries or directions) and all tensors together, and decide the verdicts (see
+:mod:`initlab.gradient_check.decide`: a difference that shrinks with the step is never a
+``bug``; fast mode, :mod:`initlab.gradient_check.directions`: a tensor whose every direction
+moves a unit sitting on a kink across it is ``inconclusive``, never a ``bug``).
 """
 
 from __future__ import annotations
@@ -23,57 +16,46 @@ from typing import Any
 
 import torch
 
-from initlab.gradient_check.numerics import (
-    _at_kinks,
-    _compare,
-    _entries,
-    _fast,
-    _Objective,
-    _signs,
-    _unravel,
-)
-from initlab.gradient_check.results import VERDICTS, Entry, GradCheck, TensorCheck, _verdict
+from initlab.gradient_check.decide import SHRINK, Decided, Measured, first_verdict, judge
+from initlab.gradient_check.decide import unanimous as _unanimous
+from initlab.gradient_check.directions import FIRST_ROUND, Job, draw, joined, measure
+from initlab.gradient_check.kinks import KinkWatch, pins, release
+from initlab.gradient_check.numerics import _at_kinks, _entries, _Objective, _unravel
+from initlab.gradient_check.results import VERDICTS, Entry, GradCheck, TensorCheck
 
-SHRINK = (10.0, 100.0)  # smaller steps tried where a difference is not correct at eps
-FIRST_ROUND = 2  # fast mode: directions measured first; the rest only where they disagree
-
-
-@dataclass
-class _Measured:
-    """Numeric and analytic derivatives of one tensor (or of all, ``name`` None) at one step,
-    and how to measure the same entries or directions at another step."""
-
-    num: torch.Tensor
-    ana: torch.Tensor
-    kinks: torch.Tensor
-    how: str  # "fast" (directions) or "entries"
-    index: torch.Tensor | None
-    at: Callable[[float, float], _Measured]
-
-    def compare(self, atol: float) -> tuple[float, bool]:
-        keep = ~self.kinks if self.how == "fast" else torch.ones_like(self.kinks)
-        if self.how == "fast" and bool(self.kinks.all()):
-            return 0.0, True  # every direction at a kink: nothing to compare
-        return _compare(self.num[keep], self.ana[keep], atol, self.how)
+__all__ = ["FIRST_ROUND", "SHRINK"]
 
 
 def _backprop(
-    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], base: dict[str, torch.Tensor]
-) -> tuple[dict[str, torch.Tensor], float]:
+    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    base: dict[str, torch.Tensor],
+    watch: KinkWatch | None,
+) -> tuple[dict[str, torch.Tensor], float, dict[str, torch.Tensor]]:
+    """Gradients, the loss, and (with a ``watch``, fast mode) for each tensor that units
+    sitting on a kink depend on, their derivative (see :func:`~.kinks.pins`)."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in base.items()}
+    pinned: dict[str, torch.Tensor] = {}
     with torch.enable_grad():
-        loss = fn(leaves)
+        if watch is None:
+            loss = fn(leaves)
+        else:
+            with watch.recording():
+                loss = fn(leaves)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"the loss must be a scalar tensor; got {shape}")
         if not loss.requires_grad:
             raise ValueError("the loss does not depend on any checked tensor (no gradient)")
-        grads = torch.autograd.grad(loss.reshape(()), list(leaves.values()), allow_unused=True)
+        grads = torch.autograd.grad(loss.reshape(()), list(leaves.values()), allow_unused=True,
+                                    retain_graph=watch is not None)  # fmt: skip
+        if watch is not None:
+            pinned = pins(watch, leaves)
+            release(watch)
     grad = {
         k: (torch.zeros_like(v) if g is None else g.detach())
         for (k, v), g in zip(base.items(), grads, strict=True)
     }
-    return grad, float(loss.detach())
+    return grad, float(loss.detach()), pinned
 
 
 def _deterministic(objective: _Objective, base: dict[str, torch.Tensor], loss: float) -> float:
@@ -89,20 +71,6 @@ def _deterministic(objective: _Objective, base: dict[str, torch.Tensor], loss: f
     return float(again[0])
 
 
-def _along(
-    objective: _Objective,
-    base: dict[str, torch.Tensor],
-    grad: dict[str, torch.Tensor],
-    signs: dict[str, torch.Tensor],
-    zero: float,
-) -> Callable[[float, float], _Measured]:
-    def at(eps: float, atol: float) -> _Measured:
-        num, kinks, ana = _fast(objective, base, grad, eps, signs, zero, atol)
-        return _Measured(num, ana, kinks, "fast", None, at)
-
-    return at
-
-
 def _at_entries(
     objective: _Objective,
     name: str,
@@ -110,8 +78,8 @@ def _at_entries(
     grad: torch.Tensor,
     index: torch.Tensor,
     zero: float,
-) -> Callable[[float, float], _Measured]:
-    def at(eps: float, atol: float) -> _Measured:
+) -> Callable[[float, float], Measured]:
+    def at(eps: float, atol: float) -> Measured:
         sides = _entries(objective, name, value, index, eps, zero)
         ana = grad.reshape(-1)[index]
 
@@ -119,78 +87,26 @@ def _at_entries(
             return _entries(objective, name, value, index[mask.cpu()], eps / 10, zero)[1:]
 
         num, kinks = _at_kinks(ana, *sides, atol, refine)
-        return _Measured(num, ana, kinks, "entries", index, at)
+        return Measured(num, ana, kinks, "entries", index, eps, at)
 
     return at
 
 
-def _converge(
-    measured: _Measured, rel: float, eps: float, atol: float, thresholds: tuple[float, float]
-) -> tuple[str | None, str]:
-    """The verdict after trying smaller steps (``None``: unchanged) and the reason."""
-    rels = [rel]
-    for factor in SHRINK:
-        again = measured.at(eps / factor, atol * factor)
-        smaller, noise = again.compare(atol * factor)
-        rels.append(smaller)
-        if noise or smaller < thresholds[0]:
-            return "correct", (
-                f"{rel:.3g} at eps {eps:g}, {smaller:.3g} at eps {eps / factor:g}: "
-                "truncation or a kink crossed by the step, gone at the smaller step"
-            )
-    finite = [r for r in rels[1:] if math.isfinite(r)]
-    if finite and min(finite) <= rel / 3:
-        shown = ", ".join(f"{r:.3g}" for r in rels)
-        return "look closer", (
-            f"the difference shrinks with the step ({shown} at eps {eps:g}, /10, /100): "
-            "curvature or kinks, which a wrong backward pass would not show"
-        )
-    return None, ""
-
-
-def _unanimous(m: _Measured, atol: float, thresholds: tuple[float, float]) -> bool:
-    """Whether every direction of ``m`` is correct on its own (relative difference below
-    ``thresholds[0]`` or at round-off level), none at a kink, all finite."""
-    if bool(m.kinks.any()) or not bool(torch.isfinite(m.num).all() & torch.isfinite(m.ana).all()):
-        return False
-    diff = (m.num - m.ana).abs()
-    scale = m.num.abs() + m.ana.abs()
-    per = torch.where(scale > 0, diff / scale.clamp_min(1e-300), 0.0)
-    return bool(((per < thresholds[0]) | (diff <= atol)).all())
-
-
-def _directions(
-    objective: _Objective,
-    base: dict[str, torch.Tensor],
-    grad: dict[str, torch.Tensor],
-    signs: dict[str, torch.Tensor],
-    zero: float,
-    eps: float,
-    atol: float,
-    thresholds: tuple[float, float],
-) -> _Measured:
-    """Fast mode along ``signs`` (``D`` directions), in two rounds: the first
-    ``FIRST_ROUND`` directions, and the other ``D - FIRST_ROUND`` only where the first round
-    is not unanimously correct (:func:`_unanimous`).
-
-    A backward pass wrong by a factor ``c`` differs by ``|c - 1| / (c + 1)`` in *every*
-    direction, so a unanimous first round cannot hide it, and a correct tensor costs
-    ``2 * FIRST_ROUND`` evaluations instead of ``2 D``; a tensor with a disagreeing or kinked
-    direction gets all ``D``, and the median over them decides as before. The signs of all
-    ``D`` directions are drawn up front, so the result of the second round is the one a
-    single round of ``D`` directions gives.
-    """
-    count = next(iter(signs.values())).shape[0]
-    first = min(count, FIRST_ROUND)
-    head = {k: d[:first] for k, d in signs.items()}
-    m = _along(objective, base, grad, head, zero)(eps, atol)
-    if first == count or _unanimous(m, atol, thresholds):
-        return m
-    rest = _along(objective, base, grad, {k: d[first:] for k, d in signs.items()}, zero)
-    more = rest(eps, atol)
-    return _Measured(torch.cat([m.num, more.num]), torch.cat([m.ana, more.ana]),
-                     torch.cat([m.kinks, more.kinks]), "fast", None,
-                     _along(objective, base, grad, signs, zero))  # fmt: skip
+def _round_off(objective: _Objective, zero: float, count: int = 4) -> float:
+    """The round-off of the loss measured where the model sits: second differences
+    ``L(w + t d) + L(w - t d) - 2 L(w)`` with the entries of the first tensor (usually the
+    first layer: everything after it is recomputed) moved by a few units in the last place
+    (``t = 1e-15 |w|``: curvature contributes ``t^2``, nothing), root mean square over
+    ``count`` random sign vectors ``d`` (a private generator). A batch norm over two values,
+    or a softmax of huge logits, rounds far worse than ``eps_64 |L|``."""
+    generator = torch.Generator().manual_seed(0)
+    name, v = next(iter(objective.base.items()))
+    d = (2 * torch.randint(0, 2, (count, *v.shape), generator=generator) - 1).to(v)
+    step = 1e-15 * v.abs().clamp_min(1e-300) * d
+    moved = {name: torch.cat([v + step, v - step])}
+    values = objective.values(moved).double()
+    second = values[:count] + values[count:] - 2 * zero
+    return float(second.pow(2).mean().sqrt()) if bool(torch.isfinite(second).all()) else 0.0
 
 
 @dataclass
@@ -207,49 +123,87 @@ class _Setup:
     directions: int
     generator: torch.Generator
     thresholds: tuple[float, float]
+    pinned: dict[str, torch.Tensor]
 
 
-def _measure(s: _Setup, name: str, value: torch.Tensor) -> tuple[_Measured, bool]:
-    """One tensor's measurement: directions in fast mode (single entries where most of them
-    cross kinks: the bool says so), else all or ``samples`` random entries."""
-    if s.mode == "fast":
-        signs = _signs({name: value}, s.directions, s.generator)
-        m = _directions(s.objective, {name: value}, {name: s.grad[name]}, signs, s.zero,
-                        s.eps, s.atol, s.thresholds)  # fmt: skip
-        if 2 * int(m.kinks.sum()) <= m.kinks.numel():
-            return m, False
-        # Directional derivatives across kinks of several entries that move in opposite
-        # directions have no reference value: check single entries.
-    count = s.samples if s.mode == "sample" else max(s.samples, s.directions)
-    if s.mode == "full" or count >= value.numel():
+def _jobs(s: _Setup, groups: list[list[str]], base: dict[str, torch.Tensor]) -> list[Job]:
+    """Fast mode: the directions of each group of tensors (see :func:`.directions.draw`)."""
+    jobs = []
+    for names in groups:
+        signs, one_sided = draw({n: base[n] for n in names}, s.directions, s.generator,
+                                s.pinned)  # fmt: skip
+        jobs.append(Job(names, signs, one_sided))
+    return jobs
+
+
+def _measure(s: _Setup, name: str, base: dict[str, torch.Tensor]) -> Measured:
+    """Full and sample modes: all or ``samples`` random entries of one tensor."""
+    value = base[name]
+    if s.mode == "full" or s.samples >= value.numel():
         index = torch.arange(value.numel())
     else:
-        index = torch.randperm(value.numel(), generator=s.generator)[:count].sort().values
-    return _at_entries(s.objective, name, value, s.grad[name], index, s.zero)(s.eps, s.atol), True
+        index = torch.randperm(value.numel(), generator=s.generator)[: s.samples].sort().values
+    return _at_entries(s.objective, name, value, s.grad[name], index, s.zero)(s.eps, s.atol)
 
 
-def _judge(
-    s: _Setup, m: _Measured, value: torch.Tensor, converged: list[str], label: str
-) -> tuple[float, bool, str, int]:
-    """Relative difference, noise flag and verdict of one measurement (trying smaller steps
-    where it is not correct), and how many entries lose the step in rounding."""
-    rel, noise = m.compare(s.atol)
-    verdict = _verdict(rel, noise, s.thresholds)
-    lost = int(((value + s.eps) == (value - s.eps)).sum())
-    if lost:  # the step vanishes in the rounding of these weights: 0 / 0
-        return math.nan, False, "not finite", lost
-    if verdict in ("bug", "look closer"):
-        better, why = _converge(m, rel, s.eps, s.atol, s.thresholds)
-        if better:
-            verdict = better
-            converged.append(f"{label}: {why}")
-    return rel, noise, verdict, 0
+def _directions(s: _Setup, jobs: list[Job]) -> list[Measured]:
+    """Fast mode along each job's ``D`` directions, in two rounds: the first
+    ``FIRST_ROUND`` directions, and the other ``D - FIRST_ROUND`` only where the first round
+    is not unanimously correct (:func:`~.decide.unanimous`; a direction nobody could measure
+    counts as not correct). The evaluations of all jobs in a round are batched together.
+
+    A backward pass wrong by a factor ``c`` differs by ``|c - 1| / (c + 1)`` in *every*
+    direction, so a unanimous first round cannot hide it, and a correct tensor costs
+    ``2 * FIRST_ROUND`` evaluations instead of ``2 D``; a tensor with a disagreeing or
+    unmeasured direction gets all ``D``, and the median over the measured ones decides (a
+    tensor none of whose first directions could be measured is ``inconclusive`` as it is:
+    the others meet the same units on kinks). The signs of all ``D`` directions are drawn
+    up front, so the result of the second round is the one a single round of ``D``
+    directions gives.
+    """
+    count = next(iter(jobs[0].signs.values())).shape[0] if jobs else 0
+    first = min(count, FIRST_ROUND)
+
+    def cut(job: Job, part: slice) -> Job:
+        return Job(job.names, {k: d[part] for k, d in job.signs.items()}, job.one_sided)
+
+    heads = [cut(j, slice(0, first)) for j in jobs]
+    alongs = measure(s.objective, s.grad, heads, s.zero, s.eps, s.atol)
+    measured = [Measured.fast(a, h, s.eps) for h, a in zip(heads, alongs, strict=True)]
+    # a tensor none of whose first directions could be measured gets no more: they meet
+    # the same units on kinks
+    again = [i for i, m in enumerate(measured)
+             if first < count and not _unanimous(m, s.atol, s.thresholds)
+             and bool(m.usable.any())]  # fmt: skip
+    tails = [cut(jobs[i], slice(first, None)) for i in again]
+    # the rest start at the step the first round settled on (kinks or truncation)
+    start = [min(s.eps, float(alongs[i].steps[alongs[i].measured].min()))
+             if bool(alongs[i].measured.any()) else s.eps for i in again]  # fmt: skip
+    rests = measure(s.objective, s.grad, tails, s.zero, s.eps, s.atol, start)
+    for i, rest in zip(again, rests, strict=True):
+        measured[i] = Measured.fast(joined([alongs[i], rest]), jobs[i], s.eps)
+    return measured
 
 
-def _worst_entries(m: _Measured, name: str, shape: tuple[int, ...], worst: int) -> list[Entry]:
-    diff = (m.num - m.ana).abs()
+def _row(name: str, shape: tuple[int, ...], d: Decided, grad_norm: float, left_out: int
+         ) -> TensorCheck:  # fmt: skip
+    m = d.measured
+    keep = m.usable
+    diffs = (m.num[keep] - m.ana[keep]).abs()
+    return TensorCheck(
+        name=name, shape=shape, checked=int(keep.sum()), grad_norm=grad_norm, rel=d.rel,
+        max_diff=float(diffs.max()) if diffs.numel() else math.nan, noise=d.noise,
+        verdict=d.verdict, kinks=m.crossed if m.how == "fast" else int(m.kinks.sum()),
+        diff_atol=m.diff_atol(d.atol), step=m.step, left_out=left_out,
+    )  # fmt: skip
+
+
+def _worst_entries(m: Measured, name: str, shape: tuple[int, ...], worst: int) -> list[Entry]:
+    usable = m.usable.nonzero().flatten()
+    diff = (m.num[usable] - m.ana[usable]).abs()
     found = []
-    for i in diff.argsort(descending=True)[:worst].tolist():
+    for j in diff.argsort(descending=True)[:worst].tolist():
+        i = int(usable[j])
         where = None if m.index is None else _unravel(int(m.index[i]), shape)
         found.append(Entry(name, where, i if m.index is None else None,
                            float(m.ana[i]), float(m.num[i]), bool(m.kinks[i])))  # fmt: skip
@@ -271,109 +225,109 @@ def _run_check(
     vectorize: bool,
     notes: list[str],
     start: float,
+    model: torch.nn.Module | None = None,
 ) -> GradCheck:
-    grad, loss_value = _backprop(fn, base)
-    objective = _Objective(fn, base, vectorize)
+    """The check of ``fn`` at ``base`` (see :func:`~.check.gradcheck` for the options);
+    ``model``: the module ``fn`` runs, whose activation modules the kink watch may hook."""
+    watch = KinkWatch(model) if mode == "fast" else None
+    try:
+        return _checked(fn, base, mode=mode, eps=eps, samples=samples, directions=directions,
+                        generator=generator, thresholds=thresholds, atol=atol, worst=worst,
+                        vectorize=vectorize, notes=notes, start=start, watch=watch)  # fmt: skip
+    finally:
+        if watch is not None:
+            watch.close()
+
+
+def _checked(
+    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    base: dict[str, torch.Tensor],
+    *,
+    mode: str,
+    eps: float,
+    samples: int,
+    directions: int,
+    generator: torch.Generator,
+    thresholds: tuple[float, float],
+    atol: float | None,
+    worst: int,
+    vectorize: bool,
+    notes: list[str],
+    start: float,
+    watch: KinkWatch | None,
+) -> GradCheck:
+    grad, loss_value, pinned = _backprop(fn, base, watch)
+    objective = _Objective(fn, base, vectorize, watch)
     zero = _deterministic(objective, base, loss_value)
+    noise = _round_off(objective, zero)
     if atol is None:
-        atol = 16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0) / eps
+        atol = max(16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0),
+                   4 * noise) / eps  # fmt: skip
     s = _Setup(objective, grad, zero, mode, eps, atol, samples, directions, generator,
-               thresholds)  # fmt: skip
-    rows: list[TensorCheck] = []
+               thresholds, pinned)  # fmt: skip
+    names = list(base)
+    if mode == "fast":
+        measured = _directions(s, _jobs(s, [[n] for n in names], base))
+        # the joint directions span the tensors that could be measured on their own
+        joint = [n for n, m in zip(names, measured, strict=True) if bool(m.usable.any())]
+        measured.append(_directions(s, _jobs(s, [joint or names], base))[0])
+    else:
+        measured = [_measure(s, n, base) for n in names]
+        measured.append(Measured(torch.cat([x.num for x in measured]),
+                                 torch.cat([x.ana for x in measured]),
+                                 torch.cat([x.kinks for x in measured]), "entries", None, eps,
+                                 lambda e, a: _joined(measured[:-1], e, a)))  # fmt: skip
+    lost = [int(((v + eps) == (v - eps)).sum()) for v in base.values()]
+    decided = [first_verdict(m, atol, thresholds) for m in measured]
+    for i, count in enumerate(lost):
+        if count:  # the step vanishes in the rounding of these weights: 0 / 0
+            decided[i] = Decided(measured[i], math.nan, False, "not finite", atol)
+    if any(lost):
+        decided[-1] = Decided(measured[-1], math.nan, False, "not finite", atol)
+    converged = judge(decided, [*names, "overall"], thresholds, objective, grad, zero)
+    left_out = {n: int((pinned[n] != 0).sum()) if n in pinned else 0 for n in names}
+    rows = [_row(n, tuple(base[n].shape), d, float(grad[n].norm()), left_out[n])
+            for n, d in zip(names, decided[:-1], strict=True)]  # fmt: skip
+    norm = float(sum(float(g.norm()) ** 2 for g in grad.values()) ** 0.5)
+    overall = _row("overall", (), decided[-1], norm, sum(left_out.values()))
     entries: list[Entry] = []
-    measured_all: list[_Measured] = []
-    fallbacks, lost_steps, converged = [], [], []
-    for name, value in base.items():
-        m, by_entries = _measure(s, name, value)
-        if by_entries and mode == "fast":
-            fallbacks.append(name)
-        if mode != "fast":
-            measured_all.append(m)
-        rel, noise, verdict, lost = _judge(s, m, value, converged, name)
-        if lost:
-            lost_steps.append(f"{name} ({lost} of {value.numel()}, |w| up to "
-                              f"{float(value.abs().max()):.3g})")  # fmt: skip
-        rows.append(TensorCheck(
-            name=name, shape=tuple(value.shape), checked=m.num.numel(),
-            grad_norm=float(grad[name].norm()), rel=rel,
-            max_diff=float((m.num - m.ana).abs().max()), noise=noise, verdict=verdict,
-            kinks=int(m.kinks.sum()),
-        ))  # fmt: skip
-        entries += _worst_entries(m, name, tuple(value.shape), worst)
-    rel, noise, overall, extra = _overall(s, base, measured_all, converged, worst, entries,
-                                          lost=bool(lost_steps))  # fmt: skip
-    notes = [*notes, *extra]
-    notes += _notes(fallbacks, lost_steps, converged, rows, eps, base, samples, directions)
-    verdict = max([overall] + [r.verdict for r in rows], key=VERDICTS.index)
+    for n, d in zip([*names, "(all)"], decided, strict=True):
+        shape = tuple(base[n].shape) if n in base else ()
+        entries += _worst_entries(d.measured, n, shape, worst)
+    lost_steps = [f"{n} ({c} of {base[n].numel()}, |w| up to {float(base[n].abs().max()):.3g})"
+                  for n, c in zip(names, lost, strict=True) if c]  # fmt: skip
+    notes = [*notes, *_notes(lost_steps, converged, rows, eps, base, watch, left_out)]
+    if atol > 16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0) / eps * 1.0001:
+        notes.append(f"the loss rounds worse than float64 suggests here (measured: "
+                     f"{noise:.3g} for a loss of {abs(loss_value):.3g}): round-off level "
+                     f"atol {atol:.3g} at eps")  # fmt: skip
+    verdict = max([overall.verdict] + [r.verdict for r in rows], key=VERDICTS.index)
     entries.sort(key=lambda e: e.diff, reverse=True)
     return GradCheck(
-        mode=mode, eps=eps, loss=loss_value, rel=rel, overall_noise=noise, verdict=verdict,
-        tensors=rows, worst=entries[:worst], thresholds=thresholds, atol=atol,
+        mode=mode, eps=eps, loss=loss_value, verdict=verdict, tensors=rows, overall=overall,
+        worst=entries[:worst], thresholds=thresholds, atol=atol,
         evaluations=objective.evaluations, seconds=time.perf_counter() - start,
         vectorized=objective.vectorized, notes=[*notes, *_loop_note(objective)],
-        overall_verdict=overall,
     )  # fmt: skip
 
 
-def _overall(
-    s: _Setup,
-    base: dict[str, torch.Tensor],
-    measured_all: list[_Measured],
-    converged: list[str],
-    worst: int,
-    entries: list[Entry],
-    lost: bool,
-) -> tuple[float, bool, str, list[str]]:
-    """The check of all tensors together: random directions over all of them in fast mode
-    (their worst directions join ``entries``), else every measured entry at once; ``not
-    finite`` where a tensor lost the step in rounding (``lost``)."""
-    notes = []
-    if s.mode == "fast":
-        signs = _signs(base, s.directions, s.generator)
-        m = _directions(s.objective, base, s.grad, signs, s.zero, s.eps, s.atol, s.thresholds)
-        for i in (m.num - m.ana).abs().argsort(descending=True)[:worst].tolist():
-            entries.append(Entry("(all)", None, i, float(m.ana[i]), float(m.num[i]),
-                                 bool(m.kinks[i])))  # fmt: skip
-        if bool(m.kinks.all()):
-            notes.append("every joint direction crosses a kink: the per-tensor checks decide")
-    else:
-        m = _Measured(torch.cat([x.num for x in measured_all]),
-                      torch.cat([x.ana for x in measured_all]),
-                      torch.cat([x.kinks for x in measured_all]), "entries", None,
-                      lambda e, a: _joined(measured_all, e, a))  # fmt: skip
-    rel, noise = m.compare(s.atol)
-    overall = _verdict(rel, noise, s.thresholds)
-    if lost:
-        return math.nan, False, "not finite", notes
-    if overall in ("bug", "look closer"):
-        better, why = _converge(m, rel, s.eps, s.atol, s.thresholds)
-        if better:
-            overall = better
-            converged.append(f"overall: {why}")
-    return rel, noise, overall, notes
-
-
-def _joined(parts: list[_Measured], eps: float, atol: float) -> _Measured:
-    again = [p.at(eps, atol) for p in parts]
-    return _Measured(torch.cat([x.num for x in again]), torch.cat([x.ana for x in again]),
-                     torch.cat([x.kinks for x in again]), "entries", None,
-                     lambda e, a: _joined(parts, e, a))  # fmt: skip
+def _joined(parts: list[Measured], eps: float, atol: float) -> Measured:
+    again = [p.at(eps, atol) for p in parts if p.at is not None]
+    return Measured(torch.cat([x.num for x in again]), torch.cat([x.ana for x in again]),
+                    torch.cat([x.kinks for x in again]), "entries", None, eps,
+                    lambda e, a: _joined(parts, e, a))  # fmt: skip
 
 
 def _notes(
-    fallbacks: list[str],
     lost_steps: list[str],
     converged: list[str],
     rows: list[TensorCheck],
     eps: float,
     base: dict[str, torch.Tensor],
-    samples: int,
-    directions: int,
+    watch: KinkWatch | None,
+    left_out: dict[str, int],
 ) -> list[str]:
     notes = []
-    if fallbacks:
-        notes.append(f"{', '.join(fallbacks)}: most directions cross kinks, so "
-                     f"{max(samples, directions)} single entries were checked instead")  # fmt: skip
     if lost_steps:
         huge = max(float(v.abs().max()) for v in base.values()) > 1e6
         notes.append(
@@ -382,12 +336,35 @@ def _notes(
             + (" (weights this large mean training diverged)" if huge else "")
         )
     notes += converged
-    kink_count = sum(r.kinks for r in rows)
-    if kink_count:
-        notes.append(f"{kink_count} compared derivatives sit at kinks (one-sided differences "
-                     "disagree): checked against the range between the one-sided "
-                     "derivatives")  # fmt: skip
+    if watch is None:
+        kink_count = sum(r.kinks for r in rows)
+        if kink_count:
+            notes.append(f"{kink_count} compared derivatives sit at kinks (one-sided "
+                         "differences disagree): checked against the range between the "
+                         "one-sided derivatives")  # fmt: skip
+        return notes
+    on = watch.on_kinks
+    if on:
+        units = sum(c.x.numel() for c in watch.calls)
+        whole = [r.name for r in rows if r.left_out and r.left_out == math.prod(r.shape)]
+        notes.append(
+            f"{on:,} of the {units:,} inputs of kinked functions (ReLU, ReLU6, max-pool, ...) "
+            f"sit exactly on a kink; {sum(left_out.values()):,} entries of "
+            f"{sum(1 for c in left_out.values() if c)} tensors move one of them and were left "
+            "out of the directions (along them the loss has only one-sided derivatives)"
+            + (f"; {_short(whole)} {'has' if len(whole) == 1 else 'have'} no other entries: "
+               "checked with one-sided differences on the side the backward pass takes"
+               if whole else "")
+        )  # fmt: skip
+    if watch.mismatch:
+        notes.append("the forward called kinked functions in another order at some perturbed "
+                     "points (data-dependent control flow): those directions were measured at "
+                     "smaller steps or not at all")  # fmt: skip
     return notes
+
+
+def _short(names: list[str], most: int = 4) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def _loop_note(objective: _Objective) -> list[str]:
