@@ -75,3 +75,29 @@ def test_a_healthy_model_is_run_once():
     finally:
         handle.remove()
     assert d.healthy and len(calls) == 1
+
+
+# Sizes around the helpers' block boundaries: below and above one row or block, a partial tail.
+_SIZES = [1, 4095, 4096, 4097, 65535, 65536, 2040 * 40 + 7, 1_000_003]
+
+
+@pytest.mark.parametrize("n", _SIZES)
+def test_sum_of_squares_without_a_temporary_is_as_accurate_as_a_cascade_sum(n):
+    from initlab.doctor.probe import _sumsq
+
+    generator = torch.Generator().manual_seed(n)
+    for x in (torch.randn(n, generator=generator), 1 + 1e-3 * torch.randn(n, generator=generator)):
+        exact = float(x.double().square().sum())
+        # float32 norms of 4096-element rows: relative error ~1e-8, bounded here by 1e-6
+        assert float(_sumsq(x)) == pytest.approx(exact, rel=1e-6)
+        assert float(_sumsq(x[::2])) == pytest.approx(float(x[::2].double().square().sum()))
+
+
+@pytest.mark.parametrize("n", _SIZES)
+def test_nonzero_count_by_words_is_exact(n):
+    from initlab.doctor.probe import _nonzero
+
+    x = torch.randn(n, generator=torch.Generator().manual_seed(n)).relu()
+    assert int(_nonzero(x)) == int((x != 0).sum())
+    assert int(_nonzero(torch.ones(n))) == n  # every byte of a word's sum at its limit
+    assert int(_nonzero(x[1::3])) == int((x[1::3] != 0).sum())  # strided, odd offset
