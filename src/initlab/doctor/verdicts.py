@@ -140,11 +140,35 @@ def _chains(weighted: list[LayerStats]) -> list[list[LayerStats]]:
     return list(chains.values())
 
 
+def _bias_dominated(row: LayerStats, th: Thresholds) -> bool:
+    """The layer's output is more than ``th.bias_dominated`` times what its weights carry from
+    its input (``||W|| / sqrt(units) * rms(input)``): it is mostly the layer's bias."""
+    rms, gain, inp = row.rms, row.weight_gain, row.input_rms
+    if rms is None or gain is None or inp is None:
+        return False
+    if not (math.isfinite(rms) and math.isfinite(gain) and math.isfinite(inp)):
+        return False
+    return rms > th.bias_dominated * gain * inp
+
+
+def _forward_segments(chain: list[LayerStats], th: Thresholds) -> list[list[LayerStats]]:
+    """A chain's weight layers split before every bias-dominated layer: the signal after it
+    is the bias's, not the input's, so it is measured afresh from there."""
+    segments: list[list[LayerStats]] = []
+    for row in chain:
+        if not segments or _bias_dominated(row, th):
+            segments.append([row])
+        else:
+            segments[-1].append(row)
+    return segments
+
+
 def _signal_verdicts(
     weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
 ) -> list[Verdict]:
-    """Activation and gradient ratios within each chain, merged per (kind, signal): the chain
-    with the most extreme ratio gives the message and numbers, every chain its layers."""
+    """Activation ratios within each chain's forward segments (see :func:`_forward_segments`)
+    and gradient ratios within each chain, merged per (kind, signal): the segment with the most
+    extreme ratio gives the message and numbers, every segment its layers."""
     found: dict[tuple[str, str], tuple[Verdict, list[str]]] = {}
 
     def add(verdicts: list[Verdict]) -> None:
@@ -162,18 +186,19 @@ def _signal_verdicts(
             found[key] = (v if worse else best, names)
 
     for chain in _chains(weighted):
-        forward = [(r, r.rms) for r in chain if r.rms is not None]
-        if len(forward) >= 2 and forward[0][1] > 0:  # type: ignore[operator]
-            ratios = _ratio_verdicts(
-                forward,  # type: ignore[arg-type]
-                forward[0][0],
-                forward[0][1],  # type: ignore[arg-type]
-                th,
-                "activation rms",
-                "activations",
-                backward=False,
-            )
-            add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
+        for segment in _forward_segments(chain, th):
+            forward = [(r, r.rms) for r in segment if r.rms is not None]
+            if len(forward) >= 2 and forward[0][1] > 0:  # type: ignore[operator]
+                ratios = _ratio_verdicts(
+                    forward,  # type: ignore[arg-type]
+                    forward[0][0],
+                    forward[0][1],  # type: ignore[arg-type]
+                    th,
+                    "activation rms",
+                    "activations",
+                    backward=False,
+                )
+                add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
         backward = [(r, r.grad_output) for r in chain if r.grad_output is not None]
         if len(backward) >= 2:
             ref_row, ref = backward[-1]
