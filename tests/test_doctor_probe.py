@@ -101,3 +101,76 @@ def test_nonzero_count_by_words_is_exact(n):
     assert int(_nonzero(x)) == int((x != 0).sum())
     assert int(_nonzero(torch.ones(n))) == n  # every byte of a word's sum at its limit
     assert int(_nonzero(x[1::3])) == int((x[1::3] != 0).sum())  # strided, odd offset
+
+
+# ---------------------------------------------------------------------- data flow (issue 25)
+class _FreedOutput(nn.Module):
+    """fc1's output dies inside the forward (a product with a scalar saves nothing), and the
+    next tensor of its size may be allocated where it lived."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, x):
+        h = self.fc1(x) * 2.0
+        return self.fc2(h + 1.0)
+
+
+def test_a_tensor_allocated_where_a_chain_output_lived_is_not_linked_to_it():
+    # Data flow by memory address took fc2's input (two functional ops after fc1) for fc1's
+    # output whenever the allocator reused fc1's memory (a third to all of the passes on
+    # these sizes), judging fc2 within fc1's chain.
+    linked = []
+    for width in (64, 256, 512, 1024):
+        model = _seeded(lambda width=width: _FreedOutput(width))
+        for batch in (16, 64):
+            x = torch.randn(batch, width, generator=torch.Generator().manual_seed(batch))
+            for _ in range(2):
+                fc1, fc2 = initlab.diagnose(model, x).weighted
+                linked.append(fc1.chain == fc2.chain)
+    assert not any(linked), linked
+
+
+class _InPlaceResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(32, 32), nn.Linear(32, 32), nn.Linear(32, 4)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        y = self.fc2(self.act(self.fc1(x)))
+        y += x  # the residual merge, in place on fc2's output
+        return self.fc3(self.act(y))
+
+
+def test_an_in_place_residual_add_ends_the_chain():
+    # Same memory, new data: the stream after the merge is not fc2's output.
+    model = _seeded(_InPlaceResidual)
+    d = initlab.diagnose(model, torch.randn(64, 32, generator=torch.Generator().manual_seed(0)))
+    fc1, fc2, fc3 = d.weighted
+    assert fc1.chain == fc2.chain != fc3.chain
+    assert fc3.input_rms == pytest.approx(d.layers[3].rms, rel=1e-6)  # the act after the add
+
+
+class _IdentityAfterFunctional(nn.Module):
+    """timm's BatchNormAct2d: a functional batch norm, then nn.Identity modules (drop, act)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 16), nn.Linear(16, 16)
+        self.drop = nn.Identity()
+
+    def forward(self, x):
+        return self.fc2(self.drop(torch.nn.functional.layer_norm(self.fc1(x), (16,))))
+
+
+def test_an_identity_module_is_not_taken_for_an_in_place_op():
+    # Identity returns its input, the functional norm's output; looking one node further back
+    # (as for an in-place ReLU) linked the norm's input, fc1, to fc2.
+    model = _seeded(_IdentityAfterFunctional)
+    d = initlab.diagnose(model, torch.randn(8, 16, generator=torch.Generator().manual_seed(0)))
+    fc1, fc2 = d.weighted
+    assert fc1.chain != fc2.chain
+    assert {r.name: r for r in d.layers}["drop"].chain is None

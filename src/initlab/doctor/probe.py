@@ -16,7 +16,10 @@ module call in forward order:
 - for modules that own a weight ``W`` (>= 2 dims): ``weight_norm = ||W||``, ``grad_weight =
   ||dL/dW||``, ``grad_ratio = ||dL/dW|| / ||W||`` (the relative size of an SGD step with lr 1) and
   ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
-  row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init.
+  row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init;
+- the data flow, read from the autograd graph: ``chain`` (weight layers joined through
+  activations, dropout, pooling and reshapes, see :meth:`_Probe._flow`) and the call that
+  produced a weight layer's input.
 
 The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
 :mod:`initlab.doctor.pending`); :func:`initlab.doctor.rows._build_rows` turns the recorded
@@ -42,7 +45,6 @@ from initlab.doctor.modules import (
     _identity,
     _plan,
     _Role,
-    _storage,
     _unit_rows,
     _weight_of,
 )
@@ -89,7 +91,7 @@ class _Call:
     # Data flow (see _Probe._flow): the chain of weight layers this call belongs to (no
     # normalization or functional op in between), and for weight layers the call whose output
     # was this call's input (its statistics give the input rms), if one was recorded.
-    chain: int = 0
+    chain: int | None = None
     source: _Call | None = None
     axis: int = 1
 
@@ -138,14 +140,15 @@ class _Probe:
         self._flow_reset()
 
     def _flow_reset(self) -> None:
-        # Data flow of the armed pass: the current chain's id, the storages its calls
-        # produced, and the feature axis of the last weight layer (1: conv channels, -1: last).
+        # Data flow of the armed pass (see _flow): the current chain's id, the outputs its
+        # calls produced (by _flow_key), and the feature axis of the last weight layer (1:
+        # conv channels, -1: last).
         self._chain = 0
-        self._chain_storages: set[int] = set()
+        self._chain_outputs: dict[tuple[Any, ...], tuple[_Call, Any]] = {}
         self._axis = 1
-        # Outputs recorded in this pass by identity (see _identity): a weight layer whose
-        # input is one of them takes its input rms from that call's statistics.
-        self._produced: dict[tuple[Any, ...], _Call] = {}
+        # Every output recorded in this pass by _flow_key: a weight layer whose input is one
+        # of them takes its input rms from that call's statistics.
+        self._produced: dict[tuple[Any, ...], tuple[_Call, Any]] = {}
 
     # -- lifetime
     def attach(self) -> None:
@@ -232,7 +235,7 @@ class _Probe:
         self._flow(call, role, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
-        self._produced[_identity(kept)] = call
+        self._produced[_flow_key(out)] = (call, _alive(out, kept))
         if kept.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, one output at a time (before any in-place op changes it).
             with torch.no_grad():
@@ -254,22 +257,29 @@ class _Probe:
                     call.values[key] = value
 
     def _flow(self, call: _Call, role: _Role, inp: torch.Tensor | None, out: torch.Tensor) -> None:
-        """Follow the data flow between module calls by tensor storage. A weight layer whose
-        input was produced (through activations, dropout, pooling, reshapes) by the current
-        chain continues it; any other starts a new chain. Normalization layers and functional
-        ops (a residual add, a gate's product, attention) break chains, so a residual branch
-        is judged against its own input (the skip path), not layer after layer along the
-        stream. Weight layers also record the rms of their input (their own gain)."""
-        linked = inp is not None and _storage(inp) in self._chain_storages
+        """Follow the data flow between module calls. A weight layer whose input was produced
+        by the current chain (through activation, dropout and pooling modules, and reshapes)
+        continues it; any other starts a new chain. Normalization layers and functional ops (a
+        residual add, in place too, a gate's product, attention) break chains, so a residual
+        branch is judged against its own input (the skip path), not layer after layer along
+        the stream. A call that is neither a weight layer nor linked to the current chain
+        belongs to no chain (``chain`` None). Weight layers also record the rms of their input
+        (their own gain).
+
+        Tensors are matched by :func:`_flow_key`: their autograd node, which the pass holds,
+        so a tensor allocated where a freed one lived is never taken for it."""
+        in_place = role.inplace and inp is out  # not nn.Identity: its output is its input
+        linked = inp is not None and _lookup(self._chain_outputs, inp, in_place) is not None
         if role.weighted:
             if not linked:
                 self._chain += 1
-            self._chain_storages = {_storage(out)}
+            self._chain_outputs = {_flow_key(out): (call, _alive(out, out))}
             self._axis = role.axis
             if inp is not None and inp.is_floating_point() and inp.numel() > 0:
                 # The input's rms: from the call that produced it when one was recorded
                 # (no extra reduction), else one norm of the input itself.
-                call.source = self._produced.get(_identity(inp))
+                found = _lookup(self._produced, inp, in_place)
+                call.source = None if found is None else found[0]
                 if call.source is None:
                     with torch.no_grad():
                         norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
@@ -277,10 +287,10 @@ class _Probe:
                     self.slots.append((call.values, "in_norm"))
                 call.values["in_numel"] = float(inp.numel())
         elif role.norm:
-            self._chain_storages.discard(_storage(out))
+            self._chain_outputs.pop(_flow_key(out), None)
         elif linked:
-            self._chain_storages.add(_storage(out))
-        call.chain = self._chain
+            self._chain_outputs[_flow_key(out)] = (call, _alive(out, out))
+        call.chain = self._chain if role.weighted or linked else None
         call.axis = self._axis
 
     def _grad(self, call: _Call, grad: torch.Tensor) -> None:
@@ -301,6 +311,7 @@ class _Probe:
             self.armed = False
             with torch.no_grad():
                 self._stacked_stats()
+            self._chain_outputs, self._produced = {}, {}  # hold no graph node past the pass
 
     # -- statistics
     def _stacked_stats(self) -> None:
@@ -489,3 +500,52 @@ def _nonzero(flat: torch.Tensor) -> torch.Tensor:
     cut = n - n % _BLOCK
     words = mask[:cut].view(torch.uint8).view(torch.int64).view(-1, 255).sum(dim=1)
     return words.view(torch.uint8).sum(dtype=torch.int64) + mask[cut:].sum()
+
+
+def _flow_key(t: torch.Tensor) -> tuple[Any, ...]:
+    """What identifies a tensor in the data flow: its autograd node ``(grad_fn, output_nr)``
+    when it has one (an object the probe holds while the pass runs), else its identity
+    (memory, size, dtype, version: see :func:`~initlab.doctor.modules._identity`)."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t.output_nr)
+    return _identity(t)
+
+
+def _alive(out: torch.Tensor, kept: torch.Tensor) -> torch.Tensor | None:
+    """What a table of outputs holds beside a key: nothing for an autograd node (the key
+    itself holds it), else the tensor, whose memory no later tensor may then take."""
+    return None if out.grad_fn is not None else kept
+
+
+# Backward nodes of ops that only reshape or copy their one input: the data flow (and a fork
+# behind them) is that of the tensor before them.
+_SHAPE_NODES = frozenset({
+    "ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "PermuteBackward",
+    "TransposeBackward", "TBackward", "CloneBackward", "ExpandBackward", "SqueezeBackward",
+    "UnsqueezeBackward", "ToCopyBackward", "AliasBackward",
+})  # fmt: skip
+
+
+def _reshapes(node: Any) -> bool:
+    return node.name().rstrip("0123456789") in _SHAPE_NODES and bool(node.next_functions)
+
+
+def _lookup(table: dict[tuple[Any, ...], Any], t: torch.Tensor, in_place: bool) -> Any:
+    """``table``'s entry for the tensor ``t``, looking through reshapes (view, permute, ...)
+    back to the tensor they were made from; ``in_place``: ``t`` is also the module's output,
+    so what the module read is the tensor before its in-place op (the node's input, or the
+    version before), unless ``t`` is itself in the table (``nn.Identity``)."""
+    if t.grad_fn is None:
+        key = _identity(t)
+        if in_place and key not in table:
+            key = (*key[:3], key[3] - 1)
+        return table.get(key)
+    node, nr = t.grad_fn, t.output_nr
+    if in_place and (node, nr) not in table and node.next_functions:
+        node, nr = node.next_functions[0]
+    while node is not None:
+        found = table.get((node, nr))
+        if found is not None or not _reshapes(node):
+            return found
+        node, nr = node.next_functions[0]
+    return None
