@@ -28,3 +28,20 @@ def test_tiny_weights_in_a_recurrent_lm_are_vanishing_not_exploding(name):
     break_weights(model, "tiny")
     d = initlab.diagnose(model, example)
     assert d.primary.kind == "vanishing" and "exploding" not in d.kinds, d.kinds
+
+
+def _rows(d: initlab.doctor.Diagnosis) -> dict[str, initlab.doctor.LayerStats]:
+    return {r.name: r for r in d.layers}
+
+
+@pytest.mark.parametrize("name", ["timm/convnext_atto", "tv/convnext_tiny"])
+def test_convnext_branch_gradient_is_not_compared_with_the_stream_it_forks_from(name):
+    # The downsample conv's output is the stage's residual stream: its gradient sums the skip
+    # path's and the first block's branch, which layer scale (gamma = 1e-6) makes 1e-6 of it.
+    # Compared across that fork it was "exploding gradients, x5e5".
+    model, example = MODELS[name]()
+    d = initlab.diagnose(model, example)
+    assert d.healthy, [str(v) for v in d.verdicts]
+    downsample = "stages.1.downsample.1" if name.startswith("timm") else "features.2.1"
+    row = _rows(d)[downsample]
+    assert row.forks and row.weighted

@@ -174,3 +174,23 @@ def test_an_identity_module_is_not_taken_for_an_in_place_op():
     fc1, fc2 = d.weighted
     assert fc1.chain != fc2.chain
     assert {r.name: r for r in d.layers}["drop"].chain is None
+
+
+class _Fork(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.branch = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.flat = nn.Flatten()
+
+    def forward(self, x):
+        s = self.stem(x)
+        return s + self.branch(self.flat(s).view_as(s))
+
+
+def test_forks_are_read_from_the_autograd_graph_through_reshapes():
+    model = _seeded(_Fork)
+    d = initlab.diagnose(model, torch.randn(8, 4, 4, generator=torch.Generator().manual_seed(0)))
+    rows = {r.name: r for r in d.layers}
+    assert rows["stem"].forks  # read by the skip path and (through a reshape) the branch
+    assert not rows["branch"].forks and not rows["flat"].forks
+    assert rows["stem"].chain == rows["branch"].chain  # forward: the branch reads the stem

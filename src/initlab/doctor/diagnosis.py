@@ -119,7 +119,10 @@ class LayerStats:
     weight_rows: int | None = None
     weighted: bool = False
     input_rms: float | None = None
+    # The chain of weight layers this call belongs to (None: none), and whether more than one
+    # op consumed its output (a fork: a residual stream feeding a branch and the skip path).
     chain: int | None = None
+    forks: bool = False
     weight_zero: bool = False
     gates: dict[str, float] | None = None
     time_gain: float | None = None

@@ -18,8 +18,9 @@ module call in forward order:
   ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
   row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init;
 - the data flow, read from the autograd graph: ``chain`` (weight layers joined through
-  activations, dropout, pooling and reshapes, see :meth:`_Probe._flow`) and the call that
-  produced a weight layer's input.
+  activations, dropout, pooling and reshapes, see :meth:`_Probe._flow`), the call that produced
+  a weight layer's input, and ``forks`` (the output read by more than one op, see
+  :meth:`_Probe._mark_forks`).
 
 The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
 :mod:`initlab.doctor.pending`); :func:`initlab.doctor.rows._build_rows` turns the recorded
@@ -30,6 +31,7 @@ calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by :func:`initlab.d
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -94,6 +96,10 @@ class _Call:
     chain: int | None = None
     source: _Call | None = None
     axis: int = 1
+    # The output's place in the autograd graph, (grad_fn, output_nr), while the pass runs, and
+    # whether more than one op consumes it (see _Probe._mark_forks).
+    node: tuple[Any, int] | None = None
+    forks: bool = False
 
 
 # Most elements stacked at once when computing output statistics (bounds the extra memory).
@@ -246,6 +252,8 @@ class _Probe:
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
+            if out.grad_fn is not None:
+                call.node = (out.grad_fn, out.output_nr)
         if role.recurrent:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
             th = self.thresholds
             inside = _unroll(module, args, kwargs or {}, th.tanh_level, th.sigmoid_margin)  # type: ignore[arg-type]
@@ -311,7 +319,21 @@ class _Probe:
             self.armed = False
             with torch.no_grad():
                 self._stacked_stats()
+            self._mark_forks(output)
             self._chain_outputs, self._produced = {}, {}  # hold no graph node past the pass
+
+    def _mark_forks(self, output: Any) -> None:
+        """Mark the calls whose output more than one op consumes (``forks``): a residual
+        stream feeding both a branch and the skip path, or a tensor read by two branches. The
+        gradient there is the sum over its consumers, so it cannot be compared with the
+        gradient inside one of them. Read from the autograd graph of the root's output (one
+        walk over its nodes, about a microsecond each); a consumer that only reshapes
+        (view, permute, ...) is looked through. Each output tensor counts as used once."""
+        uses = _uses(list(_all_tensors(output)))
+        for call in self.calls:
+            if call.node is not None:
+                call.forks = _forks(call.node, uses)
+                call.node = None  # hold no graph node past the pass
 
     # -- statistics
     def _stacked_stats(self) -> None:
@@ -549,3 +571,53 @@ def _lookup(table: dict[tuple[Any, ...], Any], t: torch.Tensor, in_place: bool) 
             return found
         node, nr = node.next_functions[0]
     return None
+
+
+def _all_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a module's output (nested tuples, lists, dicts, ``ModelOutput``)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _all_tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _all_tensors(item)
+
+
+_OUTPUT = object()  # the consumer of the root's outputs: the loss, outside the graph
+
+
+def _uses(outputs: list[torch.Tensor]) -> dict[tuple[Any, int], list[Any]]:
+    """The consumers of every ``(node, output_nr)`` of the autograd graph behind
+    ``outputs``: one walk, each node visited once."""
+    uses: dict[tuple[Any, int], list[Any]] = {}
+    stack = []
+    for t in outputs:
+        if t.grad_fn is not None:
+            uses.setdefault((t.grad_fn, t.output_nr), []).append(_OUTPUT)
+            stack.append(t.grad_fn)
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for child, nr in node.next_functions:
+            if child is None:
+                continue
+            uses.setdefault((child, nr), []).append(node)
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return uses
+
+
+def _forks(key: tuple[Any, int], uses: dict[tuple[Any, int], list[Any]]) -> bool:
+    """Whether the tensor at ``key`` (or the reshaped copy its only consumer makes) has
+    more than one consumer."""
+    while True:
+        consumers = uses.get(key, ())
+        if len(consumers) != 1:
+            return len(consumers) > 1
+        node = consumers[0]
+        if node is _OUTPUT or not _reshapes(node):
+            return False
+        key = (node, 0)

@@ -163,12 +163,28 @@ def _forward_segments(chain: list[LayerStats], th: Thresholds) -> list[list[Laye
     return segments
 
 
+def _backward_segments(rows: list[LayerStats]) -> list[list[LayerStats]]:
+    """Each chain's weight layers split after every fork (a call of the chain whose output
+    more than one op consumed): the gradient at a fork sums its consumers' (the skip path's
+    with the branch's), so the layers before it are not compared with those after it."""
+    segments: dict[tuple[int, int], list[LayerStats]] = {}
+    splits: dict[int, int] = {}
+    for row in rows:
+        if row.chain is None:
+            continue
+        if row.weighted:
+            segments.setdefault((row.chain, splits.get(row.chain, 0)), []).append(row)
+        if row.forks:
+            splits[row.chain] = splits.get(row.chain, 0) + 1
+    return list(segments.values())
+
+
 def _signal_verdicts(
-    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+    rows: list[LayerStats], th: Thresholds, output: LayerStats | None
 ) -> list[Verdict]:
-    """Activation ratios within each chain's forward segments (see :func:`_forward_segments`)
-    and gradient ratios within each chain, merged per (kind, signal): the segment with the most
-    extreme ratio gives the message and numbers, every segment its layers."""
+    """Activation ratios within each chain's forward segments and gradient ratios within its
+    backward segments, merged per (kind, signal): the segment with the most extreme ratio
+    gives the message and numbers, every segment its layers."""
     found: dict[tuple[str, str], tuple[Verdict, list[str]]] = {}
 
     def add(verdicts: list[Verdict]) -> None:
@@ -185,6 +201,7 @@ def _signal_verdicts(
                 worse = v.numbers["ratio"] < best.numbers["ratio"]
             found[key] = (v if worse else best, names)
 
+    weighted = [row for row in rows if row.weighted]
     for chain in _chains(weighted):
         for segment in _forward_segments(chain, th):
             forward = [(r, r.rms) for r in segment if r.rms is not None]
@@ -199,7 +216,8 @@ def _signal_verdicts(
                     backward=False,
                 )
                 add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
-        backward = [(r, r.grad_output) for r in chain if r.grad_output is not None]
+    for segment in _backward_segments(rows):
+        backward = [(r, r.grad_output) for r in segment if r.grad_output is not None]
         if len(backward) >= 2:
             ref_row, ref = backward[-1]
             if ref > 0:  # type: ignore[operator]
@@ -340,7 +358,7 @@ def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None)
 
     if nonfinite is None:
         found += _weight_verdicts(weighted, th, output)
-        found += _signal_verdicts(weighted, th, output)
+        found += _signal_verdicts(rows, th, output)
     else:
         found += _overflow_verdict(weighted)
     found.sort(key=lambda v: KINDS.index(v.kind))
