@@ -45,3 +45,15 @@ def test_convnext_branch_gradient_is_not_compared_with_the_stream_it_forks_from(
     downsample = "stages.1.downsample.1" if name.startswith("timm") else "features.2.1"
     row = _rows(d)[downsample]
     assert row.forks and row.weighted
+
+
+@pytest.mark.parametrize("name", ["timm/efficientnet_b0", "tv/efficientnet_b0"])
+def test_squeeze_excite_reduce_conv_behind_a_gate_is_not_exploding(name):
+    # Fan-out init gives the squeeze-excite reduce convs an rms row norm of about 7 (above
+    # weight_gain = 5); their chain ends in the sigmoid gate, which bounds what they do.
+    model, example = MODELS[name]()
+    d = initlab.diagnose(model, example)
+    assert d.healthy, [str(v) for v in d.verdicts]
+    large = [r for r in d.weighted if r.weight_gain > 5]
+    reduce = "se.conv_reduce" if name.startswith("timm") else "block.2.fc1"
+    assert large and all(r.name.endswith(reduce) for r in large)  # still measured; only there

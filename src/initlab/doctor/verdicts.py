@@ -179,6 +179,28 @@ def _backward_segments(rows: list[LayerStats]) -> list[list[LayerStats]]:
     return list(segments.values())
 
 
+def _gated_chains(rows: list[LayerStats], output: LayerStats | None) -> set[int]:
+    """Chains that end in a gate: the last call of the chain is a sigmoid or tanh (measured for
+    saturation, not a recurrent layer) after a hidden weight layer, and its output leaves
+    through a functional op (a squeeze-excite product). The scale of such a chain's weights
+    goes no further than the gate, which the saturated verdict judges."""
+    last: dict[int, LayerStats] = {}
+    last_weighted: dict[int, LayerStats] = {}
+    for row in rows:
+        if row.chain is not None:
+            last[row.chain] = row
+            if row.weighted:
+                last_weighted[row.chain] = row
+    return {
+        chain
+        for chain, row in last.items()
+        if row.saturated is not None
+        and row.gates is None
+        and not row.weighted
+        and last_weighted.get(chain) is not output
+    }
+
+
 def _signal_verdicts(
     rows: list[LayerStats], th: Thresholds, output: LayerStats | None
 ) -> list[Verdict]:
@@ -247,13 +269,14 @@ def _only_output(verdict: Verdict, output: LayerStats | None) -> bool:
 
 
 def _weight_verdicts(
-    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None, gated: set[int]
 ) -> list[Verdict]:
     found: list[Verdict] = []
     hidden = [
         r
         for r in weighted
         if r is not output
+        and r.chain not in gated  # a gate ends the chain: its saturation is the finding
         and r.input_rms is not None  # embeddings (integer inputs) have no gain
         and r.weight_gain is not None
         and (r.weight_rows or 0) > 1
@@ -357,7 +380,7 @@ def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None)
     found += _saturated_verdict(rows, th)
 
     if nonfinite is None:
-        found += _weight_verdicts(weighted, th, output)
+        found += _weight_verdicts(weighted, th, output, _gated_chains(rows, output))
         found += _signal_verdicts(rows, th, output)
     else:
         found += _overflow_verdict(weighted)
