@@ -77,6 +77,24 @@ def test_a_healthy_model_is_run_once():
     assert d.healthy and len(calls) == 1
 
 
+@pytest.mark.parametrize("n", [96, 4096])
+def test_std_of_a_mean_dominated_output_is_accurate(n):
+    # mean 1, std 0.01: std^2 = rms^2 - mean^2 multiplies the sums' relative error by 1e4. The
+    # float32 total of the sum (6e-8) put the std up to 1e-3 off, and the per-call and stacked
+    # paths disagreed beyond 1e-5 on a sigmoid near 0.5, depending on the data. (Above 4096
+    # elements the float32 row totals still limit such a std to about 1e-3.)
+    model = _seeded(lambda: nn.Sequential(nn.Linear(1, 1)))
+    with torch.no_grad():
+        model[0].weight.fill_(0.01)
+        model[0].bias.fill_(1.0)
+    x = torch.randn(n, 1, generator=torch.Generator().manual_seed(0))
+    row = initlab.diagnose(model, x).layers[0]
+    with torch.no_grad():
+        expected = model(x).double()
+    assert row.mean == pytest.approx(float(expected.mean()), rel=1e-7)
+    assert row.std == pytest.approx(float(expected.std(correction=0)), rel=1e-5)
+
+
 # Sizes around the helpers' block boundaries: below and above one row or block, a partial tail.
 _SIZES = [1, 4095, 4096, 4097, 65535, 65536, 2040 * 40 + 7, 1_000_003]
 

@@ -355,10 +355,10 @@ class _Probe:
     def _queue_call(self, call: _Call, out: torch.Tensor) -> None:
         """Queue the statistics of one output (CPUs, in its hook) as 0-d tensors, stacked only
         at the sync: ``sum`` and ``sumsq`` (``sum x^2``; in float64 from one float64 copy when
-        ``exact``, else in float32 by :func:`_sumsq`, see :meth:`needs_exact`), ``low``/``high``
-        (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive`` (ReLU units > 0 for
-        some sample). Full reductions: on CPUs several times faster than reductions along a
-        dimension of a stacked group."""
+        ``exact``, else by :func:`_sum` and :func:`_sumsq`, see :meth:`needs_exact`),
+        ``low``/``high`` (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive``
+        (ReLU units > 0 for some sample). Full reductions: on CPUs several times faster than
+        reductions along a dimension of a stacked group."""
         th = self.thresholds
         if out.dtype not in (torch.float32, torch.float64):
             out = out.float()
@@ -366,7 +366,7 @@ class _Probe:
         wide = flat.to(torch.float64) if self.exact else flat
         low, high = torch.aminmax(flat)
         stats = {
-            "sum": wide.sum(),
+            "sum": wide.sum() if self.exact else _sum(flat),
             "sumsq": wide.square().sum() if self.exact else _sumsq(flat),
             "low": low,
             "high": high,
@@ -503,6 +503,22 @@ def _sumsq(flat: torch.Tensor) -> torch.Tensor:
     if cut < n:
         parts = torch.cat([parts, torch.linalg.vector_norm(flat[cut:]).reshape(1)])
     return torch.linalg.vector_norm(parts, dtype=torch.float64).square()
+
+
+def _sum(flat: torch.Tensor) -> torch.Tensor:
+    """``sum x`` of a vector as a 0-d float64 tensor: in float64 up to ``_ROW`` elements, else
+    float32 sums of its rows of ``_ROW`` elements added in float64. The float32 total of a
+    cascade sum is itself rounded to float32 (6e-8 relative), which the ``std`` of an output
+    whose mean is ten times its std (a sigmoid near 0.5) multiplies by ``(mean / std)^2``: 1e-5
+    off, while the sum of squares was exact. Above ``_ROW`` elements the float32 row totals (of
+    this sum and of :func:`_sumsq`) leave such a std about ``1e-8 (mean / std)^2`` off."""
+    n = flat.numel()
+    flat = flat.contiguous()
+    if flat.dtype == torch.float64 or n <= _ROW:
+        return flat.sum(dtype=torch.float64)
+    cut = n - n % _ROW
+    total = flat[:cut].reshape(-1, _ROW).sum(dim=1).sum(dtype=torch.float64)
+    return total + flat[cut:].sum(dtype=torch.float64) if cut < n else total
 
 
 # Bools per block of _nonzero: 255 int64 words of 8 bools, so no byte of their sum passes 255.
