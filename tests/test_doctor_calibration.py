@@ -57,3 +57,15 @@ def test_squeeze_excite_reduce_conv_behind_a_gate_is_not_exploding(name):
     large = [r for r in d.weighted if r.weight_gain > 5]
     reduce = "se.conv_reduce" if name.startswith("timm") else "block.2.fc1"
     assert large and all(r.name.endswith(reduce) for r in large)  # still measured; only there
+
+
+def test_relu_after_a_vanished_signal_is_vanishing_not_dead():
+    # torchvision's MobileNetV3 with N(0, 1e-4) weights: the signal reaches the deep
+    # squeeze-excite ReLUs as exact zeros (flushed), so every unit there is "<= 0"; that is
+    # the vanishing signal, not units killed by a negative bias.
+    model, example = MODELS["tv/mobilenet_v3_small"]()
+    break_weights(model, "tiny")
+    d = initlab.diagnose(model, example)
+    assert d.primary.kind == "vanishing" and "dead" not in d.kinds, d.kinds
+    zeros = [r for r in d.layers if r.dead is not None and r.input_rms == 0]
+    assert zeros and all(r.dead == r.units for r in zeros)  # still counted in the table

@@ -19,7 +19,7 @@ module call in forward order:
   row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init;
 - the data flow, read from the autograd graph: ``chain`` (weight layers joined through
   activations, dropout, pooling and reshapes, see :meth:`_Probe._flow`), the call that produced
-  a weight layer's input, and ``forks`` (the output read by more than one op, see
+  a weight layer's or a ReLU's input, and ``forks`` (the output read by more than one op, see
   :meth:`_Probe._mark_forks`).
 
 The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
@@ -272,7 +272,8 @@ class _Probe:
         branch is judged against its own input (the skip path), not layer after layer along
         the stream. A call that is neither a weight layer nor linked to the current chain
         belongs to no chain (``chain`` None). Weight layers also record the rms of their input
-        (their own gain).
+        (their own gain); ReLU-family calls the call that produced their input (also in
+        place), whose statistics say whether that input was all zeros.
 
         Tensors are matched by :func:`_flow_key`: their autograd node, which the pass holds,
         so a tensor allocated where a freed one lived is never taken for it."""
@@ -298,6 +299,9 @@ class _Probe:
             self._chain_outputs.pop(_flow_key(out), None)
         elif linked:
             self._chain_outputs[_flow_key(out)] = (call, _alive(out, out))
+        if role.kind == "relu" and inp is not None:
+            found = _lookup(self._produced, inp, in_place)
+            call.source = None if found is None else found[0]
         call.chain = self._chain if role.weighted or linked else None
         call.axis = self._axis
 
