@@ -305,3 +305,41 @@ def test_forward_attribute_and_key_errors_are_wrapped(error):
         model = Broken()
     with pytest.raises(ValueError, match=rf"rejected inputs of shape \(2, 2\): {error.__name__}"):
         initlab.diagnose(model, torch.zeros(2, 2))
+
+
+class _DropPathResidual(nn.Module):
+    def __init__(self, drop: nn.Module) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+        self.drop = drop
+
+    def forward(self, x):
+        return x + self.drop(self.fc(x))
+
+
+@pytest.mark.parametrize("library", ["torchvision", "timm"])
+def test_stochastic_depth_is_off_like_dropout(library):
+    # torchvision's StochasticDepth (EfficientNet, ConvNeXt, Swin default to p = 0.1 to 0.2)
+    # and timm's DropPath drop whole residual branches per sample in training mode: the
+    # verdicts changed with the global RNG state.
+    if library == "torchvision":
+        from torchvision.ops import StochasticDepth
+
+        drop = StochasticDepth(0.5, "row")
+    else:
+        from timm.layers import DropPath
+
+        drop = DropPath(0.5)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _DropPathResidual(drop)
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+    losses = []
+    for seed in (0, 1, 2):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            losses.append(initlab.diagnose(model, x).loss)
+    plain = copy.deepcopy(model)
+    plain.drop = nn.Identity()
+    assert losses == [initlab.diagnose(plain, x).loss] * 3
+    assert model.drop.training  # switched back

@@ -27,6 +27,15 @@ _DROPOUT = (
     nn.AlphaDropout,
     nn.FeatureAlphaDropout,
 )
+# Stochastic depth: whole residual branches dropped per sample in training mode (timm's
+# DropPath, torchvision's StochasticDepth, timm's DropBlock2d), known by class name.
+_DROP_PATH = frozenset({"DropPath", "StochasticDepth", "DropBlock2d"})
+
+
+def _is_dropout(module: nn.Module) -> bool:
+    """Dropout modules and stochastic depth: what the doctor switches off for its pass."""
+    return isinstance(module, _DROPOUT) or type(module).__name__ in _DROP_PATH
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -24,13 +24,13 @@ from torch import nn
 
 from initlab._core.validation import check_number
 from initlab.doctor.calling import (
-    _DROPOUT,
     LossFn,
     _check_inputs,
     _default_loss,
     _describe,
     _find,
     _first_line,
+    _is_dropout,
     _main_output,
     _NoDropout,
     _sequence_loss_args,
@@ -101,7 +101,8 @@ def diagnose(
     drawn from ``seed``. ``samples``: output values kept per layer for histograms (0: none).
 
     The model runs in training mode with every dropout off (dropout would hide the init's
-    effect): dropout modules, functional ``F.dropout`` calls and the attention dropout of
+    effect): dropout modules, stochastic depth (timm's ``DropPath``, torchvision's
+    ``StochasticDepth``), functional ``F.dropout`` calls and the attention dropout of
     ``F.scaled_dot_product_attention`` (Hugging Face attention) all pass their input through,
     through a ``TorchFunctionMode`` while the pass runs; batch norm stays in training mode
     (batch statistics, what training sees at step 0). Every module's training flag, the buffers
@@ -219,16 +220,16 @@ def _validate(
 
 @contextmanager
 def _doctor_mode(model: nn.Module, probe: _Probe, tensors: Sequence[torch.Tensor]) -> Iterator:
-    """Training mode with dropout modules off, the probe's hooks armed, the global RNG forked
-    and gradients on; on exit the hooks are removed and every training flag and buffer
-    (batch-norm statistics) is as before."""
+    """Training mode with dropout modules and stochastic depth off, the probe's hooks armed,
+    the global RNG forked and gradients on; on exit the hooks are removed and every training
+    flag and buffer (batch-norm statistics) is as before."""
     flags = [(m, m.training) for m in model.modules()]
     buffers = [(b, b.clone()) for b in model.buffers()]
     devices = sorted({a.device.index or 0 for a in tensors if a.device.type == "cuda"})
     try:
         model.train()
         for m in model.modules():
-            if isinstance(m, _DROPOUT):
+            if _is_dropout(m):
                 m.eval()
         probe.attach()
         probe.arm()

@@ -62,7 +62,11 @@ class Thresholds:
       preserving inits give 0.5 to 3; N(0, 1) weights give ``sqrt(fan_in)``);
     - ``output_rms`` (10.0): the model's output layer is judged by the rms of its output (the
       logits), exploding above this; a small or zero output layer is never a finding (it is a
-      deliberate choice: zero heads, N(0, 0.01) heads, ``1 / sqrt(d)`` scaled logits).
+      deliberate choice: zero heads, N(0, 0.01) heads, ``1 / sqrt(d)`` scaled logits);
+    - ``bias_dominated`` (10.0): a weight layer whose output rms is above this times what its
+      weights carry from its input (``||W|| / sqrt(units) * rms(input)``) outputs mostly its
+      bias: the signal along its chain is measured afresh from it (an LSTM with N(0, 1e-4)
+      weights outputs its default biases, 500x its tiny input: vanishing, not exploding).
     """
 
     vanishing: float = 1e-2
@@ -75,6 +79,7 @@ class Thresholds:
     tanh_level: float = 0.99
     weight_gain: float = 5.0
     output_rms: float = 10.0
+    bias_dominated: float = 10.0
 
     def __post_init__(self) -> None:
         check_number("vanishing", self.vanishing, minimum=0.0, maximum=1.0, strict_minimum=True)
@@ -86,6 +91,7 @@ class Thresholds:
         check_number("tanh_level", self.tanh_level, minimum=0.0, maximum=1.0)
         check_number("weight_gain", self.weight_gain, minimum=1.0)
         check_number("output_rms", self.output_rms, minimum=0.0, strict_minimum=True)
+        check_number("bias_dominated", self.bias_dominated, minimum=1.0)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -113,7 +119,10 @@ class LayerStats:
     weight_rows: int | None = None
     weighted: bool = False
     input_rms: float | None = None
+    # The chain of weight layers this call belongs to (None: none), and whether more than one
+    # op consumed its output (a fork: a residual stream feeding a branch and the skip path).
     chain: int | None = None
+    forks: bool = False
     weight_zero: bool = False
     gates: dict[str, float] | None = None
     time_gain: float | None = None

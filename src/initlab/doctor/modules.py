@@ -6,8 +6,8 @@
   ``Conv1D``);
 - :func:`_kind`: ``tanh``, ``sigmoid`` (saturation is measured) or ``relu`` (dead units);
 - :func:`_is_norm`: normalization layers by type or name; :func:`_is_conv`;
-- :func:`_identity` and :func:`_storage`: when two tensors hold the same values (memory,
-  size, dtype, version) and which storage they live in (the probe's data flow);
+- :func:`_identity`: when two tensors hold the same values (memory, size, dtype, version): the
+  probe's data flow for tensors outside autograd;
 - :func:`_plan`: the modules to hook with their :class:`_Role`, cached per model while its
   modules and parameters are the same objects.
 """
@@ -72,13 +72,6 @@ def _is_conv(module: nn.Module) -> bool:
     return isinstance(module, nn.modules.conv._ConvNd)
 
 
-def _storage(t: torch.Tensor) -> int:
-    try:
-        return t.untyped_storage().data_ptr()
-    except (RuntimeError, NotImplementedError):  # tensors without storage (functorch, fake)
-        return id(t)
-
-
 def _identity(t: torch.Tensor) -> tuple[Any, ...]:
     """What makes two tensors hold the same values: the same memory, size, dtype and version
     (an in-place op bumps the version)."""
@@ -123,6 +116,7 @@ class _Role:
     norm: bool  # a normalization layer (ends a chain of weight layers)
     axis: int  # feature axis of its output if weighted: 1 for convs, -1 otherwise
     recurrent: bool  # nn.LSTM / nn.GRU / nn.RNN (tanh): replayed for its gates
+    inplace: bool  # works in place (``inplace=True``): its output is its input, modified
 
 
 @dataclass
@@ -165,6 +159,7 @@ def _plan(model: nn.Module) -> _Plan:
             _is_norm(module),
             1 if _is_conv(module) else -1,
             _mode(module) is not None,
+            getattr(module, "inplace", False) is True,
         )
     clone = any(getattr(m, "inplace", False) is True for m in model.modules())
     plan = _Plan(modules, weights, roles, clone)

@@ -16,7 +16,11 @@ module call in forward order:
 - for modules that own a weight ``W`` (>= 2 dims): ``weight_norm = ||W||``, ``grad_weight =
   ||dL/dW||``, ``grad_ratio = ||dL/dW|| / ||W||`` (the relative size of an SGD step with lr 1) and
   ``identical``: the number of units (rows of ``W`` reshaped to ``(out, -1)``) equal to another
-  row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init.
+  row within ``identical_rtol`` times the rms row norm, the signature of zero or constant init;
+- the data flow, read from the autograd graph: ``chain`` (weight layers joined through
+  activations, dropout, pooling and reshapes, see :meth:`_Probe._flow`), the call that produced
+  a weight layer's or a ReLU's input, and ``forks`` (the output read by more than one op, see
+  :meth:`_Probe._mark_forks`).
 
 The statistics stay on the device until one host sync (:meth:`_Probe.sync`, helpers in
 :mod:`initlab.doctor.pending`); :func:`initlab.doctor.rows._build_rows` turns the recorded
@@ -27,6 +31,7 @@ calls into :class:`~initlab.diagnosis.LayerStats` rows. Used by :func:`initlab.d
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -42,7 +47,6 @@ from initlab.doctor.modules import (
     _identity,
     _plan,
     _Role,
-    _storage,
     _unit_rows,
     _weight_of,
 )
@@ -89,9 +93,13 @@ class _Call:
     # Data flow (see _Probe._flow): the chain of weight layers this call belongs to (no
     # normalization or functional op in between), and for weight layers the call whose output
     # was this call's input (its statistics give the input rms), if one was recorded.
-    chain: int = 0
+    chain: int | None = None
     source: _Call | None = None
     axis: int = 1
+    # The output's place in the autograd graph, (grad_fn, output_nr), while the pass runs, and
+    # whether more than one op consumes it (see _Probe._mark_forks).
+    node: tuple[Any, int] | None = None
+    forks: bool = False
 
 
 # Most elements stacked at once when computing output statistics (bounds the extra memory).
@@ -138,14 +146,15 @@ class _Probe:
         self._flow_reset()
 
     def _flow_reset(self) -> None:
-        # Data flow of the armed pass: the current chain's id, the storages its calls
-        # produced, and the feature axis of the last weight layer (1: conv channels, -1: last).
+        # Data flow of the armed pass (see _flow): the current chain's id, the outputs its
+        # calls produced (by _flow_key), and the feature axis of the last weight layer (1:
+        # conv channels, -1: last).
         self._chain = 0
-        self._chain_storages: set[int] = set()
+        self._chain_outputs: dict[tuple[Any, ...], tuple[_Call, Any]] = {}
         self._axis = 1
-        # Outputs recorded in this pass by identity (see _identity): a weight layer whose
-        # input is one of them takes its input rms from that call's statistics.
-        self._produced: dict[tuple[Any, ...], _Call] = {}
+        # Every output recorded in this pass by _flow_key: a weight layer whose input is one
+        # of them takes its input rms from that call's statistics.
+        self._produced: dict[tuple[Any, ...], tuple[_Call, Any]] = {}
 
     # -- lifetime
     def attach(self) -> None:
@@ -232,7 +241,7 @@ class _Probe:
         self._flow(call, role, _first_input(args, kwargs), out)
         self.calls.append(call)
         kept = out.detach()
-        self._produced[_identity(kept)] = call
+        self._produced[_flow_key(out)] = (call, _alive(out, kept))
         if kept.device.type == "cpu" and not _STACK_ON_CPU:
             # CPUs: reduce now, one output at a time (before any in-place op changes it).
             with torch.no_grad():
@@ -243,6 +252,8 @@ class _Probe:
             call.output = kept.clone() if self.clone else kept
         if out.requires_grad and torch.is_grad_enabled():
             out.register_hook(partial(self._grad, call))
+            if out.grad_fn is not None:
+                call.node = (out.grad_fn, out.output_nr)
         if role.recurrent:  # inside LSTM/GRU/RNN: gates and time (recurrent.py)
             th = self.thresholds
             inside = _unroll(module, args, kwargs or {}, th.tanh_level, th.sigmoid_margin)  # type: ignore[arg-type]
@@ -254,22 +265,30 @@ class _Probe:
                     call.values[key] = value
 
     def _flow(self, call: _Call, role: _Role, inp: torch.Tensor | None, out: torch.Tensor) -> None:
-        """Follow the data flow between module calls by tensor storage. A weight layer whose
-        input was produced (through activations, dropout, pooling, reshapes) by the current
-        chain continues it; any other starts a new chain. Normalization layers and functional
-        ops (a residual add, a gate's product, attention) break chains, so a residual branch
-        is judged against its own input (the skip path), not layer after layer along the
-        stream. Weight layers also record the rms of their input (their own gain)."""
-        linked = inp is not None and _storage(inp) in self._chain_storages
+        """Follow the data flow between module calls. A weight layer whose input was produced
+        by the current chain (through activation, dropout and pooling modules, and reshapes)
+        continues it; any other starts a new chain. Normalization layers and functional ops (a
+        residual add, in place too, a gate's product, attention) break chains, so a residual
+        branch is judged against its own input (the skip path), not layer after layer along
+        the stream. A call that is neither a weight layer nor linked to the current chain
+        belongs to no chain (``chain`` None). Weight layers also record the rms of their input
+        (their own gain); ReLU-family calls the call that produced their input (also in
+        place), whose statistics say whether that input was all zeros.
+
+        Tensors are matched by :func:`_flow_key`: their autograd node, which the pass holds,
+        so a tensor allocated where a freed one lived is never taken for it."""
+        in_place = role.inplace and inp is out  # not nn.Identity: its output is its input
+        linked = inp is not None and _lookup(self._chain_outputs, inp, in_place) is not None
         if role.weighted:
             if not linked:
                 self._chain += 1
-            self._chain_storages = {_storage(out)}
+            self._chain_outputs = {_flow_key(out): (call, _alive(out, out))}
             self._axis = role.axis
             if inp is not None and inp.is_floating_point() and inp.numel() > 0:
                 # The input's rms: from the call that produced it when one was recorded
                 # (no extra reduction), else one norm of the input itself.
-                call.source = self._produced.get(_identity(inp))
+                found = _lookup(self._produced, inp, in_place)
+                call.source = None if found is None else found[0]
                 if call.source is None:
                     with torch.no_grad():
                         norm = torch.linalg.vector_norm(inp.detach(), dtype=torch.float64)
@@ -277,10 +296,13 @@ class _Probe:
                     self.slots.append((call.values, "in_norm"))
                 call.values["in_numel"] = float(inp.numel())
         elif role.norm:
-            self._chain_storages.discard(_storage(out))
+            self._chain_outputs.pop(_flow_key(out), None)
         elif linked:
-            self._chain_storages.add(_storage(out))
-        call.chain = self._chain
+            self._chain_outputs[_flow_key(out)] = (call, _alive(out, out))
+        if role.kind == "relu" and inp is not None:
+            found = _lookup(self._produced, inp, in_place)
+            call.source = None if found is None else found[0]
+        call.chain = self._chain if role.weighted or linked else None
         call.axis = self._axis
 
     def _grad(self, call: _Call, grad: torch.Tensor) -> None:
@@ -291,7 +313,7 @@ class _Probe:
             flat = grad.detach().reshape(-1)
             if self.exact or flat.dtype not in (torch.float32, torch.float64):
                 flat = flat.to(torch.float64)
-            self.scalars.append(flat.square().sum())
+            self.scalars.append(_sumsq(flat))
             self.slots.append((call.values, "grad_sumsq"))
         else:
             call.grad = grad.detach()
@@ -301,6 +323,21 @@ class _Probe:
             self.armed = False
             with torch.no_grad():
                 self._stacked_stats()
+            self._mark_forks(output)
+            self._chain_outputs, self._produced = {}, {}  # hold no graph node past the pass
+
+    def _mark_forks(self, output: Any) -> None:
+        """Mark the calls whose output more than one op consumes (``forks``): a residual
+        stream feeding both a branch and the skip path, or a tensor read by two branches. The
+        gradient there is the sum over its consumers, so it cannot be compared with the
+        gradient inside one of them. Read from the autograd graph of the root's output (one
+        walk over its nodes, about a microsecond each); a consumer that only reshapes
+        (view, permute, ...) is looked through. Each output tensor counts as used once."""
+        uses = _uses(list(_all_tensors(output)))
+        for call in self.calls:
+            if call.node is not None:
+                call.forks = _forks(call.node, uses)
+                call.node = None  # hold no graph node past the pass
 
     # -- statistics
     def _stacked_stats(self) -> None:
@@ -322,10 +359,10 @@ class _Probe:
     def _queue_call(self, call: _Call, out: torch.Tensor) -> None:
         """Queue the statistics of one output (CPUs, in its hook) as 0-d tensors, stacked only
         at the sync: ``sum`` and ``sumsq`` (``sum x^2``; in float64 from one float64 copy when
-        ``exact``, else in float32, see :meth:`needs_exact`), ``low``/``high``
-        (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive`` (ReLU units > 0 for
-        some sample). Full reductions: on CPUs several times faster than reductions along a
-        dimension of a stacked group."""
+        ``exact``, else by :func:`_sum` and :func:`_sumsq`, see :meth:`needs_exact`),
+        ``low``/``high`` (``aminmax``), ``nonzero``, and by kind ``saturated`` or ``alive``
+        (ReLU units > 0 for some sample). Full reductions: on CPUs several times faster than
+        reductions along a dimension of a stacked group."""
         th = self.thresholds
         if out.dtype not in (torch.float32, torch.float64):
             out = out.float()
@@ -333,12 +370,11 @@ class _Probe:
         wide = flat.to(torch.float64) if self.exact else flat
         low, high = torch.aminmax(flat)
         stats = {
-            "sum": wide.sum(),
-            "sumsq": wide.square().sum(),  # a cascade sum: accurate, unlike a float32 dot
+            "sum": wide.sum() if self.exact else _sum(flat),
+            "sumsq": wide.square().sum() if self.exact else _sumsq(flat),
             "low": low,
             "high": high,
-            # count_nonzero is ~10x slower on CPUs; an int32 sum of bools ~1.6x faster than int64
-            "nonzero": flat.bool().sum(dtype=torch.int32 if flat.numel() < 2**31 else None),
+            "nonzero": _nonzero(flat),
         }
         del wide
         if call.kind == "tanh":
@@ -448,3 +484,160 @@ class _Probe:
             projection /= torch.linalg.vector_norm(projection, dim=1, keepdim=True)
             self._projections[key] = projection.to(device=rows.device, dtype=rows.dtype)
         return self._projections[key]
+
+
+# Elements per row of the float32 norms that _sumsq combines.
+_ROW = 1 << 12
+
+
+def _sumsq(flat: torch.Tensor) -> torch.Tensor:
+    """``sum x^2`` of a vector as a 0-d float64 tensor, without a temporary of its size:
+    the norms of its rows of ``_ROW`` elements (in its own dtype), then theirs in float64.
+    As accurate as a cascade sum of squares in float32 (relative error about 1e-8; one float32
+    norm of a million elements is off by 5e-5), and several times cheaper inside a forward or
+    backward pass than ``square().sum()``, whose full-size temporary costs fresh pages each time
+    (50 ms of a 540 ms ResNet-50 backward pass). Float32 squares may under- or overflow (see
+    :meth:`_Probe.needs_exact`)."""
+    n = flat.numel()
+    flat = flat.contiguous()  # a strided view reduces along rows less accurately
+    if flat.dtype == torch.float64 or n <= _ROW:
+        return torch.linalg.vector_norm(flat, dtype=torch.float64).square()
+    cut = n - n % _ROW
+    parts = torch.linalg.vector_norm(flat[:cut].reshape(-1, _ROW), dim=1)
+    if cut < n:
+        parts = torch.cat([parts, torch.linalg.vector_norm(flat[cut:]).reshape(1)])
+    return torch.linalg.vector_norm(parts, dtype=torch.float64).square()
+
+
+def _sum(flat: torch.Tensor) -> torch.Tensor:
+    """``sum x`` of a vector as a 0-d float64 tensor: in float64 up to ``_ROW`` elements, else
+    float32 sums of its rows of ``_ROW`` elements added in float64. The float32 total of a
+    cascade sum is itself rounded to float32 (6e-8 relative), which the ``std`` of an output
+    whose mean is ten times its std (a sigmoid near 0.5) multiplies by ``(mean / std)^2``: 1e-5
+    off, while the sum of squares was exact. Above ``_ROW`` elements the float32 row totals (of
+    this sum and of :func:`_sumsq`) leave such a std about ``1e-8 (mean / std)^2`` off."""
+    n = flat.numel()
+    flat = flat.contiguous()
+    if flat.dtype == torch.float64 or n <= _ROW:
+        return flat.sum(dtype=torch.float64)
+    cut = n - n % _ROW
+    total = flat[:cut].reshape(-1, _ROW).sum(dim=1).sum(dtype=torch.float64)
+    return total + flat[cut:].sum(dtype=torch.float64) if cut < n else total
+
+
+# Bools per block of _nonzero: 255 int64 words of 8 bools, so no byte of their sum passes 255.
+_BLOCK = 8 * 255
+
+
+def _nonzero(flat: torch.Tensor) -> torch.Tensor:
+    """The number of non-zero elements of a vector, as a 0-d integer tensor. Summing bools is
+    not vectorized on CPUs (``count_nonzero`` is ~10x slower, ``bool().sum()`` 0.8 ms a million
+    elements); for large vectors the bools are viewed as int64 words and summed 255 words at a
+    time, each byte of a sum then counting at most 255 ones, and those bytes summed: ~3x
+    faster."""
+    mask = flat.bool()
+    n = mask.numel()
+    if n < 1 << 16:
+        return mask.sum(dtype=torch.int32)
+    cut = n - n % _BLOCK
+    words = mask[:cut].view(torch.uint8).view(torch.int64).view(-1, 255).sum(dim=1)
+    return words.view(torch.uint8).sum(dtype=torch.int64) + mask[cut:].sum()
+
+
+def _flow_key(t: torch.Tensor) -> tuple[Any, ...]:
+    """What identifies a tensor in the data flow: its autograd node ``(grad_fn, output_nr)``
+    when it has one (an object the probe holds while the pass runs), else its identity
+    (memory, size, dtype, version: see :func:`~initlab.doctor.modules._identity`)."""
+    if t.grad_fn is not None:
+        return (t.grad_fn, t.output_nr)
+    return _identity(t)
+
+
+def _alive(out: torch.Tensor, kept: torch.Tensor) -> torch.Tensor | None:
+    """What a table of outputs holds beside a key: nothing for an autograd node (the key
+    itself holds it), else the tensor, whose memory no later tensor may then take."""
+    return None if out.grad_fn is not None else kept
+
+
+# Backward nodes of ops that only reshape or copy their one input: the data flow (and a fork
+# behind them) is that of the tensor before them.
+_SHAPE_NODES = frozenset({
+    "ViewBackward", "UnsafeViewBackward", "ReshapeAliasBackward", "PermuteBackward",
+    "TransposeBackward", "TBackward", "CloneBackward", "ExpandBackward", "SqueezeBackward",
+    "UnsqueezeBackward", "ToCopyBackward", "AliasBackward",
+})  # fmt: skip
+
+
+def _reshapes(node: Any) -> bool:
+    return node.name().rstrip("0123456789") in _SHAPE_NODES and bool(node.next_functions)
+
+
+def _lookup(table: dict[tuple[Any, ...], Any], t: torch.Tensor, in_place: bool) -> Any:
+    """``table``'s entry for the tensor ``t``, looking through reshapes (view, permute, ...)
+    back to the tensor they were made from; ``in_place``: ``t`` is also the module's output,
+    so what the module read is the tensor before its in-place op (the node's input, or the
+    version before), unless ``t`` is itself in the table (``nn.Identity``)."""
+    if t.grad_fn is None:
+        key = _identity(t)
+        if in_place and key not in table:
+            key = (*key[:3], key[3] - 1)
+        return table.get(key)
+    node, nr = t.grad_fn, t.output_nr
+    if in_place and (node, nr) not in table and node.next_functions:
+        node, nr = node.next_functions[0]
+    while node is not None:
+        found = table.get((node, nr))
+        if found is not None or not _reshapes(node):
+            return found
+        node, nr = node.next_functions[0]
+    return None
+
+
+def _all_tensors(value: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a module's output (nested tuples, lists, dicts, ``ModelOutput``)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _all_tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _all_tensors(item)
+
+
+_OUTPUT = object()  # the consumer of the root's outputs: the loss, outside the graph
+
+
+def _uses(outputs: list[torch.Tensor]) -> dict[tuple[Any, int], list[Any]]:
+    """The consumers of every ``(node, output_nr)`` of the autograd graph behind
+    ``outputs``: one walk, each node visited once."""
+    uses: dict[tuple[Any, int], list[Any]] = {}
+    stack = []
+    for t in outputs:
+        if t.grad_fn is not None:
+            uses.setdefault((t.grad_fn, t.output_nr), []).append(_OUTPUT)
+            stack.append(t.grad_fn)
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for child, nr in node.next_functions:
+            if child is None:
+                continue
+            uses.setdefault((child, nr), []).append(node)
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return uses
+
+
+def _forks(key: tuple[Any, int], uses: dict[tuple[Any, int], list[Any]]) -> bool:
+    """Whether the tensor at ``key`` (or the reshaped copy its only consumer makes) has
+    more than one consumer."""
+    while True:
+        consumers = uses.get(key, ())
+        if len(consumers) != 1:
+            return len(consumers) > 1
+        node = consumers[0]
+        if node is _OUTPUT or not _reshapes(node):
+            return False
+        key = (node, 0)

@@ -9,7 +9,9 @@ root, ``norm``), min ``low`` and max ``high``:
   0 when ``low == high``;
 - ``zeros = 1 - nonzero / n``; ``saturated = count / n``; ``dead = units - alive``;
 - ``input_rms`` of a weight layer: the rms of the call that produced its input (``source``), or
-  its own input norm ``/ sqrt(numel)``.
+  its own input norm ``/ sqrt(numel)``; of a ReLU-family call: the rms of the call that produced
+  its input, when one was recorded;
+- ``forks``: more than one op consumed the output (see ``_Probe._mark_forks``).
 """
 
 from __future__ import annotations
@@ -109,7 +111,8 @@ def _build_rows(
         if "grad_sumsq" in values:
             row.grad_output = math.sqrt(values["grad_sumsq"])
         row.chain = call.chain
-        if "in_numel" in values:
+        row.forks = call.forks
+        if "in_numel" in values or call.source is not None:
             row.input_rms = _input_rms(call)
         if weighted:
             row.weight_norm = weight["weight_norm"]  # type: ignore[index]

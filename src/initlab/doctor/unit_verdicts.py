@@ -86,6 +86,7 @@ def _dead_verdict(
         and row.dead_fraction >= th.dead
         and _beyond_chance(row.dead, row.units)  # type: ignore[arg-type]
         and row.layer not in symmetric_layers
+        and row.input_rms != 0  # an all-zero input: vanishing's or symmetric's, not a bias's
         and _finite(row)  # inf/nan outputs are the non-finite verdict's
     ]
     if dead:

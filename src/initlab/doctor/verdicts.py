@@ -140,11 +140,73 @@ def _chains(weighted: list[LayerStats]) -> list[list[LayerStats]]:
     return list(chains.values())
 
 
+def _bias_dominated(row: LayerStats, th: Thresholds) -> bool:
+    """The layer's output is more than ``th.bias_dominated`` times what its weights carry from
+    its input (``||W|| / sqrt(units) * rms(input)``): it is mostly the layer's bias."""
+    rms, gain, inp = row.rms, row.weight_gain, row.input_rms
+    if rms is None or gain is None or inp is None:
+        return False
+    if not (math.isfinite(rms) and math.isfinite(gain) and math.isfinite(inp)):
+        return False
+    return rms > th.bias_dominated * gain * inp
+
+
+def _forward_segments(chain: list[LayerStats], th: Thresholds) -> list[list[LayerStats]]:
+    """A chain's weight layers split before every bias-dominated layer: the signal after it
+    is the bias's, not the input's, so it is measured afresh from there."""
+    segments: list[list[LayerStats]] = []
+    for row in chain:
+        if not segments or _bias_dominated(row, th):
+            segments.append([row])
+        else:
+            segments[-1].append(row)
+    return segments
+
+
+def _backward_segments(rows: list[LayerStats]) -> list[list[LayerStats]]:
+    """Each chain's weight layers split after every fork (a call of the chain whose output
+    more than one op consumed): the gradient at a fork sums its consumers' (the skip path's
+    with the branch's), so the layers before it are not compared with those after it."""
+    segments: dict[tuple[int, int], list[LayerStats]] = {}
+    splits: dict[int, int] = {}
+    for row in rows:
+        if row.chain is None:
+            continue
+        if row.weighted:
+            segments.setdefault((row.chain, splits.get(row.chain, 0)), []).append(row)
+        if row.forks:
+            splits[row.chain] = splits.get(row.chain, 0) + 1
+    return list(segments.values())
+
+
+def _gated_chains(rows: list[LayerStats], output: LayerStats | None) -> set[int]:
+    """Chains that end in a gate: the last call of the chain is a sigmoid or tanh (measured for
+    saturation, not a recurrent layer) after a hidden weight layer, and its output leaves
+    through a functional op (a squeeze-excite product). The scale of such a chain's weights
+    goes no further than the gate, which the saturated verdict judges."""
+    last: dict[int, LayerStats] = {}
+    last_weighted: dict[int, LayerStats] = {}
+    for row in rows:
+        if row.chain is not None:
+            last[row.chain] = row
+            if row.weighted:
+                last_weighted[row.chain] = row
+    return {
+        chain
+        for chain, row in last.items()
+        if row.saturated is not None
+        and row.gates is None
+        and not row.weighted
+        and last_weighted.get(chain) is not output
+    }
+
+
 def _signal_verdicts(
-    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+    rows: list[LayerStats], th: Thresholds, output: LayerStats | None
 ) -> list[Verdict]:
-    """Activation and gradient ratios within each chain, merged per (kind, signal): the chain
-    with the most extreme ratio gives the message and numbers, every chain its layers."""
+    """Activation ratios within each chain's forward segments and gradient ratios within its
+    backward segments, merged per (kind, signal): the segment with the most extreme ratio
+    gives the message and numbers, every segment its layers."""
     found: dict[tuple[str, str], tuple[Verdict, list[str]]] = {}
 
     def add(verdicts: list[Verdict]) -> None:
@@ -161,20 +223,23 @@ def _signal_verdicts(
                 worse = v.numbers["ratio"] < best.numbers["ratio"]
             found[key] = (v if worse else best, names)
 
+    weighted = [row for row in rows if row.weighted]
     for chain in _chains(weighted):
-        forward = [(r, r.rms) for r in chain if r.rms is not None]
-        if len(forward) >= 2 and forward[0][1] > 0:  # type: ignore[operator]
-            ratios = _ratio_verdicts(
-                forward,  # type: ignore[arg-type]
-                forward[0][0],
-                forward[0][1],  # type: ignore[arg-type]
-                th,
-                "activation rms",
-                "activations",
-                backward=False,
-            )
-            add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
-        backward = [(r, r.grad_output) for r in chain if r.grad_output is not None]
+        for segment in _forward_segments(chain, th):
+            forward = [(r, r.rms) for r in segment if r.rms is not None]
+            if len(forward) >= 2 and forward[0][1] > 0:  # type: ignore[operator]
+                ratios = _ratio_verdicts(
+                    forward,  # type: ignore[arg-type]
+                    forward[0][0],
+                    forward[0][1],  # type: ignore[arg-type]
+                    th,
+                    "activation rms",
+                    "activations",
+                    backward=False,
+                )
+                add([v for v in ratios if not (v.kind == "vanishing" and _only_output(v, output))])
+    for segment in _backward_segments(rows):
+        backward = [(r, r.grad_output) for r in segment if r.grad_output is not None]
         if len(backward) >= 2:
             ref_row, ref = backward[-1]
             if ref > 0:  # type: ignore[operator]
@@ -204,13 +269,14 @@ def _only_output(verdict: Verdict, output: LayerStats | None) -> bool:
 
 
 def _weight_verdicts(
-    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None
+    weighted: list[LayerStats], th: Thresholds, output: LayerStats | None, gated: set[int]
 ) -> list[Verdict]:
     found: list[Verdict] = []
     hidden = [
         r
         for r in weighted
         if r is not output
+        and r.chain not in gated  # a gate ends the chain: its saturation is the finding
         and r.input_rms is not None  # embeddings (integer inputs) have no gain
         and r.weight_gain is not None
         and (r.weight_rows or 0) > 1
@@ -314,8 +380,8 @@ def _verdicts(rows: list[LayerStats], th: Thresholds, loss: float | None = None)
     found += _saturated_verdict(rows, th)
 
     if nonfinite is None:
-        found += _weight_verdicts(weighted, th, output)
-        found += _signal_verdicts(weighted, th, output)
+        found += _weight_verdicts(weighted, th, output, _gated_chains(rows, output))
+        found += _signal_verdicts(rows, th, output)
     else:
         found += _overflow_verdict(weighted)
     found.sort(key=lambda v: KINDS.index(v.kind))
