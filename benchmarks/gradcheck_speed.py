@@ -164,7 +164,7 @@ CNN_CASES = {  # name -> (builder, parameter the planted bug breaks)
     # (a tensor with a gradient clear of round-off in both modes: batch norm in training mode
     # removes a constant shift, so the bias before it has none; RegNetY's main branches end
     # in a zero-initialised batch norm scale)
-    "mobilenet_v2": ("torchvision", "classifier.1.weight"),
+    "mobilenet_v2": ("torchvision", "classifier.1.bias"),
     "shufflenet_v2_x0_5": ("torchvision", "stage3.0.branch2.3.weight"),
     "regnety_002": ("timm", "s2.b1.downsample.conv.weight"),
 }
