@@ -212,3 +212,34 @@ def test_forks_are_read_from_the_autograd_graph_through_reshapes():
     assert rows["stem"].forks  # read by the skip path and (through a reshape) the branch
     assert not rows["branch"].forks and not rows["flat"].forks
     assert rows["stem"].chain == rows["branch"].chain  # forward: the branch reads the stem
+
+
+class _Gate(nn.Module):
+    """An activation class the doctor has no name for (timm's own Sigmoid is one)."""
+
+    def forward(self, x):
+        return x.sigmoid()
+
+
+class _Rectifier(nn.Module):
+    def forward(self, x):
+        return x.clamp(min=0)
+
+
+def test_activations_of_other_classes_are_known_by_what_they_compute():
+    # timm's squeeze-excite gates are its own Sigmoid class: saturation went unmeasured and
+    # their chains were not seen to end in a gate (RegNetY's reduce convs, row norm 4.7).
+    model = _seeded(lambda: nn.Sequential(nn.Linear(8, 8), _Rectifier(), nn.Linear(8, 8), _Gate()))
+    with torch.no_grad():
+        model[0].bias.fill_(-1e3)  # every unit of the rectifier dead
+    d = initlab.diagnose(model, torch.randn(32, 8, generator=torch.Generator().manual_seed(0)))
+    rows = {r.name: r for r in d.layers}
+    assert rows["1"].dead == rows["1"].units == 8 and "dead" in d.kinds
+    assert rows["3"].saturated is not None
+    from timm.layers.activations import Sigmoid
+
+    from initlab.doctor.modules import _kind
+
+    assert (
+        _kind(Sigmoid()) == "sigmoid" and _kind(nn.GELU()) is None and _kind(nn.Softmax(-1)) is None
+    )

@@ -4,7 +4,8 @@
   else the first >= 2-D parameter it owns, named ``*weight*`` for containers);
   :func:`_unit_rows` views it as ``(units, -1)`` (columns of Hugging Face's ``(in, out)``
   ``Conv1D``);
-- :func:`_kind`: ``tanh``, ``sigmoid`` (saturation is measured) or ``relu`` (dead units);
+- :func:`_kind`: ``tanh``, ``sigmoid`` (saturation is measured) or ``relu`` (dead units), by
+  type or by what the module computes;
 - :func:`_is_norm`: normalization layers by type or name; :func:`_is_conv`;
 - :func:`_identity`: when two tensors hold the same values (memory, size, dtype, version): the
   probe's data flow for tensors outside autograd;
@@ -98,12 +99,44 @@ def _unit_rows(module: nn.Module, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _kind(module: nn.Module) -> str | None:
+    """``tanh``, ``sigmoid`` or ``relu`` by type, else by what the module computes
+    (:func:`_measured_kind`)."""
     if isinstance(module, nn.Tanh):
         return "tanh"
     if isinstance(module, nn.Sigmoid | nn.Hardsigmoid):
         return "sigmoid"
     if isinstance(module, _RELU_FAMILY):
         return "relu"
+    return _measured_kind(module)
+
+
+def _measured_kind(module: nn.Module) -> str | None:
+    """``tanh``, ``sigmoid`` (hard sigmoid too) or ``relu`` for a leaf module of another class
+    without parameters or buffers that computes one of them on a fixed grid of 49 points in
+    [-6, 6] (timm's own ``Sigmoid``, a squeeze-excite gate class, a user's activation), else
+    None. The global RNG is forked around the call."""
+    if next(module.children(), None) is not None or isinstance(module, nn.Identity):
+        return None
+    state = (*module.parameters(recurse=False), *module.buffers(recurse=False))
+    if state:
+        return None
+    grid = torch.linspace(-6.0, 6.0, 49).reshape(7, 7)
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            out = module(grid.clone())  # a copy: the module may work in place
+    except Exception:  # not callable on a plain tensor: not an elementwise activation
+        return None
+    if not isinstance(out, torch.Tensor) or out.shape != grid.shape:
+        return None
+    references = (
+        ("sigmoid", torch.sigmoid),
+        ("sigmoid", torch.nn.functional.hardsigmoid),
+        ("tanh", torch.tanh),
+        ("relu", torch.relu),
+    )
+    for name, fn in references:
+        if torch.allclose(out.float(), fn(grid), rtol=1e-4, atol=1e-6):
+            return name
     return None
 
 
