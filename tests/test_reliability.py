@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 
@@ -247,6 +248,59 @@ def test_a_folder_is_not_a_file_name(tmp_path):
         files.atomic_write(tmp_path, "x")
     with pytest.raises(IsADirectoryError):
         files.atomic_write("", "x")
+
+
+def _device(path):
+    """A character device node like /dev/null at ``path`` (needs root), else skip."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo", "device", "socket"])
+def test_the_writer_replaces_only_regular_files(tmp_path, kind):
+    """Issue 26: every writer replaced a symlink, FIFO or device node by a regular file (as
+    root, diagnose --plot /dev/null replaced /dev/null)."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("theirs")
+    path = tmp_path / "link.png"
+    if kind == "symlink":
+        path.symlink_to(outside)
+    elif kind == "dangling symlink":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        _device(path)
+    else:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    before = os.lstat(path)
+    with pytest.raises(FileExistsError, match=rf"refusing to write {path}: it is a"):
+        files.atomic_write(path, b"new")
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert outside.read_text() == "theirs" and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_commands_refuse_a_link_or_device_before_any_work(tmp_path, capsys):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"theirs")
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "loss.png").symlink_to(outside)
+    err = _one_line_error(capsys, ["compare", "--schemes", "he", "--iterations", "5", "--out",
+                                   str(out), "--resume", "--no-progress"])  # fmt: skip
+    assert f"refusing to write {out / 'loss.png'}: it is a symbolic link" in err
+    assert sorted(os.listdir(out)) == ["loss.png"] and outside.read_bytes() == b"theirs"
+    _device(tmp_path / "null")
+    err = _one_line_error(capsys, ["diagnose", "--plot", str(tmp_path / "null")])
+    assert "--plot: refusing to write" in err and "it is a character device" in err
+    assert stat.S_ISCHR(os.lstat(tmp_path / "null").st_mode)
 
 
 # ---------------------------------------------------------------- 11: empty values

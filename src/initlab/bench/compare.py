@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from initlab._core.files import clear_outputs, prepare_out
+from initlab._core.files import check_outputs, clear_outputs, prepare_out
 from initlab._core.locks import folder_lock
 from initlab._core.memory import check_fits
 from initlab._core.progress import progress_bar
@@ -125,13 +125,22 @@ def compare(
                        group_size, monitor_every)  # fmt: skip
     if out is None:
         return _Session(plan, None, progress).run()
-    out = prepare_out(out, force=force, resume=resume)
-    with folder_lock(out):
+    out = prepare_out(out, force=force, resume=resume, create=False)
+    with folder_lock(out):  # every check below, then the writes, under the lock
+        prepare_out(out, force=force, resume=resume, create=False)
         session = _Session(plan, out, progress)
-        if resume and os.path.exists(os.path.join(out, "results.json")):
+        resuming = resume and os.path.exists(os.path.join(out, "results.json"))
+        if resuming:
             session.resume()
-        elif force:
+        elif resume and os.path.exists(os.path.join(out, "results.csv")):
+            raise ValueError(
+                f"cannot resume {out}: it holds a sweep (results.csv), not a comparison; use "
+                f"another --out or --force"
+            )
+        check_outputs(out)
+        if force and not resuming:
             clear_outputs(out)
+        os.makedirs(os.path.join(out, "models"), exist_ok=True)
         return session.run()
 
 
