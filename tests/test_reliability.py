@@ -70,24 +70,99 @@ def test_a_model_file_newer_than_results_json_is_not_attached(tmp_path):
 
 
 # ---------------------------------------------------------------- 4: lock
-def test_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
-    out = tmp_path / "cmp"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+# A child process that takes the folder lock, says so, and holds it until its stdin closes.
+_HOLDER = """
+import os, sys, time
+from initlab._core import locks
+folder, go = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+while go != "-" and not os.path.exists(go):
+    time.sleep(0.001)
+try:
+    with locks.folder_lock(folder):
+        print("won", flush=True)
+        sys.stdin.read()
+except FileExistsError:
+    print("refused", flush=True)
+"""
+
+
+def _holder(folder, go="-"):
+    src = os.path.dirname(os.path.dirname(initlab.__file__))
+    env = os.environ | {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), str(go)], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def _dead_pid():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_locked_folder_is_refused_whatever_its_lock_file_says(tmp_path):
+    """The lock is the flock, not the file: a record naming a dead process (what a process
+    taking over a "stale" lock saw while another took it) does not free a held folder, and
+    compare and sweep share the one lock. When the holder is killed the kernel frees it."""
+    from initlab.bench.sweep.run import sweep
+
+    out = tmp_path / "busy"
+    holder = _holder(out)
     try:
-        record = {"pid": sleeper.pid, "host": os.uname().nodename, "started": 0}
-        (out / locks.LOCK_NAME).write_text(json.dumps(record))
-        with pytest.raises(
-            FileExistsError, match=rf"in use by another initlab process \(pid {sleeper.pid}"
-        ):
+        assert holder.stdout.readline() == "won\n"
+        assert locks.read_lock(out)["pid"] == holder.pid
+        (out / locks.LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host":
+                                                       os.uname().nodename}))  # fmt: skip
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
             compare(["he"], out=out, **QUICK)
-        assert not (out / "results.json").exists()
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            sweep({"iterations": 2}, out=out, progress=False)
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            sweep({"iterations": 2}, out=out, force=True, progress=False)
+        assert sorted(os.listdir(out)) == [locks.LOCK_NAME]  # nothing written
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    # the owner is gone: the lock is stale, taken over and released at the end
-    compare(["he"], out=out, **QUICK)
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays
+        holder.communicate()
+    assert (out / locks.LOCK_NAME).exists()
+    compare(["he"], out=out, **QUICK)  # free at once: nothing stale to detect or take over
     assert (out / "results.json").exists() and not (out / locks.LOCK_NAME).exists()
+
+
+def test_racing_processes_never_hold_a_lock_together(tmp_path):
+    """Six processes try at once to lock a folder whose lock file a killed process left:
+    exactly one gets it (the winner holds it until every other one has been answered)."""
+    out = tmp_path / "race"
+    out.mkdir()
+    for trial in range(3):
+        (out / locks.LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host":
+                                                       os.uname().nodename}))  # fmt: skip
+        go = tmp_path / f"go-{trial}"
+        children = [_holder(out, go) for _ in range(6)]
+        go.touch()
+        answers = [c.stdout.readline().strip() for c in children]
+        for c in children:
+            c.communicate()  # closes its stdin: the winner lets go
+        assert sorted(answers) == ["refused"] * 5 + ["won"], answers
+
+
+def test_the_cli_holds_the_lock_over_the_sweep_and_its_report(tmp_path, capsys, monkeypatch):
+    from initlab.report import sweep as report
+
+    seen = []
+    real = report.write_sweep_report
+
+    def spy(result, out, heatmap=None):
+        seen.append(locks.read_lock(out))
+        return real(result, out, heatmap=heatmap)
+
+    monkeypatch.setattr(report, "write_sweep_report", spy)
+    out = tmp_path / "s"
+    assert main(["sweep", "--scale", "1,2", "--iterations", "2", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert seen and seen[0]["pid"] == os.getpid()
+    assert not (out / locks.LOCK_NAME).exists() and not (out / ".lock").exists()
 
 
 def test_lock_is_released_on_an_error_and_reentrant_in_one_process(tmp_path):
