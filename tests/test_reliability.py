@@ -55,6 +55,41 @@ def test_models_are_named_by_run_identity_and_resume_keeps_each_runs_weights(tmp
     assert [(r.scheme, r.seed) for r in again.runs][:3] == [("he", 7), ("he", 0), ("he", 1)]
 
 
+def test_resume_with_fewer_or_other_runs_keeps_the_saved_ones(tmp_path):
+    """Issue 26: a resume with other schemes or seeds erased the saved runs not asked for
+    from results.json and history.csv, leaving their model files without an entry."""
+    out = tmp_path / "cmp"
+    first = compare(["he", "xavier_normal", "lecun_normal"], seeds=[1, 2], out=out, **QUICK)
+    again = compare(["he"], seeds=[1, 2, 3], out=out, resume=True, **QUICK)
+    expected = [("he", 1), ("he", 2), ("he", 3), ("xavier_normal", 1), ("xavier_normal", 2),
+                ("lecun_normal", 1), ("lecun_normal", 2)]  # fmt: skip
+    assert [(r.scheme, r.seed) for r in again.runs] == expected  # asked for first, then kept
+    saved = json.loads((out / "results.json").read_text())
+    assert [(r["scheme"], r["seed"]) for r in saved["runs"]] == expected
+    assert saved["config"]["schemes"] == ["he", "xavier_normal", "lecun_normal"]
+    assert saved["config"]["seeds"] == [1, 2, 3]
+    history = (out / "history.csv").read_text().splitlines()[1:]
+    assert {tuple(line.split(",")[:2]) for line in history} == {(s, str(d)) for s, d in expected}
+    models = {f"run-{r['run_id']}.pt" for r in saved["runs"] if "model_sha256" in r}
+    assert models == set(os.listdir(out / "models")) and len(models) == 7
+    loaded = Comparison.load(out)
+    for run in first.runs:  # the kept runs keep their weights and numbers
+        twin = next(r for r in loaded.runs if (r.scheme, r.seed) == (run.scheme, run.seed))
+        assert twin.final_loss == run.final_loss
+        for a, b in zip(run.model.parameters(), twin.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_a_results_json_with_a_run_twice_is_refused(tmp_path):
+    out = tmp_path / "cmp"
+    compare(["he"], seeds=[1, 2], out=out, **QUICK)
+    data = json.loads((out / "results.json").read_text())
+    data["runs"].append(data["runs"][0])
+    (out / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"run 2 repeats scheme 'he' seed 1 \(run 0\)"):
+        compare(["he"], seeds=[1, 2], out=out, resume=True, **QUICK)
+
+
 def test_a_model_file_newer_than_results_json_is_not_attached(tmp_path):
     """Interrupted between writing a model and results.json: the pair is safe in either order."""
     out = tmp_path / "cmp"
