@@ -165,6 +165,21 @@ def test_a_locked_folder_is_refused_whatever_its_lock_file_says(tmp_path):
     assert (out / "results.json").exists() and not (out / locks.LOCK_NAME).exists()
 
 
+def test_comparison_save_takes_the_folder_lock(tmp_path):
+    result = compare(["he"], **QUICK)
+    out = tmp_path / "saved"
+    holder = _holder(out)
+    try:
+        assert holder.stdout.readline() == "won\n"
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            result.save(out)
+        assert sorted(os.listdir(out)) == [locks.LOCK_NAME]
+    finally:
+        holder.communicate()
+    result.save(out)
+    assert Comparison.load(out).runs[0].final_loss == result.runs[0].final_loss
+
+
 def test_racing_processes_never_hold_a_lock_together(tmp_path):
     """Six processes try at once to lock a folder whose lock file a killed process left:
     exactly one gets it (the winner holds it until every other one has been answered)."""
