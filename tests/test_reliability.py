@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import pickle
+import stat
 import subprocess
 import sys
 
@@ -54,6 +55,41 @@ def test_models_are_named_by_run_identity_and_resume_keeps_each_runs_weights(tmp
     assert [(r.scheme, r.seed) for r in again.runs][:3] == [("he", 7), ("he", 0), ("he", 1)]
 
 
+def test_resume_with_fewer_or_other_runs_keeps_the_saved_ones(tmp_path):
+    """Issue 26: a resume with other schemes or seeds erased the saved runs not asked for
+    from results.json and history.csv, leaving their model files without an entry."""
+    out = tmp_path / "cmp"
+    first = compare(["he", "xavier_normal", "lecun_normal"], seeds=[1, 2], out=out, **QUICK)
+    again = compare(["he"], seeds=[1, 2, 3], out=out, resume=True, **QUICK)
+    expected = [("he", 1), ("he", 2), ("he", 3), ("xavier_normal", 1), ("xavier_normal", 2),
+                ("lecun_normal", 1), ("lecun_normal", 2)]  # fmt: skip
+    assert [(r.scheme, r.seed) for r in again.runs] == expected  # asked for first, then kept
+    saved = json.loads((out / "results.json").read_text())
+    assert [(r["scheme"], r["seed"]) for r in saved["runs"]] == expected
+    assert saved["config"]["schemes"] == ["he", "xavier_normal", "lecun_normal"]
+    assert saved["config"]["seeds"] == [1, 2, 3]
+    history = (out / "history.csv").read_text().splitlines()[1:]
+    assert {tuple(line.split(",")[:2]) for line in history} == {(s, str(d)) for s, d in expected}
+    models = {f"run-{r['run_id']}.pt" for r in saved["runs"] if "model_sha256" in r}
+    assert models == set(os.listdir(out / "models")) and len(models) == 7
+    loaded = Comparison.load(out)
+    for run in first.runs:  # the kept runs keep their weights and numbers
+        twin = next(r for r in loaded.runs if (r.scheme, r.seed) == (run.scheme, run.seed))
+        assert twin.final_loss == run.final_loss
+        for a, b in zip(run.model.parameters(), twin.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_a_results_json_with_a_run_twice_is_refused(tmp_path):
+    out = tmp_path / "cmp"
+    compare(["he"], seeds=[1, 2], out=out, **QUICK)
+    data = json.loads((out / "results.json").read_text())
+    data["runs"].append(data["runs"][0])
+    (out / "results.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"run 2 repeats scheme 'he' seed 1 \(run 0\)"):
+        compare(["he"], seeds=[1, 2], out=out, resume=True, **QUICK)
+
+
 def test_a_model_file_newer_than_results_json_is_not_attached(tmp_path):
     """Interrupted between writing a model and results.json: the pair is safe in either order."""
     out = tmp_path / "cmp"
@@ -69,24 +105,114 @@ def test_a_model_file_newer_than_results_json_is_not_attached(tmp_path):
 
 
 # ---------------------------------------------------------------- 4: lock
-def test_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path):
-    out = tmp_path / "cmp"
-    out.mkdir()
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+# A child process that takes the folder lock, says so, and holds it until its stdin closes.
+_HOLDER = """
+import os, sys, time
+from initlab._core import locks
+folder, go = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+while go != "-" and not os.path.exists(go):
+    time.sleep(0.001)
+try:
+    with locks.folder_lock(folder):
+        print("won", flush=True)
+        sys.stdin.read()
+except FileExistsError:
+    print("refused", flush=True)
+"""
+
+
+def _holder(folder, go="-"):
+    src = os.path.dirname(os.path.dirname(initlab.__file__))
+    env = os.environ | {"PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    child = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder), str(go)], env=env,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert child.stdout.readline() == "ready\n"
+    return child
+
+
+def _dead_pid():
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    return gone.pid
+
+
+def test_a_locked_folder_is_refused_whatever_its_lock_file_says(tmp_path):
+    """The lock is the flock, not the file: a record naming a dead process (what a process
+    taking over a "stale" lock saw while another took it) does not free a held folder, and
+    compare and sweep share the one lock. When the holder is killed the kernel frees it."""
+    from initlab.bench.sweep.run import sweep
+
+    out = tmp_path / "busy"
+    holder = _holder(out)
     try:
-        record = {"pid": sleeper.pid, "host": os.uname().nodename, "started": 0}
-        (out / locks.LOCK_NAME).write_text(json.dumps(record))
-        with pytest.raises(
-            FileExistsError, match=rf"in use by another initlab process \(pid {sleeper.pid}"
-        ):
+        assert holder.stdout.readline() == "won\n"
+        assert locks.read_lock(out)["pid"] == holder.pid
+        (out / locks.LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host":
+                                                       os.uname().nodename}))  # fmt: skip
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
             compare(["he"], out=out, **QUICK)
-        assert not (out / "results.json").exists()
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            sweep({"iterations": 2}, out=out, progress=False)
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            sweep({"iterations": 2}, out=out, force=True, progress=False)
+        assert sorted(os.listdir(out)) == [locks.LOCK_NAME]  # nothing written
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    # the owner is gone: the lock is stale, taken over and released at the end
-    compare(["he"], out=out, **QUICK)
+        holder.kill()  # SIGKILL: no cleanup runs, the lock file stays
+        holder.communicate()
+    assert (out / locks.LOCK_NAME).exists()
+    compare(["he"], out=out, **QUICK)  # free at once: nothing stale to detect or take over
     assert (out / "results.json").exists() and not (out / locks.LOCK_NAME).exists()
+
+
+def test_comparison_save_takes_the_folder_lock(tmp_path):
+    result = compare(["he"], **QUICK)
+    out = tmp_path / "saved"
+    holder = _holder(out)
+    try:
+        assert holder.stdout.readline() == "won\n"
+        with pytest.raises(FileExistsError, match="in use by another initlab process"):
+            result.save(out)
+        assert sorted(os.listdir(out)) == [locks.LOCK_NAME]
+    finally:
+        holder.communicate()
+    result.save(out)
+    assert Comparison.load(out).runs[0].final_loss == result.runs[0].final_loss
+
+
+def test_racing_processes_never_hold_a_lock_together(tmp_path):
+    """Six processes try at once to lock a folder whose lock file a killed process left:
+    exactly one gets it (the winner holds it until every other one has been answered)."""
+    out = tmp_path / "race"
+    out.mkdir()
+    for trial in range(3):
+        (out / locks.LOCK_NAME).write_text(json.dumps({"pid": _dead_pid(), "host":
+                                                       os.uname().nodename}))  # fmt: skip
+        go = tmp_path / f"go-{trial}"
+        children = [_holder(out, go) for _ in range(6)]
+        go.touch()
+        answers = [c.stdout.readline().strip() for c in children]
+        for c in children:
+            c.communicate()  # closes its stdin: the winner lets go
+        assert sorted(answers) == ["refused"] * 5 + ["won"], answers
+
+
+def test_the_cli_holds_the_lock_over_the_sweep_and_its_report(tmp_path, capsys, monkeypatch):
+    from initlab.report import sweep as report
+
+    seen = []
+    real = report.write_sweep_report
+
+    def spy(result, out, heatmap=None):
+        seen.append(locks.read_lock(out))
+        return real(result, out, heatmap=heatmap)
+
+    monkeypatch.setattr(report, "write_sweep_report", spy)
+    out = tmp_path / "s"
+    assert main(["sweep", "--scale", "1,2", "--iterations", "2", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert seen and seen[0]["pid"] == os.getpid()
+    assert not (out / locks.LOCK_NAME).exists() and not (out / ".lock").exists()
 
 
 def test_lock_is_released_on_an_error_and_reentrant_in_one_process(tmp_path):
@@ -247,6 +373,59 @@ def test_a_folder_is_not_a_file_name(tmp_path):
         files.atomic_write(tmp_path, "x")
     with pytest.raises(IsADirectoryError):
         files.atomic_write("", "x")
+
+
+def _device(path):
+    """A character device node like /dev/null at ``path`` (needs root), else skip."""
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling symlink", "fifo", "device", "socket"])
+def test_the_writer_replaces_only_regular_files(tmp_path, kind):
+    """Issue 26: every writer replaced a symlink, FIFO or device node by a regular file (as
+    root, diagnose --plot /dev/null replaced /dev/null)."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("theirs")
+    path = tmp_path / "link.png"
+    if kind == "symlink":
+        path.symlink_to(outside)
+    elif kind == "dangling symlink":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "device":
+        _device(path)
+    else:
+        import socket
+
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    before = os.lstat(path)
+    with pytest.raises(FileExistsError, match=rf"refusing to write {path}: it is a"):
+        files.atomic_write(path, b"new")
+    after = os.lstat(path)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
+    assert outside.read_text() == "theirs" and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_commands_refuse_a_link_or_device_before_any_work(tmp_path, capsys):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"theirs")
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "loss.png").symlink_to(outside)
+    err = _one_line_error(capsys, ["compare", "--schemes", "he", "--iterations", "5", "--out",
+                                   str(out), "--resume", "--no-progress"])  # fmt: skip
+    assert f"refusing to write {out / 'loss.png'}: it is a symbolic link" in err
+    assert sorted(os.listdir(out)) == ["loss.png"] and outside.read_bytes() == b"theirs"
+    _device(tmp_path / "null")
+    err = _one_line_error(capsys, ["diagnose", "--plot", str(tmp_path / "null")])
+    assert "--plot: refusing to write" in err and "it is a character device" in err
+    assert stat.S_ISCHR(os.lstat(tmp_path / "null").st_mode)
 
 
 # ---------------------------------------------------------------- 11: empty values

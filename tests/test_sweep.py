@@ -12,7 +12,7 @@ from initlab import SweepResult, SweepSpec, sweep
 from initlab.bench.sweep import backends
 from initlab.bench.sweep.engine import build_member
 from initlab.bench.sweep.spec import config_id, init_seed
-from initlab.bench.sweep.store import METRICS, ResultStore, read_csv
+from initlab.bench.sweep.store import METRICS, read_csv
 from initlab.bench.train import as_dataset
 
 SMALL = {"scheme": ["he", "xavier"], "scale": [0.5, 2.0], "depth": [1, 2], "width": 6,
@@ -233,13 +233,109 @@ def test_resume_after_a_kill_loses_nothing(tmp_path, monkeypatch):
     assert len(read_csv(tmp_path / "s" / "results.csv")) == len(reference.rows)
 
 
-def test_resume_refuses_other_settings_and_the_folder_is_locked(tmp_path):
-    sweep(SMALL, out=tmp_path / "s", progress=False)
-    with pytest.raises(ValueError, match="different data or options"):
-        sweep({**SMALL, "iterations": 31}, out=tmp_path / "s", resume=True, progress=False)
-    held = ResultStore(tmp_path / "s", {}, resume=True)
-    with held, pytest.raises(FileExistsError, match="locked"):
-        ResultStore(tmp_path / "s", {}, resume=True)
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_resume_with_other_settings_is_refused_before_writing(tmp_path):
+    """Issue 26: a resume whose configs did not overlap the saved ones was accepted with other
+    settings (one results.csv held runs of 5, 50 and 7 iterations), and a refused resume still
+    overwrote sweep.json."""
+    out = tmp_path / "s"
+    sweep({"scale": [1.0], "iterations": 5}, out=out, progress=False)
+    before = _snapshot(out)
+    changes = (({"iterations": 50}, "iterations: 5 -> 50"),
+               ({"iterations": 5, "dtype": "float64"}, "dtype: 'float32' -> "),
+               ({"iterations": 5, "sweep_seed": 1}, "sweep_seed: 0 -> 1"))  # fmt: skip
+    for change, message in changes:
+        with pytest.raises(ValueError, match=rf"different settings \({message}"):
+            sweep({"scale": [2.0], **change}, out=out, resume=True, progress=False)
+        assert _snapshot(out) == before  # nothing written, sweep.json included
+    with pytest.raises(ValueError, match="different settings"):  # overlapping configs too
+        sweep({"scale": [1.0], "iterations": 31}, out=out, resume=True, progress=False)
+
+
+def test_resume_with_other_data_of_the_same_name_is_refused(tmp_path):
+    x = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    out = tmp_path / "s"
+    sweep({"data": "mine", "scale": [1.0], "iterations": 3}, out=out, progress=False,
+          datasets={"mine": (x, y)})  # fmt: skip
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match=r"runs on data 'mine' were made with other data"):
+        sweep({"data": "mine", "scale": [2.0], "iterations": 3}, out=out, resume=True,
+              progress=False, datasets={"mine": (x, 1 - y)})  # fmt: skip
+    assert _snapshot(out) == before
+
+
+def test_resume_keeps_the_rows_it_does_not_ask_for(tmp_path):
+    out = tmp_path / "s"
+    first = sweep({"scale": [1.0, 2.0], "iterations": 5}, out=out, progress=False)
+    again = sweep({"scale": [4.0], "iterations": 5}, out=out, resume=True, progress=False)
+    assert [r["scale"] for r in again.rows] == [4.0, 1.0, 2.0]  # asked for first, then kept
+    assert again.rows[1:] == first.rows
+    assert [r["scale"] for r in read_csv(out / "results.csv")] == [1.0, 2.0, 4.0]
+    assert json.loads((out / "sweep.json").read_text())["axes"]["scale"] == [1.0, 2.0]
+
+
+def test_force_removes_the_previous_report_and_plots(tmp_path, capsys):
+    """Issue 26: sweep --force left the previous report and plots beside the new results."""
+    from initlab.cli import main
+
+    out = tmp_path / "s"
+    assert main(["sweep", "--scale", "1,2", "--depth", "1,2", "--iterations", "2", "--out",
+                 str(out), "--no-progress"]) == 0  # fmt: skip
+    (out / "notes.txt").write_text("mine")
+    assert {"phase.png", "multiplier.png", "curve-depth.png", "report.html"} <= set(os.listdir(out))
+    assert main(["sweep", "--iterations", "2", "--out", str(out), "--force", "--no-progress",
+                 "--no-report"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert sorted(os.listdir(out)) == ["notes.txt", "results.csv", "results.parquet",
+                                       "sweep.json"]  # fmt: skip
+    assert len(read_csv(out / "results.csv")) == 1
+
+
+def _with(line, column, value):
+    from initlab.bench.sweep.store import COLUMNS
+
+    cells = line.split(",")  # the rows of these specs hold no quoted commas
+    cells[COLUMNS.index(column)] = value
+    return ",".join(cells)
+
+
+_DAMAGE = {
+    "a row twice": (lambda lines: [*lines, lines[1]], "line 4: config .* is already on line 2"),
+    "an empty id": (lambda lines: [lines[0], _with(lines[1], "config_id", ""), *lines[2:]],
+                    "line 2: the row has no config_id"),
+    "nan loss marked finished": (
+        lambda lines: [lines[0], _with(lines[1], "final_loss", "nan"), *lines[2:]],
+        "line 2: config .* is marked finished but its final_loss is nan"),
+    "an unknown status": (lambda lines: [lines[0], _with(lines[1], "status", "done"), *lines[2:]],
+                          "status must be finished or diverged; got 'done'"),
+    "a word for a number": (lambda lines: [lines[0], _with(lines[1], "depth", "two"), *lines[2:]],
+                            "line 2: depth must be an integer; got 'two'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGE))
+def test_a_damaged_results_csv_is_refused_on_resume(tmp_path, capsys, damage):
+    """Issue 26: a results.csv with a duplicate row, an empty id or a NaN loss marked
+    finished was accepted on resume."""
+    from initlab.cli import main
+
+    out = tmp_path / "s"
+    sweep({"scale": [1.0, 2.0], "iterations": 3}, out=out, progress=False)
+    edit, message = _DAMAGE[damage]
+    lines = (out / "results.csv").read_text().splitlines()
+    (out / "results.csv").write_text("\n".join(edit(lines)) + "\n")
+    before = _snapshot(out)
+    with pytest.raises(ValueError, match=message):
+        sweep({"scale": [1.0, 2.0], "iterations": 3}, out=out, resume=True, progress=False)
+    assert main(["sweep", "--scale", "1,2", "--iterations", "3", "--out", str(out), "--resume",
+                 "--no-progress"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "results.csv, line" in err
+    assert _snapshot(out) == before
 
 
 def test_ray_missing_gives_one_line(monkeypatch):

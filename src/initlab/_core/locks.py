@@ -1,20 +1,36 @@
 """Exclusive claims on output folders: one initlab process writes a folder at a time.
 
-:func:`folder_lock` creates ``.initlab.lock`` in the folder, holding the owner's pid, host and
-start time, with ``os.link`` (atomic: exactly one of two racing processes succeeds, and the
-file is complete when it appears). It is removed on exit, also on an exception or Ctrl-C. A
-lock left by a process that no longer runs on this host is stale and taken over; any other
-existing lock is refused with a message naming its owner. The same process may enter the lock
-of a folder it already holds (the CLI holds it over training and the report).
+:func:`folder_lock` is the one lock of every command that writes an experiment folder
+(``compare``, ``sweep``, their reports). It holds an advisory ``fcntl.flock`` on
+``FOLDER/.initlab.lock`` through an open file descriptor for the whole block:
+
+- **No stale locks.** The kernel releases the lock when the holder exits, however it exits
+  (``SIGKILL`` and power loss included), so there is nothing to detect or take over: the next
+  process simply gets it. The lock file's content (the holder's pid, host and start time) only
+  serves the refusal message; whatever it says, only the ``flock`` decides.
+- **No races.** ``flock`` is atomic: of any number of processes trying at once, exactly one
+  holds it. The holder deletes the lock file before it lets go, and a process that got the
+  lock of a file that was deleted meanwhile (it opened it just before) tries again on the new
+  one, so two holders can never lock two different files of the same name.
+- The lock file is left behind only when its holder was killed; it is harmless (a later run
+  locks and removes it), and ``--force`` and the non-empty check ignore it.
+- A second process is refused at once (no waiting) with a ``FileExistsError`` naming the
+  holder. The same process may enter the lock of a folder it already holds (the CLI holds it
+  over training and the report).
+- A lock file that is a symbolic link or anything but a regular file is refused, never
+  followed.
+
+On a platform without ``fcntl`` (Windows) folders are not locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
-import tempfile
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -24,102 +40,137 @@ _HELD: dict[str, int] = {}
 _HELD_LOCK = threading.Lock()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except OSError:
-        return False
-    return True
-
-
 def read_lock(folder: str | os.PathLike[str]) -> dict | None:
-    """The owner record of ``folder``'s lock (``{}`` if unreadable), or ``None`` if unlocked."""
+    """The owner record in ``folder``'s lock file (``{}`` if unreadable), or ``None`` when
+    there is no lock file. Only informative: a file left by a killed process is not a lock."""
     path = os.path.join(os.fspath(folder), LOCK_NAME)
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        return data if isinstance(data, dict) else {}
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError:
+        return {}
+    try:
+        return _record(fd)
+    finally:
+        os.close(fd)
+
+
+def _record(fd: int) -> dict:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _try_create(folder: str, record: dict) -> bool:
-    path = os.path.join(folder, LOCK_NAME)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".initlab-lock-")
+def _open(path: str) -> int:
+    """An open descriptor of the lock file at ``path`` (created if missing), which must be a
+    regular file."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record, handle)
+        fd = os.open(path, flags, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise FileExistsError(
+                f"{path} is a symbolic link; initlab's folder lock must be a regular file "
+                f"(remove the link)"
+            ) from None
+        raise type(error)(error.errno, f"could not lock {path}: {error.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileExistsError(
+            f"{path} is not a regular file; initlab's folder lock must be one (remove it)"
+        )
+    return fd
+
+
+def _refusal(folder: str, owner: dict) -> FileExistsError:
+    who = f"pid {owner['pid']} on {owner.get('host', '?')}" if "pid" in owner else "pid unknown"
+    started = owner.get("started")
+    if isinstance(started, int | float):
+        who += ", since " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    return FileExistsError(
+        f"{folder} is in use by another initlab process ({who}); wait for it to finish or "
+        f"choose another --out"
+    )
+
+
+def _acquire(folder: str) -> int:
+    """Lock ``folder`` (see the module docstring); returns the descriptor that holds it."""
+    import fcntl
+
+    path = os.path.join(folder, LOCK_NAME)
+    while True:
+        fd = _open(path)
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        os.unlink(tmp)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            owner = _record(fd)
+            os.close(fd)
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise _refusal(folder, owner) from None
+            raise type(error)(error.errno, f"could not lock {path}: {error.strerror}") from None
+        # The holder before us deletes the file before letting go: if the name no longer
+        # leads to the file we locked, lock the one it leads to now.
+        held = os.fstat(fd)
+        try:
+            now = os.lstat(path)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(record).encode(), 0)
+            return fd
+        os.close(fd)
 
 
-def _stale(owner: dict) -> bool:
-    """A lock is stale when its process is gone (same host) or its file is unreadable (the
-    link makes a complete file appear at once, so an unreadable one is damaged)."""
-    if not owner:
-        return True
-    pid, host = owner.get("pid"), owner.get("host")
-    return host == socket.gethostname() and isinstance(pid, int) and not _alive(pid)
+def _release(folder: str, fd: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(folder, LOCK_NAME))  # while still held: see _acquire
+    os.close(fd)
 
 
 @contextlib.contextmanager
 def folder_lock(folder: str | os.PathLike[str]) -> Iterator[str]:
-    """Hold the exclusive lock of ``folder`` (created if needed) inside the block."""
+    """Hold the exclusive lock of ``folder`` (created if needed) inside the block; a folder
+    this call created is removed again if nothing was written into it (bad input)."""
     folder = os.path.abspath(os.fspath(folder))
+    created = not os.path.lexists(folder)
+    os.makedirs(folder, exist_ok=True)
+    key = os.path.realpath(folder)
     with _HELD_LOCK:
-        if folder in _HELD:
-            _HELD[folder] += 1
-            nested = True
-        else:
-            nested = False
+        nested = key in _HELD
+        if nested:
+            _HELD[key] += 1
     if nested:
         try:
             yield folder
         finally:
             with _HELD_LOCK:
-                _HELD[folder] -= 1
+                _HELD[key] -= 1
         return
-    created = not os.path.exists(folder)
-    os.makedirs(folder, exist_ok=True)
-    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    for _ in range(3):
-        if _try_create(folder, record):
-            break
-        owner = read_lock(folder)
-        if owner is None:
-            continue  # released meanwhile
-        if _stale(owner):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, LOCK_NAME))
-            continue
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
-        raise FileExistsError(
-            f"{folder} is in use by another initlab process (pid {owner.get('pid')} on "
-            f"{owner.get('host')}, since {since}); wait for it to finish, or delete "
-            f"{os.path.join(folder, LOCK_NAME)} if that process is gone"
-        )
-    else:  # pragma: no cover - three races lost in a row
-        raise FileExistsError(f"could not lock {folder}: another process keeps claiming it")
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:  # pragma: no cover - not POSIX: no advisory locks
+        fd = None
+    else:
+        try:
+            fd = _acquire(folder)
+        except BaseException:
+            if created:
+                _remove_if_empty(folder)
+            raise
     with _HELD_LOCK:
-        _HELD[folder] = 1
+        _HELD[key] = 1
     try:
         yield folder
     finally:
         with _HELD_LOCK:
-            del _HELD[folder]
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(folder, LOCK_NAME))
+            del _HELD[key]
+        if fd is not None:
+            _release(folder, fd)
         if created:
             _remove_if_empty(folder)
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from initlab._core.files import clear_outputs, prepare_out
+from initlab._core.files import check_outputs, clear_outputs, prepare_out
 from initlab._core.locks import folder_lock
 from initlab._core.memory import check_fits
 from initlab._core.progress import progress_bar
@@ -107,10 +107,14 @@ def compare(
     (:class:`initlab.RunOptions`; then leave those keywords at their defaults).
 
     With ``out``: the folder is locked while this call writes it (a second process writing
-    the same folder is refused), ``force=True`` first removes the previous experiment's
-    initlab files, ``results.json`` carries a fingerprint of the data
-    (:meth:`~initlab.bench.datasets.Dataset.fingerprint`), and ``resume=True`` refuses
-    different settings or data, naming what changed. See :mod:`initlab.bench.store`.
+    the same folder is refused; :func:`initlab._core.locks.folder_lock`), ``force=True``
+    first removes the previous experiment's initlab files, ``results.json`` carries a
+    fingerprint of the data (:meth:`~initlab.bench.datasets.Dataset.fingerprint`), and
+    ``resume=True`` refuses different settings or data, naming what changed, before anything
+    is written. A resume merges: the saved runs this call does not ask for stay in the files
+    and in the returned comparison (after the requested runs), and ``config["schemes"]`` and
+    ``config["seeds"]`` list every scheme and seed in the folder. See
+    :mod:`initlab.bench.store`.
 
     (Long only by its keywords and this text: the work is in ``_Plan`` and ``_Session``.)
     """
@@ -125,13 +129,22 @@ def compare(
                        group_size, monitor_every)  # fmt: skip
     if out is None:
         return _Session(plan, None, progress).run()
-    out = prepare_out(out, force=force, resume=resume)
-    with folder_lock(out):
+    out = prepare_out(out, force=force, resume=resume, create=False)
+    with folder_lock(out):  # every check below, then the writes, under the lock
+        prepare_out(out, force=force, resume=resume, create=False)
         session = _Session(plan, out, progress)
-        if resume and os.path.exists(os.path.join(out, "results.json")):
+        resuming = resume and os.path.exists(os.path.join(out, "results.json"))
+        if resuming:
             session.resume()
-        elif force:
+        elif resume and os.path.exists(os.path.join(out, "results.csv")):
+            raise ValueError(
+                f"cannot resume {out}: it holds a sweep (results.csv), not a comparison; use "
+                f"another --out or --force"
+            )
+        check_outputs(out)
+        if force and not resuming:
             clear_outputs(out)
+        os.makedirs(os.path.join(out, "models"), exist_ok=True)
         return session.run()
 
 
@@ -270,10 +283,12 @@ class _Session:
         self.finished: dict[Key, Run] = {}
         self.monitors: dict[Key, MonitorSeries] = {}
         self.written: dict[str, str] = {}
+        self.others: dict[Key, Run] = {}  # saved runs this plan does not ask for: kept
 
     def resume(self) -> None:
-        """Keep the runs saved in ``out`` that this plan wants (after checking that settings and
-        data match); runs whose model or monitor series was lost train again."""
+        """Take over the runs saved in ``out`` (after checking that settings and data match;
+        nothing is written before): the runs this plan wants are reused, or trained again
+        where their model or monitor series was lost; the others are kept as saved."""
         out, config = str(self.out), self.plan.config
         previous, entries = store.read_results(out)
         changed = store.settings_changes(previous, config)
@@ -292,22 +307,34 @@ class _Session:
         from initlab.bench.comparison import _load_monitors
 
         monitors = _load_monitors(out, previous, runs)
+        wanted = {(label, seed) for label, _, seed in self.plan.runs}
         for entry, run, ok in zip(entries, runs, have, strict=True):
             key = (run.scheme, int(run.seed or 0))
-            if not ok or (self.plan.monitor_every is not None and key not in monitors):
+            if key not in wanted:
+                self.others[key] = run
+            elif not ok or (self.plan.monitor_every is not None and key not in monitors):
                 continue
-            self.finished[key] = run
-            if isinstance(entry.get("run_id"), str) and entry.get("model_sha256"):
+            else:
+                self.finished[key] = run
+            if ok and isinstance(entry.get("run_id"), str) and entry.get("model_sha256"):
                 self.written[entry["run_id"]] = entry["model_sha256"]
             if key in monitors:
                 self.monitors[key] = monitors[key]
 
     def result(self) -> Comparison:
+        """The runs of the plan that are done, in its order, then the kept saved runs."""
         runs = [self.finished[(label, seed)] for label, _, seed in self.plan.runs
                 if (label, seed) in self.finished]  # fmt: skip
+        runs += list(self.others.values())
         kept = {(r.scheme, int(r.seed or 0)) for r in runs}
         monitors = {k: v for k, v in self.monitors.items() if k in kept}
-        return Comparison(runs, self.plan.config, self.plan.dataset, monitors)
+        config = dict(self.plan.config)
+        if self.others:
+            config["schemes"] = list(dict.fromkeys([*config["schemes"],
+                                                    *(s for s, _ in self.others)]))  # fmt: skip
+            config["seeds"] = list(dict.fromkeys([*config["seeds"],
+                                                  *(d for _, d in self.others)]))  # fmt: skip
+        return Comparison(runs, config, self.plan.dataset, monitors)
 
     def save(self) -> None:
         if self.out is not None:

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from initlab._core.files import atomic_write, prepare_out
+from initlab._core.files import atomic_write, check_outputs, prepare_out
+from initlab._core.locks import folder_lock
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice
 from initlab.bench import store
@@ -157,10 +158,13 @@ class Comparison:
         :meth:`MonitorSeries.to_dict` per run, with its scheme and seed) to folder ``out``;
         returns the folder.
 
+        The folder is locked while it is written (the lock of ``compare`` and ``sweep``).
         Plots and ``report.html``: :func:`initlab.report.write_report`.
         """
-        out = prepare_out(out, force=force, resume=True)
-        save_to(self, out, {})
+        out = prepare_out(out, force=force, resume=True, create=False)
+        with folder_lock(out):
+            check_outputs(out)
+            save_to(self, out, {})
         return out
 
     @classmethod

@@ -9,6 +9,11 @@ Layout of ``out/``: ``results.json`` (settings, data fingerprint, runs with hist
   id and the SHA-256 of that file. A model file whose hash does not match (written by a later
   save that was interrupted before ``results.json``) is not attached to the run: on resume the
   run trains again. So the model files and ``results.json`` may be written in either order.
+- **Resume merges, never drops.** A resume reuses the saved runs it asks for and keeps the
+  others as saved: ``results.json``, ``history.csv`` and ``monitor.json`` then list every run
+  of the folder, each model file with its entry. Settings and data must match
+  (:func:`settings_changes`, :func:`data_changes`), checked before anything is written; a
+  ``results.json`` with a run twice is refused.
 - **No unpickling.** Model files load with ``torch.load(weights_only=True)``; their keys and
   shapes must be exactly those of the saved architecture (checked on a meta-device model, so a
   crafted ``layer_dims`` allocates nothing) before any weight is copied.
@@ -80,8 +85,16 @@ def read_results(out: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if not isinstance(config, dict):
         raise ValueError(f"{path}: 'config' must be an object; got {type(config).__name__}")
     runs = data.get("runs", [])
+    first: dict[tuple[str, Any], int] = {}
     for k, entry in enumerate(runs):
         _check_entry(path, k, entry)
+        key = (entry["scheme"], entry.get("seed"))
+        if key in first:
+            raise ValueError(
+                f"{path}: run {k} repeats scheme {key[0]!r} seed {key[1]} (run {first[key]}); "
+                f"the file was damaged or edited"
+            )
+        first[key] = k
     return config, runs
 
 
@@ -89,8 +102,10 @@ def _check_entry(path: str, k: int, entry: Any) -> None:
     where = f"{path}: run {k}"
     if not isinstance(entry, dict):
         raise ValueError(f"{where} must be an object; got {type(entry).__name__}")
-    if not isinstance(entry.get("scheme"), str):
-        raise ValueError(f"{where}: 'scheme' must be a string; got {entry.get('scheme')!r}")
+    if not isinstance(entry.get("scheme"), str) or not entry["scheme"]:
+        raise ValueError(
+            f"{where}: 'scheme' must be a non-empty string; got {entry.get('scheme')!r}"
+        )
     seed = entry.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError(f"{where}: 'seed' must be an integer; got {seed!r}")

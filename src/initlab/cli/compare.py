@@ -193,7 +193,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace the initlab files of a non-empty --out folder (other files are kept)",
     )
-    add("--resume", action="store_true", help="continue the comparison saved in --out")
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the comparison saved in --out, keeping every run saved there (same "
+        "settings only)",
+    )
     add("--no-report", action="store_true", help="skip the plots and report.html")
     flags.add_progress(parser)
     parser.set_defaults(handler=run)

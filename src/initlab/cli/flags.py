@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from initlab._core.files import check_target
 from initlab._core.validation import SEED_LIMIT, closest
 
 # ---------------------------------------------------------------------------- defaults
@@ -254,13 +255,18 @@ def model_spec(spec: str, flag: str) -> str:
 
 
 def output_file(value: str, flag: str) -> str:
-    """A file to write: not empty, not a folder, in a folder that exists."""
+    """A file to write: not empty, not a folder, in a folder that exists, and not a link,
+    device or FIFO (initlab replaces only regular files)."""
     text(value, flag)
     if os.path.isdir(value) or value.endswith(("/", "\\")):
         raise FlagError(f"{flag} must name a file, not a folder; got {shown(value)}")
     folder = os.path.dirname(os.path.abspath(value))
     if not os.path.isdir(folder):
         raise FlagError(f"{flag}: folder {shown(os.path.dirname(value))} does not exist")
+    try:
+        check_target(value)
+    except OSError as error:
+        raise FlagError(f"{flag}: {error}") from None
     return value
 
 

@@ -202,10 +202,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         item=flags.output_folder,
         default=None,
         example=["out"],
-        help="output folder (default: a new folder under runs/)",
+        help="output folder (default: a new folder under runs/); locked while initlab writes it",
     )
-    add("--force", action="store_true", help="overwrite a non-empty --out folder")
-    add("--resume", action="store_true", help="run only the configs missing from --out")
+    add(
+        "--force",
+        action="store_true",
+        help="replace the initlab files of a non-empty --out folder (other files are kept)",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="run only the configs missing from --out, keeping every run saved there (same "
+        "settings only)",
+    )
     add("--no-report", action="store_true", help="skip the plots and report.html")
     flags.add_progress(parser)
     parser.set_defaults(handler=run)
@@ -243,6 +252,8 @@ def build_spec(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from initlab._core.files import prepare_out
+    from initlab._core.locks import folder_lock
     from initlab.bench.sweep.run import sweep
 
     if args.resume and args.out is None:
@@ -252,14 +263,17 @@ def run(args: argparse.Namespace) -> int:
     spec = build_spec(args)
     heatmap = args.heatmap
     out = out_folder(args.out, "sweep")
-    result = sweep(spec, out=out, resume=args.resume, force=args.force, backend=args.backend,
-                   address=args.address, chunk=args.chunk, num_cpus=args.num_cpus,
-                   progress=not args.no_progress)  # fmt: skip
-    print(result.table())
-    names = list(result.files)
-    if not args.no_report:
-        from initlab.report.sweep import write_sweep_report
+    prepare_out(out, force=args.force, resume=args.resume, create=False)  # refuse early
+    with folder_lock(out):  # held over the sweep and the report
+        result = sweep(spec, out=out, resume=args.resume, force=args.force,
+                       backend=args.backend, address=args.address, chunk=args.chunk,
+                       num_cpus=args.num_cpus, progress=not args.no_progress)  # fmt: skip
+        print(result.table())
+        names = list(result.files)
+        if not args.no_report:
+            from initlab.report.sweep import write_sweep_report
 
-        names += [os.path.basename(p) for p in write_sweep_report(result, out, heatmap=heatmap)]
+            paths = write_sweep_report(result, out, heatmap=heatmap)
+            names += [os.path.basename(p) for p in paths]
     print(f"\nwrote {out}/: {', '.join(names)}")
     return 0

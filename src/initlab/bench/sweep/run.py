@@ -8,12 +8,14 @@ once, so ``resume=True`` after an interruption runs only the configs that are mi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from initlab._core.locks import folder_lock
 from initlab._core.table import format_table
 from initlab._core.validation import check_choice, check_number
 from initlab.bench.datasets import Dataset
@@ -215,13 +217,12 @@ def _auto_threads(chunks: Sequence[Chunk]) -> None:
             c.threads = 1 if len(c.configs) * work < _THREAD_WORK else None
 
 
-def _fingerprints(spec: SweepSpec, configs: Sequence[Config],
-                  datasets: Mapping[str, Dataset]) -> dict[str, str]:  # fmt: skip
+def _fingerprints(spec: SweepSpec, datasets: Mapping[str, Dataset]) -> dict[str, str]:
+    """The fingerprint of the runs on each data set, by name (see :mod:`.store`)."""
     import sys
 
     version = getattr(sys.modules.get("initlab"), "__version__", "?")  # loaded: it is our parent
-    options = {k: v for k, v in spec.to_dict().items()
-               if k not in ("axes", "chunk", "search", "samples")}  # fmt: skip
+    options = spec.settings()
     options["model"] = model_name(spec.model)
     source = None
     if callable(spec.model):
@@ -237,7 +238,7 @@ def _fingerprints(spec: SweepSpec, configs: Sequence[Config],
         digest = tensor_digest(d.x_train, d.y_train, d.x_test, d.y_test)
         by_data[name] = fingerprint({"options": options, "model_source": source, "data": digest,
                                      "initlab": version})  # fmt: skip
-    return {config_id(c): by_data[c["data"]] for c in configs}
+    return by_data
 
 
 def _coerce(spec: SweepSpec | Mapping[str, Any] | str | os.PathLike[str]) -> SweepSpec:
@@ -305,8 +306,11 @@ def sweep(
     ``spec``: a :class:`SweepSpec`, a dict (``{"scheme": ["he", "xavier"], "scale": [0.5, 1,
     2], "depth": [2, 8], "seed": [0, 1], "iterations": 500}``) or a ``.json``/``.yaml`` file.
     ``out``: a folder for ``results.csv``, ``results.parquet`` (with pyarrow) and
-    ``sweep.json``, written as chunks finish; ``resume=True`` runs only the configs missing
-    there (same data and options); ``force=True`` overwrites it.
+    ``sweep.json``, written as chunks finish, under the folder's lock (the one ``compare``
+    takes: a second writer is refused); ``resume=True`` runs only the configs missing there
+    and keeps every saved row, also of configs this spec does not list (returned after the
+    spec's rows); it is refused before anything is written when the settings or the data
+    differ (:mod:`.store`). ``force=True`` first removes the previous experiment's files.
     ``backend``: ``"local"`` or ``"ray"`` (``address`` of a cluster, else a local Ray with
     ``num_cpus`` CPUs, default all); ``chunk``: most configs per batched ensemble (default
     ``spec.chunk`` or 64). The numbers do not depend on the backend or the chunk size.
@@ -341,11 +345,14 @@ def sweep(
         if name not in datasets:
             datasets[name] = as_dataset(given.get(name, name))
     _check_models(spec, configs, datasets)
-    prints = _fingerprints(spec, configs, datasets)
-    store = None
-    if out is not None:
-        store = ResultStore(out, spec.to_dict(), resume=resume, force=force)
-    try:
+    by_data = _fingerprints(spec, datasets)
+    prints = {config_id(c): by_data[c["data"]] for c in configs}
+    with contextlib.ExitStack() as held:
+        store = None
+        if out is not None:
+            held.enter_context(folder_lock(out))  # checks, then writes, under the lock
+            store = ResultStore(out, spec.to_dict(), resume=resume, force=force,
+                                settings=spec.settings(), data_fingerprints=by_data)  # fmt: skip
         done = store.done(prints) if store is not None else set()
         todo = [c for c in configs if config_id(c) not in done]
         chunks = plan_chunks(spec, todo, datasets, size)
@@ -368,18 +375,13 @@ def sweep(
                         store.append(rows)
                     advance(len(rows))
         stored = {r["config_id"]: r for r in store.rows} if store is not None else {}
-        ordered = []
-        for config in configs:
-            key = config_id(config)
-            ordered.append(fresh.get(key) or stored[key])
+        ordered = [fresh.get(config_id(c)) or stored[config_id(c)] for c in configs]
+        ordered += [r for cid, r in stored.items() if cid not in prints]  # kept, not asked for
         files = []
         if store is not None:
             files = ["results.csv", "sweep.json"] + (["results.parquet"] if store.has_parquet
                                                      else [])  # fmt: skip
         return SweepResult(ordered, spec, None if out is None else os.fspath(out), files)
-    finally:
-        if store is not None:
-            store.close()
 
 
 __all__ = ["SweepResult", "SweepSpec", "plan_chunks", "sweep"]

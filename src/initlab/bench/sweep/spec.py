@@ -217,6 +217,15 @@ class SweepSpec:
             out[name] = list(value) if isinstance(value, tuple) else value
         return out
 
+    def settings(self) -> dict[str, Any]:
+        """The options every run of the sweep shares, as plain JSON: all of :meth:`to_dict`
+        but the axes and how configs are drawn and chunked (``search``, ``samples``,
+        ``chunk``). Runs share a result folder only when these are equal."""
+        out = self.to_dict()
+        for key in ("axes", "search", "samples", "chunk"):
+            del out[key]
+        return out
+
     # ------------------------------------------------------------------ configs
     def configs(self) -> list[Config]:
         """The runs of the sweep: one dict per config with a value for every axis."""
