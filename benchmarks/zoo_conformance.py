@@ -16,7 +16,12 @@ its one-line message. The init checks, all on ``init_model(model, "he_normal", s
   state dict (a SHA-256 of every tensor; one worker process answers for all models, working
   while this one runs the other checks);
 - ``example_agrees``: with ``example=entry.example()`` the plan's rows agree with the plan
-  without it on the activation and the target std (relative 1e-6).
+  without it on the activation and the target std (relative 1e-6);
+
+and the doctor's (issue 25):
+
+- ``doctor_default``: ``initlab.diagnose`` on the model at its framework's default init (not
+  initlab's), on its example, says *healthy*.
 
 To add a column, write ``def my_check(entry) -> tuple[bool | None, str]`` and add it to
 :data:`CHECKS`; :func:`pristine` and :func:`initialized` give the built model and its init
@@ -284,12 +289,23 @@ def check_example_agrees(entry: RealModel) -> Result:
     return True, f"{len(rows_a)} rows agree"
 
 
+def check_doctor_default(entry: RealModel) -> Result:
+    """Issue 25: the doctor calls the framework's default init healthy (its pass runs in
+    training mode with dropout and stochastic depth off), on the model's own example."""
+    model = fresh(entry)
+    with torch.random.fork_rng(devices=[]):
+        diagnosis = initlab.diagnose(model, entry.example(), samples=0)
+    kinds = diagnosis.kinds
+    return kinds == ["healthy"], ", ".join(kinds)
+
+
 CHECKS: dict[str, Check] = {
     "init_runs": check_init_runs,
     "first_loss": check_first_loss,
     "keeps_intent": check_keeps_intent,
     "same_weights": check_same_weights,
     "example_agrees": check_example_agrees,
+    "doctor_default": check_doctor_default,
 }
 
 
