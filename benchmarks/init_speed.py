@@ -139,7 +139,7 @@ def many_small(count: int, repeats: int) -> str:
     return (
         f"many small layers: init_model on {count} x Linear(4, 4) in a ModuleList {t_ours:.3f} s "
         f"vs torch.nn.init loop {t_plain:.3f} s -> {t_ours / t_plain:.1f}x "
-        f"(target <= 3x; median of {repeats})"
+        f"(target <= 2x, issue 24; median of {repeats})"
     )
 
 

@@ -138,9 +138,11 @@ def _decide(
             return rule, "rule", None
     if 0 in shape:
         return None, "keep", "empty: nothing to draw"
-    intent = _intent(module, param)
-    if intent is not None:
-        return None, "keep", intent
+    # the common case (trainable, no flags) costs three attribute reads: many-layer models
+    if not param.requires_grad or param.__dict__ or "_no_reinit" in module.__dict__:
+        intent = _intent(module, param)
+        if intent is not None:
+            return None, "keep", intent
     if ndim <= 1 and _is_norm_type(type(module)):
         if any(s in name for s in _SHIFT_NAMES):
             return _named("zeros"), "norm", None
@@ -160,9 +162,10 @@ def _decide(
         return _named("ones"), "norm", None
     if "bias" in name and (ndim <= 1 or isinstance(module, _WEIGHT_LAYERS)):
         # Only under the default policy: a bias policy of the user's own names every bias.
-        structured = _time_step_bias(module, param) if bias == "zeros" else None
-        if structured is not None:
-            return None, "keep", structured
+        if bias == "zeros" and _projects_up(own_weight):
+            structured = _time_step_bias(module, param)
+            if structured is not None:
+                return None, "keep", structured
         return _bias_scheme(bias, own_weight, module), "bias", None
     if isinstance(module, nn.Embedding):
         owner = qualified.rpartition(".")[0].rpartition(".")[2]
@@ -204,6 +207,15 @@ def _intent(module: nn.Module, param: torch.Tensor) -> str | None:
         if module.__dict__.get(flag) is True:
             return f"its module is marked {flag}: kept"
     return None
+
+
+def _projects_up(weight: Any) -> bool:
+    """A 2-D weight mapping a low rank up to at least 4x as many outputs (``dt_rank`` to
+    ``d_inner``): the only layers whose bias :func:`_time_step_bias` reads."""
+    if weight is None:
+        return False
+    shape = weight.shape
+    return len(shape) == 2 and shape[0] >= 4 * shape[1]
 
 
 def _time_step_bias(module: nn.Module, param: torch.Tensor) -> str | None:
