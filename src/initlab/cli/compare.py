@@ -179,27 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also record activation rms and gradient norms per layer every K iterations "
         "(monitor.json, monitor.png); runs then train one at a time, about 15x slower",
     )
-    add(
-        "--out",
-        action=Value,
-        metavar="DIR",
-        item=flags.output_folder,
-        default=None,
-        example=["out"],
-        help="output folder (default: a new folder under runs/); locked while initlab writes it",
-    )
-    add(
-        "--force",
-        action="store_true",
-        help="replace the initlab files of a non-empty --out folder (other files are kept)",
-    )
-    add(
-        "--resume",
-        action="store_true",
-        help="continue the comparison saved in --out, keeping every run saved there (same "
-        "settings only)",
-    )
-    add("--no-report", action="store_true", help="skip the plots and report.html")
+    flags.add_run_folder(parser, "continue the comparison saved in --out")
     flags.add_progress(parser)
     parser.set_defaults(handler=run)
 

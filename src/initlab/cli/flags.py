@@ -470,6 +470,30 @@ def add_plot(parser: argparse._ActionsContainer, help: str) -> None:
     )
 
 
+def add_run_folder(parser: argparse._ActionsContainer, resume_help: str) -> None:
+    """``--out``, ``--force``, ``--resume`` and ``--no-report``: the output folder of a command
+    that trains runs (compare, sweep), locked while initlab writes it."""
+    parser.add_argument(
+        "--out",
+        action=Value,
+        metavar="DIR",
+        item=output_folder,
+        default=None,
+        example=["out"],
+        help="output folder (default: a new folder under runs/); locked while initlab writes it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the initlab files of a non-empty --out folder (other files are kept)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help=f"{resume_help}, keeping every run saved there "
+        "(same settings only)",
+    )  # fmt: skip
+    parser.add_argument("--no-report", action="store_true", help="skip the plots and report.html")
+
+
 def add_progress(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

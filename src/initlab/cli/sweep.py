@@ -195,27 +195,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         example=["scale", "depth"],
         help="the two axes X Y of the phase diagram (default: the first two swept)",
     )
-    add(
-        "--out",
-        action=Value,
-        metavar="DIR",
-        item=flags.output_folder,
-        default=None,
-        example=["out"],
-        help="output folder (default: a new folder under runs/); locked while initlab writes it",
-    )
-    add(
-        "--force",
-        action="store_true",
-        help="replace the initlab files of a non-empty --out folder (other files are kept)",
-    )
-    add(
-        "--resume",
-        action="store_true",
-        help="run only the configs missing from --out, keeping every run saved there (same "
-        "settings only)",
-    )
-    add("--no-report", action="store_true", help="skip the plots and report.html")
+    flags.add_run_folder(parser, "run only the configs missing from --out")
     flags.add_progress(parser)
     parser.set_defaults(handler=run)
 
