@@ -231,84 +231,62 @@ def _run_check(
     ``model``: the module ``fn`` runs, whose activation modules the kink watch may hook."""
     watch = KinkWatch(model) if mode == "fast" else None
     try:
-        return _checked(fn, base, mode=mode, eps=eps, samples=samples, directions=directions,
-                        generator=generator, thresholds=thresholds, atol=atol, worst=worst,
-                        vectorize=vectorize, notes=notes, start=start, watch=watch)  # fmt: skip
+        grad, loss_value, pinned = _backprop(fn, base, watch)
+        objective = _Objective(fn, base, vectorize, watch)
+        zero = _deterministic(objective, base, loss_value)
+        noise = _round_off(objective, zero)
+        if atol is None:
+            atol = max(16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0),
+                       4 * noise) / eps  # fmt: skip
+        s = _Setup(objective, grad, zero, mode, eps, atol, samples, directions, generator,
+                   thresholds, pinned)  # fmt: skip
+        names = list(base)
+        if mode == "fast":
+            measured = _directions(s, _jobs(s, [[n] for n in names], base))
+            # the joint directions span the tensors that could be measured on their own
+            joint = [n for n, m in zip(names, measured, strict=True) if bool(m.usable.any())]
+            measured.append(_directions(s, _jobs(s, [joint or names], base))[0])
+        else:
+            measured = [_measure(s, n, base) for n in names]
+            measured.append(Measured(torch.cat([x.num for x in measured]),
+                                     torch.cat([x.ana for x in measured]),
+                                     torch.cat([x.kinks for x in measured]), "entries", None, eps,
+                                     lambda e, a: _joined(measured[:-1], e, a)))  # fmt: skip
+        lost = [int(((v + eps) == (v - eps)).sum()) for v in base.values()]
+        decided = [first_verdict(m, atol, thresholds) for m in measured]
+        for i, count in enumerate(lost):
+            if count:  # the step vanishes in the rounding of these weights: 0 / 0
+                decided[i] = Decided(measured[i], math.nan, False, "not finite", atol)
+        if any(lost):
+            decided[-1] = Decided(measured[-1], math.nan, False, "not finite", atol)
+        converged = judge(decided, [*names, "overall"], thresholds, objective, grad, zero)
+        left_out = {n: int((pinned[n] != 0).sum()) if n in pinned else 0 for n in names}
+        rows = [_row(n, tuple(base[n].shape), d, float(grad[n].norm()), left_out[n])
+                for n, d in zip(names, decided[:-1], strict=True)]  # fmt: skip
+        norm = float(sum(float(g.norm()) ** 2 for g in grad.values()) ** 0.5)
+        overall = _row("overall", (), decided[-1], norm, sum(left_out.values()))
+        entries: list[Entry] = []
+        for n, d in zip([*names, "(all)"], decided, strict=True):
+            shape = tuple(base[n].shape) if n in base else ()
+            entries += _worst_entries(d.measured, n, shape, worst)
+        lost_steps = [f"{n} ({c} of {base[n].numel()}, |w| up to {float(base[n].abs().max()):.3g})"
+                      for n, c in zip(names, lost, strict=True) if c]  # fmt: skip
+        notes = [*notes, *_notes(lost_steps, converged, rows, eps, base, watch, left_out)]
+        if atol > 16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0) / eps * 1.0001:
+            notes.append(f"the loss rounds worse than float64 suggests here (measured: "
+                         f"{noise:.3g} for a loss of {abs(loss_value):.3g}): round-off level "
+                         f"atol {atol:.3g} at eps")  # fmt: skip
+        verdict = max([overall.verdict] + [r.verdict for r in rows], key=VERDICTS.index)
+        entries.sort(key=lambda e: e.diff, reverse=True)
+        return GradCheck(
+            mode=mode, eps=eps, loss=loss_value, verdict=verdict, tensors=rows, overall=overall,
+            worst=entries[:worst], thresholds=thresholds, atol=atol,
+            evaluations=objective.evaluations, seconds=time.perf_counter() - start,
+            vectorized=objective.vectorized, notes=[*notes, *_loop_note(objective)],
+        )  # fmt: skip
     finally:
         if watch is not None:
             watch.close()
-
-
-def _checked(
-    fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
-    base: dict[str, torch.Tensor],
-    *,
-    mode: str,
-    eps: float,
-    samples: int,
-    directions: int,
-    generator: torch.Generator,
-    thresholds: tuple[float, float],
-    atol: float | None,
-    worst: int,
-    vectorize: bool,
-    notes: list[str],
-    start: float,
-    watch: KinkWatch | None,
-) -> GradCheck:
-    grad, loss_value, pinned = _backprop(fn, base, watch)
-    objective = _Objective(fn, base, vectorize, watch)
-    zero = _deterministic(objective, base, loss_value)
-    noise = _round_off(objective, zero)
-    if atol is None:
-        atol = max(16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0),
-                   4 * noise) / eps  # fmt: skip
-    s = _Setup(objective, grad, zero, mode, eps, atol, samples, directions, generator,
-               thresholds, pinned)  # fmt: skip
-    names = list(base)
-    if mode == "fast":
-        measured = _directions(s, _jobs(s, [[n] for n in names], base))
-        # the joint directions span the tensors that could be measured on their own
-        joint = [n for n, m in zip(names, measured, strict=True) if bool(m.usable.any())]
-        measured.append(_directions(s, _jobs(s, [joint or names], base))[0])
-    else:
-        measured = [_measure(s, n, base) for n in names]
-        measured.append(Measured(torch.cat([x.num for x in measured]),
-                                 torch.cat([x.ana for x in measured]),
-                                 torch.cat([x.kinks for x in measured]), "entries", None, eps,
-                                 lambda e, a: _joined(measured[:-1], e, a)))  # fmt: skip
-    lost = [int(((v + eps) == (v - eps)).sum()) for v in base.values()]
-    decided = [first_verdict(m, atol, thresholds) for m in measured]
-    for i, count in enumerate(lost):
-        if count:  # the step vanishes in the rounding of these weights: 0 / 0
-            decided[i] = Decided(measured[i], math.nan, False, "not finite", atol)
-    if any(lost):
-        decided[-1] = Decided(measured[-1], math.nan, False, "not finite", atol)
-    converged = judge(decided, [*names, "overall"], thresholds, objective, grad, zero)
-    left_out = {n: int((pinned[n] != 0).sum()) if n in pinned else 0 for n in names}
-    rows = [_row(n, tuple(base[n].shape), d, float(grad[n].norm()), left_out[n])
-            for n, d in zip(names, decided[:-1], strict=True)]  # fmt: skip
-    norm = float(sum(float(g.norm()) ** 2 for g in grad.values()) ** 0.5)
-    overall = _row("overall", (), decided[-1], norm, sum(left_out.values()))
-    entries: list[Entry] = []
-    for n, d in zip([*names, "(all)"], decided, strict=True):
-        shape = tuple(base[n].shape) if n in base else ()
-        entries += _worst_entries(d.measured, n, shape, worst)
-    lost_steps = [f"{n} ({c} of {base[n].numel()}, |w| up to {float(base[n].abs().max()):.3g})"
-                  for n, c in zip(names, lost, strict=True) if c]  # fmt: skip
-    notes = [*notes, *_notes(lost_steps, converged, rows, eps, base, watch, left_out)]
-    if atol > 16 * torch.finfo(torch.float64).eps * max(abs(loss_value), 1.0) / eps * 1.0001:
-        notes.append(f"the loss rounds worse than float64 suggests here (measured: "
-                     f"{noise:.3g} for a loss of {abs(loss_value):.3g}): round-off level "
-                     f"atol {atol:.3g} at eps")  # fmt: skip
-    verdict = max([overall.verdict] + [r.verdict for r in rows], key=VERDICTS.index)
-    entries.sort(key=lambda e: e.diff, reverse=True)
-    return GradCheck(
-        mode=mode, eps=eps, loss=loss_value, verdict=verdict, tensors=rows, overall=overall,
-        worst=entries[:worst], thresholds=thresholds, atol=atol,
-        evaluations=objective.evaluations, seconds=time.perf_counter() - start,
-        vectorized=objective.vectorized, notes=[*notes, *_loop_note(objective)],
-    )  # fmt: skip
 
 
 def _joined(parts: list[Measured], eps: float, atol: float) -> Measured:
